@@ -1,0 +1,9 @@
+"""Placeholder."""
+
+
+class GeneEmbeddings:  # pragma: no cover
+    pass
+
+
+class AlignedGeneEmbeddings:  # pragma: no cover
+    pass

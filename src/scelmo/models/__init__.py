@@ -1,0 +1,3 @@
+"""Trainable and pretrained models in the scvi-tools style."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Plots of what ``scelmo.tl`` writes."""
+
+__all__: list[str] = []

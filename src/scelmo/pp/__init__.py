@@ -1,0 +1,6 @@
+"""Preprocessing: gene text, gene embedding tables, cell tokens."""
+
+from ._build_gene_embeddings import build_gene_embeddings
+from ._gene_descriptions import gene_descriptions
+
+__all__ = ["build_gene_embeddings", "gene_descriptions"]

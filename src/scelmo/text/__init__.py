@@ -1,0 +1,1 @@
+"""Gene and cell-type text sources and text encoders."""

@@ -1,0 +1,5 @@
+"""Placeholder."""
+
+
+def elmo_embed(*args, **kwargs):  # pragma: no cover
+    raise NotImplementedError
