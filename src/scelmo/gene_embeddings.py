@@ -1,9 +1,595 @@
-"""Placeholder."""
+"""Gene embedding tables: a gene x dimension matrix with its provenance.
+
+The published tables (GenePT, scELMo) are pickled ``dict[symbol -> vector]``. We read those only
+when their hash is verified or the caller trusts them, and save tables in a safe ``.npz`` file
+(``numpy.load(..., allow_pickle=False)``) that carries the provenance as JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ._logging import logger
+
+#: Suffixes read as pickled ``dict[symbol -> vector]`` (the GenePT / scELMo release format).
+PICKLE_SUFFIXES = (".pickle", ".pkl", ".pckl")
+#: Format version written into saved tables, bumped when the layout changes.
+FORMAT_VERSION = 1
+
+IdType = Literal["auto", "symbol", "ensembl"]
 
 
-class GeneEmbeddings:  # pragma: no cover
-    pass
+class GeneEmbeddings:
+    """A table of gene embeddings (genes x dimensions) with provenance.
+
+    Parameters
+    ----------
+    genes
+        Gene identifiers (HGNC symbols or Ensembl ids), unique.
+    vectors
+        Array of shape ``(len(genes), dim)``; stored as float32.
+    provenance
+        JSON-serialisable description of how the table was made: text source, encoder,
+        model, date. The content hash is always computed from the data, never trusted
+        from here.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scelmo as se
+    >>> table = se.GeneEmbeddings(["CD3E", "MS4A1"], np.eye(2), provenance={"text_source": "manual"})
+    >>> table
+    GeneEmbeddings(2 genes x 2 dims, text_source='manual')
+    >>> table["CD3E"]
+    array([1., 0.], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        genes: Sequence[str] | pd.Index,
+        vectors: np.ndarray,
+        *,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> None:
+        genes_index = pd.Index(np.asarray(list(genes), dtype=object).astype(str), name="gene")
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2:
+            raise ValueError(f"`vectors` must be 2-dimensional (genes x dims), got shape {vectors.shape}.")
+        if vectors.shape[0] != len(genes_index):
+            raise ValueError(
+                f"{len(genes_index)} genes but {vectors.shape[0]} vectors: pass one row per gene."
+            )
+        if genes_index.has_duplicates:
+            dupes = genes_index[genes_index.duplicated()].unique()[:5].tolist()
+            raise ValueError(
+                f"Gene names must be unique; duplicated: {dupes}. "
+                "Aggregate or drop the duplicates before building the table."
+            )
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            raise ValueError(
+                f"{int(bad.sum())} gene vectors contain NaN or infinite values "
+                f"(e.g. {genes_index[bad][:5].tolist()}); drop or recompute them."
+            )
+        vectors.setflags(write=False)
+        self._genes = genes_index
+        self._vectors = vectors
+        self.provenance: dict[str, Any] = dict(provenance or {})
+        self._hash: str | None = None
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def genes(self) -> pd.Index:
+        """Gene identifiers, in row order."""
+        return self._genes
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The read-only float32 matrix, one row per gene."""
+        return self._vectors
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return self._vectors.shape[1]
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 over gene names and float32 vectors: identical tables have identical hashes."""
+        if self._hash is None:
+            digest = hashlib.sha256()
+            digest.update("\n".join(self._genes).encode())
+            digest.update(b"\0")
+            digest.update(np.asarray(self._vectors.shape, dtype="<i8").tobytes())
+            digest.update(self._vectors.astype("<f4", copy=False).tobytes())
+            self._hash = digest.hexdigest()
+        return self._hash
+
+    def __len__(self) -> int:
+        return len(self._genes)
+
+    def __contains__(self, gene: object) -> bool:
+        return gene in self._genes
+
+    def __getitem__(self, gene: str | Sequence[str]) -> np.ndarray:
+        if isinstance(gene, str):
+            if gene not in self._genes:
+                raise KeyError(f"Gene {gene!r} is not in this table of {len(self)} genes.")
+            return self._vectors[self._genes.get_loc(gene)]
+        positions = self._genes.get_indexer(list(gene))
+        if (positions < 0).any():
+            missing = [g for g, p in zip(gene, positions, strict=True) if p < 0][:5]
+            raise KeyError(f"Genes not in the table: {missing}")
+        return self._vectors[positions]
+
+    def __repr__(self) -> str:
+        source = self.provenance.get("text_source")
+        extra = f", text_source={source!r}" if source else ""
+        return f"GeneEmbeddings({len(self)} genes x {self.dim} dims{extra})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GeneEmbeddings):
+            return NotImplemented
+        return self.content_hash == other.content_hash
+
+    __hash__ = None  # type: ignore[assignment]  # mutable provenance: not hashable
+
+    # --------------------------------------------------------------- builders
+    @classmethod
+    def from_dict(
+        cls, mapping: Mapping[str, Any], *, provenance: Mapping[str, Any] | None = None
+    ) -> GeneEmbeddings:
+        """Build a table from ``dict[gene -> vector]``, the format of the published pickles.
+
+        Vectors may be shaped ``(d,)`` or ``(1, d)``; all must have the same ``d``.
+
+        Examples
+        --------
+        >>> import scelmo as se
+        >>> se.GeneEmbeddings.from_dict({"CD3E": [[0.1, 0.2]], "CD19": [0.3, 0.4]}).dim
+        2
+        """
+        if not isinstance(mapping, Mapping):
+            raise TypeError(
+                f"Expected a mapping gene -> vector (the GenePT/scELMo pickle format), got {type(mapping).__name__}."
+            )
+        if not mapping:
+            raise ValueError("The mapping is empty: no genes to build a table from.")
+        genes = list(mapping)
+        rows = []
+        dims: dict[int, list[str]] = {}
+        for gene in genes:
+            vector = np.asarray(mapping[gene], dtype=np.float64)
+            if vector.ndim == 2 and vector.shape[0] == 1:
+                vector = vector[0]
+            if vector.ndim != 1:
+                raise ValueError(f"Vector of gene {gene!r} has shape {vector.shape}; expected (d,) or (1, d).")
+            dims.setdefault(vector.shape[0], []).append(gene)
+            rows.append(vector)
+        if len(dims) > 1:
+            summary = {d: names[:3] for d, names in dims.items()}
+            raise ValueError(f"Vectors have different lengths (length: example genes): {summary}")
+        return cls(genes, np.vstack(rows), provenance=provenance)
+
+    @classmethod
+    def from_dataframe(
+        cls, frame: pd.DataFrame, *, provenance: Mapping[str, Any] | None = None
+    ) -> GeneEmbeddings:
+        """Build a table from a DataFrame indexed by gene with one column per dimension.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import scelmo as se
+        >>> se.GeneEmbeddings.from_dataframe(pd.DataFrame([[1.0, 0.0]], index=["CD3E"])).genes.tolist()
+        ['CD3E']
+        """
+        return cls(frame.index.astype(str), frame.to_numpy(dtype=np.float64), provenance=provenance)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The table as a DataFrame (genes x dims).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scelmo as se
+        >>> se.GeneEmbeddings(["A"], np.ones((1, 3))).to_dataframe().shape
+        (1, 3)
+        """
+        return pd.DataFrame(self._vectors, index=self._genes.copy())
+
+    # ---------------------------------------------------------------- file io
+    @classmethod
+    def read(
+        cls, path: str | PathLike, *, trusted: bool = False, sha256: str | None = None
+    ) -> GeneEmbeddings:
+        """Read a table from ``.npz`` (our safe format) or a published pickle.
+
+        Parameters
+        ----------
+        path
+            A ``.npz`` written by :meth:`write`, or a GenePT/scELMo pickle
+            (``.pickle``/``.pkl``) holding ``dict[symbol -> vector]``.
+        trusted
+            Pickles can run code when loaded: they are read only when their sha256 equals
+            ``sha256`` or when you pass ``trusted=True`` for a file you made yourself.
+        sha256
+            Expected hex digest of a pickle.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> import scelmo as se
+        >>> path = os.path.join(tempfile.mkdtemp(), "table.npz")
+        >>> se.GeneEmbeddings(["CD3E"], np.ones((1, 4))).write(path)
+        >>> se.GeneEmbeddings.read(path).dim
+        4
+        """
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No gene table at {path}.")
+        if path.suffix == ".npz":
+            return cls._read_npz(path)
+        if path.suffix in PICKLE_SUFFIXES:
+            from .datasets import read_trusted_pickle
+            from .datasets._hashing import file_sha256
+
+            mapping = read_trusted_pickle(path, sha256=sha256, trusted=trusted)
+            provenance = {"source_file": path.name, "source_sha256": file_sha256(path), "format": "pickle"}
+            return cls.from_dict(mapping, provenance=provenance)
+        raise ValueError(
+            f"Unknown gene table format {path.suffix!r} for {path.name}: use .npz (scelmo) or "
+            ".pickle/.pkl (GenePT/scELMo dict of vectors)."
+        )
+
+    @classmethod
+    def load(cls, name: str) -> GeneEmbeddings:
+        """Load a table from the data registry by name (hash-verified), e.g. ``"genept_ada_text"``.
+
+        A registry entry whose hash is published is verified before it is unpickled; an
+        entry with an unknown hash is refused (pin its hash with
+        :func:`scelmo.datasets.register` or read it with ``GeneEmbeddings.read(path, trusted=True)``).
+
+        Examples
+        --------
+        >>> import scelmo as se
+        >>> table = se.GeneEmbeddings.load("genept_ada_text")  # doctest: +SKIP
+        """
+        from . import datasets
+
+        path = datasets.fetch(name)
+        entry = datasets.entry(name)
+        expected = entry.get("sha256", "unknown")
+        if path.suffix == ".npz":
+            table = cls._read_npz(path)
+        elif expected == "unknown":
+            raise ValueError(
+                f"Registry entry {name!r} has no published sha256, so its pickle is not unpickled. "
+                f"Check the file at {path} and read it with GeneEmbeddings.read(path, trusted=True), "
+                "or register it with its hash."
+            )
+        else:
+            table = cls.read(path, sha256=expected)
+        table.provenance.setdefault("registry_name", name)
+        return table
+
+    @classmethod
+    def _read_npz(cls, path: Path) -> GeneEmbeddings:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = {"genes", "vectors", "provenance"} - set(archive.files)
+            if missing:
+                raise ValueError(f"{path.name} is not a scelmo gene table: it lacks {sorted(missing)}.")
+            genes = archive["genes"].astype(str)
+            vectors = archive["vectors"]
+            provenance = json.loads(str(archive["provenance"]))
+        table = cls(genes, vectors, provenance=provenance)
+        stored = provenance.get("content_hash")
+        if stored is not None and stored != table.content_hash:
+            raise ValueError(
+                f"{path.name} is corrupted: its content hash {table.content_hash[:12]}... differs from the "
+                f"recorded {stored[:12]}...; rebuild or re-download the table."
+            )
+        return table
+
+    def write(self, path: str | PathLike) -> None:
+        """Save as ``.npz`` (no pickle), with provenance and the content hash.
+
+        The file holds ``genes`` (unicode array), ``vectors`` (float32) and ``provenance``
+        (a JSON string with ``content_hash``, ``format_version``, ``saved`` and whatever the
+        table was built with: text source, encoder, model, date).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> import scelmo as se
+        >>> se.GeneEmbeddings(["CD3E"], np.ones((1, 4))).write(os.path.join(tempfile.mkdtemp(), "t.npz"))
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise ValueError(f"Gene tables are saved as .npz; got {path.name!r}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        provenance = {
+            **self.provenance,
+            "content_hash": self.content_hash,
+            "format_version": FORMAT_VERSION,
+            "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        np.savez(
+            path,
+            genes=np.asarray(self._genes, dtype=str),
+            vectors=self._vectors,
+            provenance=np.asarray(json.dumps(provenance, sort_keys=True, default=str)),
+        )
+
+    save = write
+
+    # -------------------------------------------------------------- combining
+    def subset(self, genes: Iterable[str]) -> GeneEmbeddings:
+        """The rows of ``genes`` (all must be present), keeping provenance.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scelmo as se
+        >>> se.GeneEmbeddings(["A", "B"], np.eye(2)).subset(["B"]).genes.tolist()
+        ['B']
+        """
+        genes = list(genes)
+        return GeneEmbeddings(genes, self[genes], provenance=self.provenance)
+
+    def combine(
+        self,
+        other: GeneEmbeddings,
+        *,
+        how: Literal["sum", "concat"] = "sum",
+        genes: Literal["intersection", "union"] = "intersection",
+    ) -> GeneEmbeddings:
+        """Combine two tables, as the paper's "GenePT + GPT-3.5" variants.
+
+        Parameters
+        ----------
+        other
+            The second table.
+        how
+            ``"sum"`` adds vectors (both tables must have the same dimension);
+            ``"concat"`` concatenates them (dimension ``self.dim + other.dim``).
+        genes
+            ``"intersection"`` keeps genes present in both; ``"union"`` keeps all and uses
+            zeros where a table lacks a gene (what the originals do for unmatched genes).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scelmo as se
+        >>> a = se.GeneEmbeddings(["A", "B"], np.ones((2, 2)))
+        >>> b = se.GeneEmbeddings(["B", "C"], np.full((2, 2), 2.0))
+        >>> a.combine(b).to_dataframe().loc["B"].tolist()
+        [3.0, 3.0]
+        >>> a.combine(b, how="concat", genes="union").dim
+        4
+        """
+        if how not in ("sum", "concat"):
+            raise ValueError(f"`how` must be 'sum' or 'concat', got {how!r}.")
+        if genes not in ("intersection", "union"):
+            raise ValueError(f"`genes` must be 'intersection' or 'union', got {genes!r}.")
+        if how == "sum" and self.dim != other.dim:
+            raise ValueError(
+                f"Cannot sum tables of dimension {self.dim} and {other.dim}; use how='concat'."
+            )
+        if genes == "intersection":
+            keep = self._genes.intersection(other._genes, sort=False)
+            if len(keep) == 0:
+                raise ValueError("The two tables share no gene; use genes='union' or check the gene ids.")
+        else:
+            keep = self._genes.union(other._genes, sort=False)
+        left = _rows_or_zeros(self, keep)
+        right = _rows_or_zeros(other, keep)
+        vectors = left + right if how == "sum" else np.hstack([left, right])
+        provenance = {
+            "combined": how,
+            "genes": genes,
+            "parts": [_provenance_summary(self), _provenance_summary(other)],
+        }
+        return GeneEmbeddings(keep, vectors, provenance=provenance)
+
+    def __add__(self, other: GeneEmbeddings) -> GeneEmbeddings:
+        if not isinstance(other, GeneEmbeddings):
+            return NotImplemented
+        return self.combine(other, how="sum")
+
+    # --------------------------------------------------------------- aligning
+    def align(
+        self,
+        var_names: Sequence[str] | pd.Index,
+        *,
+        id_type: IdType = "auto",
+        case_sensitive: bool = True,
+        id_map: Mapping[str, str] | None = None,
+        min_coverage: float = 0.5,
+    ) -> AlignedGeneEmbeddings:
+        """Match the table to ``adata.var_names``: one row per variable, zeros where unmatched.
+
+        Parameters
+        ----------
+        var_names
+            The dataset's gene identifiers (symbols or Ensembl ids, with or without
+            ``.version`` suffixes).
+        id_type
+            What ``var_names`` hold; ``"auto"`` decides by the majority (Ensembl pattern
+            ``ENS*G00000000000``). The table's own ids are detected the same way.
+        case_sensitive
+            Symbols match exactly by default (as the originals); ``False`` also matches
+            ``Cd3e`` to ``CD3E`` (exact matches win).
+        id_map
+            Mapping used when the two sides use different id types: Ensembl id -> symbol
+            (when the data has Ensembl ids and the table symbols) or symbol -> Ensembl id.
+            Default: HGNC via :func:`scelmo.gene_ids.ensembl_to_symbol` /
+            :func:`~scelmo.gene_ids.symbol_to_ensembl`.
+        min_coverage
+            Warn when fewer than this fraction of variables are matched.
+
+        Returns
+        -------
+        The aligned matrix with a coverage report.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scelmo as se
+        >>> table = se.GeneEmbeddings(["CD3E", "MS4A1"], np.eye(2))
+        >>> aligned = table.align(["MS4A1", "XYZ1", "CD3E"], min_coverage=0)
+        >>> aligned.n_matched, aligned.matrix[1].tolist()
+        (2, [0.0, 0.0])
+        """
+        from . import gene_ids
+
+        var_index = pd.Index(np.asarray(var_names, dtype=object).astype(str))
+        if len(var_index) == 0:
+            raise ValueError("No variables to align: `var_names` is empty.")
+        var_type = gene_ids.infer_id_type(var_index) if id_type == "auto" else id_type
+        if var_type not in ("symbol", "ensembl"):
+            raise ValueError(f"`id_type` must be 'auto', 'symbol' or 'ensembl', got {id_type!r}.")
+        table_type = gene_ids.infer_id_type(self._genes)
+
+        table_keys = self._genes
+        if table_type == "ensembl":
+            table_keys = pd.Index(gene_ids.strip_version(np.asarray(table_keys)))
+        query = np.asarray(var_index)
+        if var_type == "ensembl":
+            query = gene_ids.strip_version(query)
+        if var_type != table_type:
+            if id_map is None:
+                id_map = (
+                    gene_ids.ensembl_to_symbol() if var_type == "ensembl" else gene_ids.symbol_to_ensembl()
+                )
+            query = np.asarray([id_map.get(q, "") for q in query], dtype=object)
+
+        positions = _lookup(table_keys, query, case_sensitive=case_sensitive)
+        matched = positions >= 0
+        n_matched = int(matched.sum())
+        if n_matched == 0:
+            raise ValueError(
+                "No gene of the data matches the table. "
+                f"Data ids look like {var_index[:3].tolist()} (read as {var_type}); "
+                f"table ids look like {self._genes[:3].tolist()} (read as {table_type}). "
+                "Pass `id_type=` if the detection is wrong, `case_sensitive=False` for mouse-style "
+                "symbols, or `id_map=` to translate between id types."
+            )
+        matrix = np.zeros((len(var_index), self.dim), dtype=np.float32)
+        matrix[matched] = self._vectors[positions[matched]]
+        coverage = n_matched / len(var_index)
+        aligned = AlignedGeneEmbeddings(
+            var_names=var_index,
+            matrix=matrix,
+            matched=matched,
+            table_genes=np.where(matched, np.asarray(self._genes)[np.maximum(positions, 0)], ""),
+            var_id_type=var_type,
+            table_id_type=table_type,
+            provenance={**self.provenance, "content_hash": self.content_hash},
+        )
+        if coverage < min_coverage:
+            warnings.warn(
+                f"Only {n_matched} of {len(var_index)} genes ({coverage:.1%}) are in the gene table; "
+                f"unmatched genes contribute zero vectors. Examples: {aligned.unmatched[:5].tolist()}",
+                UserWarning,
+                stacklevel=2,
+            )
+        logger.info("aligned gene table: %d of %d genes matched (%.1f%%)", n_matched, len(var_index), 100 * coverage)
+        return aligned
 
 
-class AlignedGeneEmbeddings:  # pragma: no cover
-    pass
+@dataclass(frozen=True, repr=False)
+class AlignedGeneEmbeddings:
+    """A gene table matched to a dataset's variables (one row per variable).
+
+    Rows of unmatched variables are zero, as in the published methods. Made by
+    :meth:`GeneEmbeddings.align`.
+    """
+
+    var_names: pd.Index
+    matrix: np.ndarray
+    matched: np.ndarray
+    table_genes: np.ndarray
+    var_id_type: str
+    table_id_type: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_matched(self) -> int:
+        """Number of variables with a table row."""
+        return int(self.matched.sum())
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of variables with a table row."""
+        return self.n_matched / len(self.var_names)
+
+    @property
+    def unmatched(self) -> pd.Index:
+        """Variables without a table row."""
+        return self.var_names[~self.matched]
+
+    def report(self, *, max_listed: int = 50) -> dict[str, Any]:
+        """Coverage summary for ``adata.uns`` (JSON/h5ad friendly).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scelmo as se
+        >>> se.GeneEmbeddings(["A"], np.ones((1, 2))).align(["A", "B"], min_coverage=0).report()["n_matched"]
+        1
+        """
+        unmatched = self.unmatched
+        return {
+            "n_vars": len(self.var_names),
+            "n_matched": self.n_matched,
+            "coverage": round(self.coverage, 6),
+            "n_unmatched": len(unmatched),
+            "unmatched_examples": unmatched[:max_listed].tolist(),
+            "var_id_type": self.var_id_type,
+            "table_id_type": self.table_id_type,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"AlignedGeneEmbeddings({self.n_matched} of {len(self.var_names)} genes matched "
+            f"({self.coverage:.1%}), dim {self.matrix.shape[1]})"
+        )
+
+
+def _lookup(keys: pd.Index, query: np.ndarray, *, case_sensitive: bool) -> np.ndarray:
+    """Position of every query in ``keys`` (-1 when absent); exact matches win over case-folded ones."""
+    positions = keys.get_indexer(pd.Index(query.astype(str)))
+    if not case_sensitive:
+        folded = pd.Series(np.arange(len(keys)), index=keys.str.upper())
+        # The first table row wins when case-folding makes two table genes collide.
+        folded = folded[~folded.index.duplicated(keep="first")]
+        missing = positions < 0
+        upper = pd.Index(query[missing].astype(str)).str.upper()
+        positions[missing] = folded.reindex(upper).fillna(-1).to_numpy(dtype=np.int64)
+    positions[np.asarray(query == "")] = -1
+    return positions
+
+
+def _rows_or_zeros(table: GeneEmbeddings, genes: pd.Index) -> np.ndarray:
+    positions = table.genes.get_indexer(genes)
+    rows = np.zeros((len(genes), table.dim), dtype=np.float32)
+    found = positions >= 0
+    rows[found] = table.vectors[positions[found]]
+    return rows
+
+
+def _provenance_summary(table: GeneEmbeddings) -> dict[str, Any]:
+    return {**table.provenance, "content_hash": table.content_hash, "n_genes": len(table), "dim": table.dim}

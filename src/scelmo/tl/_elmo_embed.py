@@ -1,5 +1,171 @@
-"""Placeholder."""
+"""``tl.elmo_embed``: scELMo / GenePT cell embeddings written into an AnnData."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from anndata import AnnData
+
+from .._logging import logger
+from .._products import Backend
+from ..cell_embedding import DEFAULT_CHUNK_SIZE, weighted_gene_average
+from ..gene_embeddings import GeneEmbeddings
 
 
-def elmo_embed(*args, **kwargs):  # pragma: no cover
-    raise NotImplementedError
+def elmo_embed(
+    adata: AnnData,
+    gene_embeddings: GeneEmbeddings,
+    *,
+    mode: Literal["wa", "aa"] = "wa",
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    renormalize: bool = False,
+    key_added: str = "X_elmo",
+    id_type: Literal["auto", "symbol", "ensembl"] = "auto",
+    case_sensitive: bool = True,
+    min_coverage: float = 0.5,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    backend: Backend = "auto",
+    progress: bool = True,
+    copy: bool = False,
+) -> AnnData | None:
+    """Embed cells as expression-weighted averages of gene text embeddings (scELMo / GenePT).
+
+    ``wa`` (scELMo's main variant) gives each cell ``(x / x.sum()) @ E``; ``aa`` (GenePT-w)
+    gives ``x @ E / G``, where ``E`` is the gene table aligned to the genes of the matrix
+    (zero rows for genes without an embedding) and ``G`` the number of genes. The matrix is
+    read in blocks of cells and never densified: dense, CSR/CSC, backed
+    (``read_h5ad(..., backed="r")``) and dask arrays all work, in float32.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (cells x genes), log-normalised expression in most analyses
+        (raw counts for proteins).
+    gene_embeddings
+        The gene table, e.g. from :func:`scelmo.pp.build_gene_embeddings` or
+        :meth:`scelmo.GeneEmbeddings.load`.
+    mode
+        ``"wa"`` (weighted average) or ``"aa"`` (arithmetic average, GenePT-w).
+    layer
+        Use ``adata.layers[layer]`` instead of ``X``.
+    use_raw
+        Use ``adata.raw``; ``None`` means: when ``adata.raw`` exists and no ``layer`` is given
+        (scanpy's convention).
+    renormalize
+        ``wa`` only: weights sum to one over genes that have an embedding, instead of over
+        all genes as in the paper (where unmatched genes dilute the average).
+    key_added
+        Embeddings go to ``adata.obsm[key_added]``, parameters to ``adata.uns[key_added]``.
+    id_type, case_sensitive, min_coverage
+        How genes are matched to the table; see :meth:`scelmo.GeneEmbeddings.align`.
+    chunk_size
+        Cells per block (memory is the output plus one block).
+    backend
+        Product kernel: ``"auto"`` (torch's CSR kernel over cache-sized table blocks when
+        torch is installed, else BLAS on densified small blocks or scipy), ``"torch"``,
+        ``"numpy"``, ``"scipy"``.
+    progress
+        Show a progress bar.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or a copy of ``adata`` when ``copy=True``; sets
+
+    ``adata.obsm[key_added]``
+        float32 array ``(n_obs, dim)``. Cells with zero total expression get zeros and a
+        warning (the originals give NaN).
+    ``adata.uns[key_added]``
+        ``params`` (mode, layer, use_raw, renormalize, backend), ``gene_table`` (its
+        provenance and content hash), ``coverage`` (matched genes, unmatched examples) and
+        ``n_empty_cells``.
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scelmo as se
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> table = se.pp.build_gene_embeddings(adata.raw.var_names, source="offline")  # doctest: +SKIP
+    >>> se.tl.elmo_embed(adata, table)  # doctest: +SKIP
+    >>> adata.obsm["X_elmo"].shape  # doctest: +SKIP
+    (700, 384)
+    """
+    if not isinstance(gene_embeddings, GeneEmbeddings):
+        raise TypeError(
+            f"`gene_embeddings` must be a scelmo.GeneEmbeddings, got {type(gene_embeddings).__name__}; "
+            "wrap a dict with GeneEmbeddings.from_dict(...)."
+        )
+    if copy:
+        if adata.isbacked:
+            raise ValueError("copy=True is not supported for backed AnnData; embed in place instead.")
+        adata = adata.copy()
+    matrix, var_names, source = _expression_matrix(adata, layer=layer, use_raw=use_raw)
+    aligned = gene_embeddings.align(
+        var_names, id_type=id_type, case_sensitive=case_sensitive, min_coverage=min_coverage
+    )
+    embedding, stats = weighted_gene_average(
+        matrix,
+        aligned.matrix,
+        mode=mode,
+        matched=aligned.matched,
+        renormalize=renormalize,
+        chunk_size=chunk_size,
+        backend=backend,
+        progress=progress,
+    )
+    adata.obsm[key_added] = embedding
+    adata.uns[key_added] = {
+        "params": {
+            "mode": mode,
+            "layer": layer,
+            "use_raw": source == "raw",
+            "renormalize": renormalize,
+            "backend": stats.backend,
+            "matrix": source,
+        },
+        "gene_table": _uns_safe(aligned.provenance),
+        "coverage": aligned.report(),
+        "n_empty_cells": stats.n_empty_cells,
+    }
+    logger.info(
+        "added obsm[%r] (%d x %d, mode=%s, %s) and uns[%r]",
+        key_added,
+        *embedding.shape,
+        mode,
+        source,
+        key_added,
+    )
+    return adata if copy else None
+
+
+def _expression_matrix(adata: AnnData, *, layer: str | None, use_raw: bool | None) -> tuple[Any, Any, str]:
+    """The matrix to embed, its gene names, and a word for where it came from."""
+    if layer is not None and use_raw:
+        raise ValueError("Pass either `layer` or `use_raw=True`, not both.")
+    if use_raw is None:
+        use_raw = layer is None and adata.raw is not None
+    if use_raw:
+        if adata.raw is None:
+            raise ValueError("use_raw=True but adata.raw is None; use `layer=` or adata.X.")
+        return adata.raw.X, adata.raw.var_names, "raw"
+    if layer is not None:
+        if layer not in adata.layers:
+            raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
+        return adata.layers[layer], adata.var_names, f"layers[{layer!r}]"
+    return adata.X, adata.var_names, "X"
+
+
+def _uns_safe(value: Any) -> Any:
+    """Drop values h5ad cannot store (None, empty lists of unknown type) from provenance."""
+    if isinstance(value, dict):
+        return {str(k): _uns_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        items = [_uns_safe(v) for v in value if v is not None]
+        if all(isinstance(v, str) for v in items):
+            return list(items)
+        if all(isinstance(v, dict) for v in items):
+            return {str(i): v for i, v in enumerate(items)}
+        return [str(v) for v in items]
+    return value

@@ -1,0 +1,76 @@
+"""Chunked access to a cells x genes matrix, whatever holds it.
+
+Dense arrays, scipy CSR/CSC (matrix or array), anndata's backed datasets (h5py dense,
+``CSRDataset``/``CSCDataset``) and dask arrays are read in blocks of rows (or of columns for
+column-major sparse storage, where row slices would rescan the whole matrix), so that the full
+matrix is never densified or loaded at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def is_dask(matrix: Any) -> bool:
+    """Whether ``matrix`` is a dask array (checked without importing dask)."""
+    return type(matrix).__module__.startswith("dask.") and hasattr(matrix, "blocks")
+
+
+def storage_format(matrix: Any) -> str:
+    """``"csr"``, ``"csc"``, ``"dense"`` or ``"dask"`` for any supported matrix kind."""
+    if is_dask(matrix):
+        return "dask"
+    fmt = getattr(matrix, "format", None)
+    if sp.issparse(matrix) or fmt in ("csr", "csc"):
+        if fmt in ("csr", "csc"):
+            return fmt
+        return "other_sparse"
+    return "dense"
+
+
+def to_float32_block(block: Any) -> np.ndarray | sp.csr_matrix:
+    """A block as float32 CSR or float32 ndarray (no copy when already so)."""
+    if sp.issparse(block):
+        block = sp.csr_matrix(block)
+        if block.dtype != np.float32:
+            block = block.astype(np.float32)
+        return block
+    return np.asarray(block, dtype=np.float32)
+
+
+def iter_row_blocks(matrix: Any, chunk_size: int) -> Iterator[tuple[int, int, Any]]:
+    """Yield ``(start, stop, block)`` over rows; blocks are ndarrays or scipy CSR.
+
+    Dask arrays are read one row-chunk at a time (split further when a chunk is larger
+    than ``chunk_size``).
+    """
+    n_rows = matrix.shape[0]
+    if is_dask(matrix):
+        offsets = np.concatenate([[0], np.cumsum(matrix.chunks[0])])
+        for i in range(matrix.numblocks[0]):
+            band = matrix.blocks[i].compute()
+            band_start = int(offsets[i])
+            for start in range(0, band.shape[0], chunk_size):
+                stop = min(start + chunk_size, band.shape[0])
+                yield band_start + start, band_start + stop, to_float32_block(band[start:stop])
+        return
+    for start in range(0, n_rows, chunk_size):
+        stop = min(start + chunk_size, n_rows)
+        yield start, stop, to_float32_block(matrix[start:stop])
+
+
+def iter_column_blocks(matrix: Any, chunk_size: int) -> Iterator[tuple[int, int, Any]]:
+    """Yield ``(start, stop, block)`` over columns of column-major sparse storage as CSR blocks."""
+    n_cols = matrix.shape[1]
+    for start in range(0, n_cols, chunk_size):
+        stop = min(start + chunk_size, n_cols)
+        yield start, stop, to_float32_block(matrix[:, start:stop])
+
+
+def block_values(block: np.ndarray | sp.csr_matrix) -> np.ndarray:
+    """The stored values of a block (non-zeros of sparse blocks), for validity checks."""
+    return block.data if sp.issparse(block) else block.ravel()

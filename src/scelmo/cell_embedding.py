@@ -1,0 +1,192 @@
+"""Cell embeddings as expression-weighted averages of gene embeddings (scELMo / GenePT).
+
+For a cells x genes matrix ``X`` and a gene table ``E`` aligned to its columns (zero rows for
+unmatched genes):
+
+- ``"wa"`` (scELMo): ``(X / X.sum(1)) @ E``; row sums over all genes, so unmatched genes
+  dilute the weights as in the paper. ``renormalize=True`` divides by the sum over matched
+  genes instead.
+- ``"aa"`` (GenePT-w): ``X @ E / G`` with ``G`` the number of genes in ``X``.
+
+We compute ``X @ E`` first and scale each row afterwards (the same numbers, one pass fewer),
+in float32 and in blocks of rows, so memory is the output plus one block.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from ._matrix import block_values, iter_column_blocks, iter_row_blocks, storage_format
+from ._products import Backend, TableProduct
+
+Mode = Literal["wa", "aa"]
+#: Cells per block: the block and its share of the output stay well under 1 GiB.
+DEFAULT_CHUNK_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class EmbeddingStats:
+    """What happened while embedding: how many cells had no signal, which kernel ran."""
+
+    n_cells: int
+    n_empty_cells: int
+    backend: str
+    storage: str
+
+
+def weighted_gene_average(
+    matrix: Any,
+    table: np.ndarray,
+    *,
+    mode: Mode = "wa",
+    matched: np.ndarray | None = None,
+    renormalize: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    backend: Backend = "auto",
+    progress: bool = True,
+) -> tuple[np.ndarray, EmbeddingStats]:
+    """Cell embeddings ``(n_cells, dim)`` in float32 from any supported matrix kind.
+
+    Parameters
+    ----------
+    matrix
+        Cells x genes: ndarray, scipy sparse, anndata backed dataset or dask array.
+    table
+        Genes x dims, aligned to the columns of ``matrix`` (zero rows where unmatched).
+    mode
+        ``"wa"`` or ``"aa"`` (see the module docstring).
+    matched
+        Boolean mask of genes that have a table row; needed for ``renormalize``.
+    renormalize
+        ``"wa"`` only: weights sum to one over matched genes instead of all genes.
+    chunk_size
+        Cells (or, for column-major storage, genes) per block.
+    backend
+        Product kernel, see :class:`scelmo._products.TableProduct`.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    The embeddings and an :class:`EmbeddingStats`. Cells whose weights sum to zero get a zero
+    vector (the originals return NaN) and are counted in ``n_empty_cells``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.cell_embedding import weighted_gene_average
+    >>> X = np.array([[1.0, 3.0], [0.0, 0.0]])
+    >>> emb, stats = weighted_gene_average(X, np.eye(2), progress=False)
+    >>> emb[0].tolist(), stats.n_empty_cells
+    ([0.25, 0.75], 1)
+    """
+    if mode not in ("wa", "aa"):
+        raise ValueError(f"`mode` must be 'wa' or 'aa', got {mode!r}.")
+    if renormalize and mode != "wa":
+        raise ValueError("`renormalize` applies to mode='wa' only.")
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be positive, got {chunk_size}.")
+    n_cells, n_genes = matrix.shape
+    table = np.ascontiguousarray(table, dtype=np.float32)
+    if table.shape[0] != n_genes:
+        raise ValueError(f"The table has {table.shape[0]} rows but the matrix has {n_genes} genes.")
+    if renormalize and matched is None:
+        raise ValueError("`renormalize=True` needs the `matched` mask.")
+    weights_mask = np.asarray(matched, dtype=np.float32) if renormalize else None
+
+    storage = storage_format(matrix)
+    if storage == "other_sparse":
+        matrix = sp.csr_matrix(matrix)
+        storage = "csr"
+    out = np.zeros((n_cells, table.shape[1]), dtype=np.float32)
+    totals = np.zeros(n_cells, dtype=np.float64)
+    check = _BlockCheck(mode)
+    product = TableProduct(table, backend)
+
+    if storage == "csc":
+        # Row slices of column-major storage rescan every column: walk gene blocks instead.
+        bar = tqdm(total=math.ceil(n_genes / chunk_size), desc="elmo_embed", unit="block", disable=not progress)
+        for g_start, g_stop, block in iter_column_blocks(matrix, chunk_size):
+            check(block, offset=0)
+            totals += _row_weight_sums(block, None if weights_mask is None else weights_mask[g_start:g_stop])
+            sub = TableProduct(table[g_start:g_stop], product.backend)
+            scratch = np.empty((min(chunk_size, n_cells), table.shape[1]), dtype=np.float32)
+            for r_start in range(0, n_cells, chunk_size):
+                r_stop = min(r_start + chunk_size, n_cells)
+                view = scratch[: r_stop - r_start]
+                sub.into(block[r_start:r_stop], view)
+                out[r_start:r_stop] += view
+            bar.update()
+        bar.close()
+    else:
+        bar = tqdm(total=n_cells, desc="elmo_embed", unit="cell", disable=not progress)
+        for start, stop, block in iter_row_blocks(matrix, chunk_size):
+            check(block, offset=start)
+            totals[start:stop] = _row_weight_sums(block, weights_mask)
+            product.into(block, out[start:stop])
+            bar.update(stop - start)
+        bar.close()
+
+    if mode == "aa":
+        out *= np.float32(1.0 / n_genes)
+        empty = totals == 0
+    else:
+        empty = totals <= 0
+        scale = np.zeros(n_cells, dtype=np.float64)
+        np.divide(1.0, totals, out=scale, where=~empty)
+        out *= scale.astype(np.float32)[:, None]
+    n_empty = int(empty.sum())
+    if n_empty:
+        reason = "no expressed matched gene" if renormalize else "zero total expression"
+        warnings.warn(
+            f"{n_empty} of {n_cells} cells have {reason}; they get a zero embedding "
+            f"(first: cell {int(np.flatnonzero(empty)[0])}). Filter them with sc.pp.filter_cells.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return out, EmbeddingStats(n_cells=n_cells, n_empty_cells=n_empty, backend=product.backend, storage=storage)
+
+
+def _row_weight_sums(block: np.ndarray | sp.csr_matrix, weights_mask: np.ndarray | None) -> np.ndarray:
+    if weights_mask is None:
+        sums = block.sum(axis=1, dtype=np.float64)
+    else:
+        sums = block @ weights_mask.astype(np.float64)
+    return np.asarray(sums, dtype=np.float64).ravel()
+
+
+class _BlockCheck:
+    """Refuses NaN/inf anywhere and negative weights in ``wa`` mode, naming the first bad cell."""
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+
+    def __call__(self, block: np.ndarray | sp.csr_matrix, *, offset: int) -> None:
+        values = block_values(block)
+        if values.size == 0:
+            return
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"The expression matrix contains NaN or infinite values (near cell {offset + _first_bad_row(block, ~np.isfinite(values))}). "
+                "Fix or drop them before embedding."
+            )
+        if self.mode == "wa" and values.min() < 0:
+            raise ValueError(
+                f"The expression matrix has negative values (near cell {offset + _first_bad_row(block, values < 0)}), "
+                "which cannot be averaging weights; is it scaled (sc.pp.scale)? Use log-normalised or "
+                "count data, e.g. `layer='counts'` or `use_raw=True`."
+            )
+
+
+def _first_bad_row(block: np.ndarray | sp.csr_matrix, bad_values: np.ndarray) -> int:
+    position = int(np.flatnonzero(bad_values)[0])
+    if sp.issparse(block):
+        return int(np.searchsorted(block.indptr, position, side="right") - 1)
+    return position // block.shape[1]

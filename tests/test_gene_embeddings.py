@@ -1,0 +1,159 @@
+"""``GeneEmbeddings``: published formats, safe save/load, alignment and combination."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import scelmo as se
+
+
+@pytest.fixture
+def table() -> se.GeneEmbeddings:
+    rng = np.random.default_rng(1)
+    return se.GeneEmbeddings(
+        ["CD3E", "MS4A1", "CD14", "TP53"],
+        rng.standard_normal((4, 6)),
+        provenance={"text_source": "ncbi", "encoder": "openai", "model": "text-embedding-ada-002"},
+    )
+
+
+def _write_genept_pickle(path, mapping) -> str:
+    with path.open("wb") as handle:
+        pickle.dump(mapping, handle)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_published_pickle_with_both_vector_shapes(tmp_path):
+    # GenePT stores 1-d lists, scELMo (1, d) arrays: both must load to the same rows.
+    mapping = {"CD3E": [0.1, 0.2, 0.3], "CD19": np.array([[0.4, 0.5, 0.6]]), "TP53": np.arange(3.0)}
+    path = tmp_path / "GenePT_gene_embedding_ada_text.pickle"
+    digest = _write_genept_pickle(path, mapping)
+    loaded = se.GeneEmbeddings.read(path, sha256=digest)
+    assert loaded.genes.tolist() == ["CD3E", "CD19", "TP53"]
+    np.testing.assert_allclose(loaded["CD19"], [0.4, 0.5, 0.6], rtol=1e-7)
+    assert loaded.provenance["source_sha256"] == digest
+    assert se.GeneEmbeddings.read(path, trusted=True) == loaded
+
+
+def test_pickle_refused_without_hash_or_trust(tmp_path):
+    path = tmp_path / "table.pkl"
+    _write_genept_pickle(path, {"A": [1.0]})
+    with pytest.raises(ValueError, match="trusted"):
+        se.GeneEmbeddings.read(path)
+    with pytest.raises(ValueError, match="sha256"):
+        se.GeneEmbeddings.read(path, sha256="0" * 64)
+
+
+def test_npz_round_trip_keeps_provenance_and_hash(table, tmp_path):
+    path = tmp_path / "table.npz"
+    table.write(path)
+    back = se.GeneEmbeddings.read(path)
+    assert back == table
+    np.testing.assert_array_equal(back.vectors, table.vectors)
+    assert back.provenance["model"] == "text-embedding-ada-002"
+    assert back.provenance["content_hash"] == table.content_hash
+    assert "saved" in back.provenance
+    # Not a pickle: plain numpy can read it with pickles disabled.
+    with np.load(path, allow_pickle=False) as archive:
+        assert json.loads(str(archive["provenance"]))["text_source"] == "ncbi"
+
+
+def test_corrupted_npz_is_detected(table, tmp_path):
+    path = tmp_path / "table.npz"
+    table.write(path)
+    with np.load(path, allow_pickle=False) as archive:
+        parts = {k: archive[k] for k in archive.files}
+    parts["vectors"] = parts["vectors"] + 1
+    np.savez(path, **parts)
+    with pytest.raises(ValueError, match="corrupted"):
+        se.GeneEmbeddings.read(path)
+
+
+def test_content_hash_is_a_function_of_content(table):
+    same = se.GeneEmbeddings(table.genes, table.vectors.copy(), provenance={"other": 1})
+    assert same.content_hash == table.content_hash
+    changed = se.GeneEmbeddings(table.genes, table.vectors + 1e-3)
+    assert changed.content_hash != table.content_hash
+
+
+def test_invalid_tables():
+    with pytest.raises(ValueError, match="unique"):
+        se.GeneEmbeddings(["A", "A"], np.ones((2, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        se.GeneEmbeddings(["A", "B"], np.array([[1.0, np.nan], [0, 0]]))
+    with pytest.raises(ValueError, match="different lengths"):
+        se.GeneEmbeddings.from_dict({"A": [1.0, 2.0], "B": [1.0]})
+    with pytest.raises(ValueError, match="2 genes but 3"):
+        se.GeneEmbeddings(["A", "B"], np.ones((3, 2)))
+
+
+def test_align_symbols_exact_and_case_insensitive(table):
+    aligned = table.align(["cd3e", "CD14", "FOO"], min_coverage=0)
+    assert aligned.matched.tolist() == [False, True, False]
+    folded = table.align(["cd3e", "CD14", "FOO"], case_sensitive=False, min_coverage=0)
+    assert folded.matched.tolist() == [True, True, False]
+    np.testing.assert_array_equal(folded.matrix[0], table["CD3E"])
+    np.testing.assert_array_equal(folded.matrix[2], 0)
+    report = folded.report()
+    assert report["n_matched"] == 2
+    assert report["unmatched_examples"] == ["FOO"]
+
+
+def test_align_ensembl_ids_with_versions_through_hgnc(table):
+    # CD3E = ENSG00000198851, TP53 = ENSG00000141510 (HGNC / Ensembl).
+    var_names = ["ENSG00000198851.10", "ENSG00000141510", "ENSG00000000000"]
+    aligned = table.align(var_names, min_coverage=0)
+    assert aligned.var_id_type == "ensembl"
+    assert aligned.matched.tolist() == [True, True, False]
+    np.testing.assert_array_equal(aligned.matrix[1], table["TP53"])
+
+
+def test_align_symbols_to_ensembl_keyed_table():
+    ensembl_table = se.GeneEmbeddings(["ENSG00000198851.3", "ENSG00000141510"], np.eye(2))
+    aligned = ensembl_table.align(["TP53", "CD3E", "XYZ"], min_coverage=0)
+    assert aligned.table_id_type == "ensembl"
+    np.testing.assert_array_equal(aligned.matrix[:2], [[0.0, 1.0], [1.0, 0.0]])
+
+
+def test_align_with_user_map(table):
+    aligned = table.align(["g1", "g2"], id_type="ensembl", id_map={"g1": "CD14"}, min_coverage=0)
+    assert aligned.matched.tolist() == [True, False]
+
+
+def test_zero_overlap_is_a_clear_error(table):
+    with pytest.raises(ValueError, match="No gene of the data matches the table"):
+        table.align(["Gapdh", "Actb"])
+
+
+def test_low_coverage_warns(table):
+    with pytest.warns(UserWarning, match="Only 1 of 3 genes"):
+        table.align(["CD3E", "X1", "X2"], min_coverage=0.5)
+
+
+def test_combine_sum_and_concat(table):
+    other = se.GeneEmbeddings(["CD3E", "CD19"], np.ones((2, 6)), provenance={"text_source": "llm"})
+    summed = table + other
+    assert summed.genes.tolist() == ["CD3E"]
+    np.testing.assert_allclose(summed["CD3E"], table["CD3E"] + 1)
+    assert [p["text_source"] for p in summed.provenance["parts"]] == ["ncbi", "llm"]
+
+    union = table.combine(other, how="concat", genes="union")
+    assert union.dim == 12
+    assert set(union.genes) == {"CD3E", "MS4A1", "CD14", "TP53", "CD19"}
+    np.testing.assert_allclose(union["CD19"], np.r_[np.zeros(6), np.ones(6)])
+    np.testing.assert_allclose(union["CD3E"], np.r_[table["CD3E"], np.ones(6)])
+
+    with pytest.raises(ValueError, match="how='concat'"):
+        table + se.GeneEmbeddings(["CD3E"], np.ones((1, 3)))
+
+
+def test_dataframe_round_trip(table):
+    frame = table.to_dataframe()
+    assert isinstance(frame, pd.DataFrame)
+    assert se.GeneEmbeddings.from_dataframe(frame) == table
