@@ -29,9 +29,10 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import gib, measure  # noqa: E402
+from _measure import gib, measure
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implicitly disabled.*")
 
 
 def random_counts(n_cells: int, n_genes: int, nnz_per_cell: int, seed: int) -> sp.csr_matrix:
@@ -66,7 +67,9 @@ def torch_csr(X: sp.csr_matrix, table: np.ndarray, column_block: int | None) -> 
     import torch
 
     sparse = torch.sparse_csr_tensor(
-        torch.from_numpy(X.indptr), torch.from_numpy(X.indices.astype(np.int64)), torch.from_numpy(X.data),
+        torch.from_numpy(X.indptr),
+        torch.from_numpy(X.indices.astype(np.int64)),
+        torch.from_numpy(X.data),
         size=X.shape,
     )
     if column_block is None:
@@ -86,13 +89,21 @@ def lazy_dask_counts(n_cells: int, n_genes: int, nnz_per_cell: int, chunk: int):
     for i, start in enumerate(range(0, n_cells, chunk)):
         rows = min(chunk, n_cells - start)
         delayed = dask.delayed(random_counts)(rows, n_genes, nnz_per_cell, 10_000 + i)
-        blocks.append(da.from_delayed(delayed, shape=(rows, n_genes), dtype=np.float32,
-                                      meta=sp.csr_matrix((0, n_genes), dtype=np.float32)))
+        blocks.append(
+            da.from_delayed(
+                delayed,
+                shape=(rows, n_genes),
+                dtype=np.float32,
+                meta=sp.csr_matrix((0, n_genes), dtype=np.float32),
+            )
+        )
     return da.concatenate(blocks, axis=0)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cells", type=int, default=100_000)
     parser.add_argument("--genes", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=1536)
@@ -111,8 +122,11 @@ def main() -> None:
 
     import scelmo as se
 
-    print(f"data: {args.cells:,} cells x {args.genes:,} genes, ~{args.nnz} non-zeros per cell; "
-          f"table {args.genes:,} x {args.dim}", flush=True)
+    print(
+        f"data: {args.cells:,} cells x {args.genes:,} genes, ~{args.nnz} non-zeros per cell; "
+        f"table {args.genes:,} x {args.dim}",
+        flush=True,
+    )
     X = random_counts(args.cells, args.genes, args.nnz, seed=0)
     rng = np.random.default_rng(1)
     table = rng.standard_normal((args.genes, args.dim)).astype(np.float32)
@@ -127,13 +141,23 @@ def main() -> None:
 
     def record(name, m, scaled=1.0, note=""):
         rows.append((name, m.seconds * scaled, m.peak_bytes * scaled, note))
-        print(f"  {name:<42} {m.seconds * scaled:8.2f} s  {gib(m.peak_bytes * scaled):>10}  {note}", flush=True)
+        print(
+            f"  {name:<42} {m.seconds * scaled:8.2f} s  {gib(m.peak_bytes * scaled):>10}  {note}", flush=True
+        )
 
     table64 = table.astype(np.float64)
-    record("seed: dense float64 (published)", measure(lambda: seed_dense_float64(seed_slice, table64)),
-           scale, f"measured on {args.seed_cells:,} cells, scaled x{scale:g}")
-    record("seed: dense float32", measure(lambda: seed_dense_float32(seed_slice, table)),
-           scale, f"measured on {args.seed_cells:,} cells, scaled x{scale:g}")
+    record(
+        "seed: dense float64 (published)",
+        measure(lambda: seed_dense_float64(seed_slice, table64)),
+        scale,
+        f"measured on {args.seed_cells:,} cells, scaled x{scale:g}",
+    )
+    record(
+        "seed: dense float32",
+        measure(lambda: seed_dense_float32(seed_slice, table)),
+        scale,
+        f"measured on {args.seed_cells:,} cells, scaled x{scale:g}",
+    )
     if not args.skip_scipy:
         record("scipy CSR @ dense", measure(lambda: X @ table))
     record("torch CSR @ dense (one call)", measure(lambda: torch_csr(X, table, None)))
@@ -164,8 +188,10 @@ def main() -> None:
         print(f"\n{n:,} cells over a lazily generated dask array (blocks of 20,000 cells):", flush=True)
         m = measure(lambda: se.tl.elmo_embed(big, gene_table, progress=True, min_coverage=0))
         output = big.obsm["X_elmo"].nbytes
-        print(f"  elmo_embed: {m.seconds:.1f} s (includes generating the data), peak {gib(m.peak_bytes)} "
-              f"(output alone {gib(output)}); target < 8 GiB")
+        print(
+            f"  elmo_embed: {m.seconds:.1f} s (includes generating the data), peak {gib(m.peak_bytes)} "
+            f"(output alone {gib(output)}); target < 8 GiB"
+        )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,11 @@ class TableProduct:
             self._torch = torch
             dim = self.table.shape[1]
             self._torch_blocks = [
-                (start, min(start + TORCH_COLUMN_BLOCK, dim),
-                 torch.from_numpy(np.ascontiguousarray(self.table[:, start : start + TORCH_COLUMN_BLOCK])))
+                (
+                    start,
+                    min(start + TORCH_COLUMN_BLOCK, dim),
+                    torch.from_numpy(np.array(self.table[:, start : start + TORCH_COLUMN_BLOCK], order="C")),
+                )
                 for start in range(0, dim, TORCH_COLUMN_BLOCK)
             ]
 

@@ -112,7 +112,9 @@ def weighted_gene_average(
 
     if storage == "csc":
         # Row slices of column-major storage rescan every column: walk gene blocks instead.
-        bar = tqdm(total=math.ceil(n_genes / chunk_size), desc="elmo_embed", unit="block", disable=not progress)
+        bar = tqdm(
+            total=math.ceil(n_genes / chunk_size), desc="elmo_embed", unit="block", disable=not progress
+        )
         for g_start, g_stop, block in iter_column_blocks(matrix, chunk_size):
             check(block, offset=0)
             totals += _row_weight_sums(block, None if weights_mask is None else weights_mask[g_start:g_stop])
@@ -151,7 +153,9 @@ def weighted_gene_average(
             UserWarning,
             stacklevel=2,
         )
-    return out, EmbeddingStats(n_cells=n_cells, n_empty_cells=n_empty, backend=product.backend, storage=storage)
+    return out, EmbeddingStats(
+        n_cells=n_cells, n_empty_cells=n_empty, backend=product.backend, storage=storage
+    )
 
 
 def _row_weight_sums(block: np.ndarray | sp.csr_matrix, weights_mask: np.ndarray | None) -> np.ndarray:

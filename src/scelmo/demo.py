@@ -35,11 +35,15 @@ def main(argv: list[str] | None = None) -> None:
 
     began = time.perf_counter()
     adata = sc.datasets.pbmc68k_reduced()
-    print(f"data: pbmc68k_reduced, {adata.n_obs} cells, {adata.raw.n_vars} genes (log-normalised raw), "
-          f"{adata.obs['bulk_labels'].nunique()} bulk_labels")
+    print(
+        f"data: pbmc68k_reduced, {adata.n_obs} cells, {adata.raw.n_vars} genes (log-normalised raw), "
+        f"{adata.obs['bulk_labels'].nunique()} bulk_labels"
+    )
 
     table = se.pp.build_gene_embeddings(adata.raw.var_names, source="offline", encoder="local")
-    print(f"gene table: {table!r}; text: {table.provenance.get('text_detail', table.provenance.get('text_source'))}")
+    print(
+        f"gene table: {table!r}; text: {table.provenance.get('text_detail', table.provenance.get('text_source'))}"
+    )
     se.tl.elmo_embed(adata, table, mode=args.mode, progress=False)
     coverage = adata.uns["X_elmo"]["coverage"]
     print(f"elmo_embed ({args.mode}): {coverage['n_matched']} of {coverage['n_vars']} genes have text")
@@ -57,14 +61,17 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"\n{'embedding':<18} {'NMI':>6} {'ARI':>6} {'(res)':>6} {'10-NN acc':>10} {'macro-F1':>9}")
     for name, clustering, knn in rows:
-        print(f"{name:<18} {clustering.nmi:6.3f} {clustering.ari:6.3f} {clustering.resolution:6.1f} "
-              f"{knn.accuracy:10.3f} {knn.macro_f1:9.3f}")
+        print(
+            f"{name:<18} {clustering.nmi:6.3f} {clustering.ari:6.3f} {clustering.resolution:6.1f} "
+            f"{knn.accuracy:10.3f} {knn.macro_f1:9.3f}"
+        )
 
     sc.pp.neighbors(adata, use_rep="X_elmo", random_state=0)
     sc.tl.umap(adata, random_state=0)
     args.out.mkdir(parents=True, exist_ok=True)
-    figure = sc.pl.umap(adata, color="bulk_labels", title="pbmc68k_reduced: scELMo embedding", show=False,
-                        return_fig=True)
+    figure = sc.pl.umap(
+        adata, color="bulk_labels", title="pbmc68k_reduced: scELMo embedding", show=False, return_fig=True
+    )
     path = args.out / "umap_elmo.png"
     figure.savefig(path, dpi=120, bbox_inches="tight")
     print(f"\nUMAP saved to {path} ({time.perf_counter() - began:.0f} s in all)")

@@ -76,7 +76,8 @@ class GeneEmbeddings:
                 f"Gene names must be unique; duplicated: {dupes}. "
                 "Aggregate or drop the duplicates before building the table."
             )
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        # Our own copy: the table is made read-only, which must not touch the caller's array.
+        vectors = np.array(vectors, dtype=np.float32, order="C", copy=True)
         bad = ~np.isfinite(vectors).all(axis=1)
         if bad.any():
             raise ValueError(
@@ -175,7 +176,9 @@ class GeneEmbeddings:
             if vector.ndim == 2 and vector.shape[0] == 1:
                 vector = vector[0]
             if vector.ndim != 1:
-                raise ValueError(f"Vector of gene {gene!r} has shape {vector.shape}; expected (d,) or (1, d).")
+                raise ValueError(
+                    f"Vector of gene {gene!r} has shape {vector.shape}; expected (d,) or (1, d)."
+                )
             dims.setdefault(vector.shape[0], []).append(gene)
             rows.append(vector)
         if len(dims) > 1:
@@ -385,9 +388,7 @@ class GeneEmbeddings:
         if genes not in ("intersection", "union"):
             raise ValueError(f"`genes` must be 'intersection' or 'union', got {genes!r}.")
         if how == "sum" and self.dim != other.dim:
-            raise ValueError(
-                f"Cannot sum tables of dimension {self.dim} and {other.dim}; use how='concat'."
-            )
+            raise ValueError(f"Cannot sum tables of dimension {self.dim} and {other.dim}; use how='concat'.")
         if genes == "intersection":
             keep = self._genes.intersection(other._genes, sort=False)
             if len(keep) == 0:
@@ -506,7 +507,9 @@ class GeneEmbeddings:
                 UserWarning,
                 stacklevel=2,
             )
-        logger.info("aligned gene table: %d of %d genes matched (%.1f%%)", n_matched, len(var_index), 100 * coverage)
+        logger.info(
+            "aligned gene table: %d of %d genes matched (%.1f%%)", n_matched, len(var_index), 100 * coverage
+        )
         return aligned
 
 

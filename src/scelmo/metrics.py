@@ -75,15 +75,20 @@ def leiden_scores(
     best: ClusteringScore | None = None
     for resolution in resolutions:
         sc.tl.leiden(
-            work, resolution=float(resolution), key_added="_leiden", random_state=random_state,
-            flavor="igraph", n_iterations=2, directed=False,
+            work,
+            resolution=float(resolution),
+            key_added="_leiden",
+            random_state=random_state,
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
         )
         clusters = work.obs["_leiden"].to_numpy()
         score = ClusteringScore(
             nmi=float(normalized_mutual_info_score(labels, clusters)),
             ari=float(adjusted_rand_score(labels, clusters)),
             resolution=float(resolution),
-            n_clusters=int(len(np.unique(clusters))),
+            n_clusters=len(np.unique(clusters)),
         )
         if best is None or score.nmi > best.nmi:
             best = score
