@@ -1,3 +1,27 @@
-"""The data registry (pooch): gene tables, dictionaries, checkpoints."""
+"""The data registry (pooch): gene tables, dictionaries, checkpoints.
 
-__all__: list[str] = []
+Every file scelmo can use is a named entry in ``registry.toml`` (url or package file, sha256,
+license, source). :func:`fetch` returns a verified local path, downloading into
+:func:`data_dir` (``$SCELMO_DATA_DIR`` or the OS cache) only when the file is not already
+there with the right hash. Data that cannot be downloaded (the LangCell checkpoint) is
+pointed at with :func:`register_local`; your own hosted tables are added with :func:`register`.
+
+Pickled sources are unpickled only after their hash matched (:func:`read_trusted_pickle`) and
+are then kept in a safe format under ``data_dir()/derived/``.
+"""
+
+from ._geneformer import GeneformerDictionaries, geneformer_dictionaries
+from ._pickle import read_trusted_pickle
+from ._registry import available, data_dir, entry, fetch, register, register_local
+
+__all__ = [
+    "GeneformerDictionaries",
+    "available",
+    "data_dir",
+    "entry",
+    "fetch",
+    "geneformer_dictionaries",
+    "read_trusted_pickle",
+    "register",
+    "register_local",
+]
