@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ._matrix import block_values, iter_column_blocks, iter_row_blocks, storage_format
-from ._products import Backend, TableProduct
+from ._products import DENSE_BLOCK_BYTES, Backend, TableProduct
 
 Mode = Literal["wa", "aa"]
 #: Cells per block: the block and its share of the output stay well under 1 GiB.
@@ -105,6 +105,9 @@ def weighted_gene_average(
     if storage == "other_sparse":
         matrix = sp.csr_matrix(matrix)
         storage = "csr"
+    if storage == "dense":
+        # A dense block is cells x all genes: keep it near DENSE_BLOCK_BYTES whatever the gene count.
+        chunk_size = max(1, min(chunk_size, DENSE_BLOCK_BYTES // (4 * max(n_genes, 1))))
     out = np.zeros((n_cells, table.shape[1]), dtype=np.float32)
     totals = np.zeros(n_cells, dtype=np.float64)
     check = _BlockCheck(mode)
