@@ -1,0 +1,78 @@
+"""The OpenAI client, shared by the embedding encoder and the LLM text source."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .._optional import import_optional
+from ._retry import RETRY_STATUS, Failure
+
+__all__ = [
+    "DEFAULT_OPENAI_URL",
+    "classify_openai_error",
+    "make_openai_client",
+    "public_url",
+    "resolve_base_url",
+]
+
+DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    """The URL requests go to: the argument, else ``$OPENAI_BASE_URL``, else OpenAI's."""
+    return (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_URL).rstrip("/")
+
+
+def public_url(url: str) -> str:
+    """``url`` without credentials, query or fragment: safe to record in provenance.
+
+    Examples
+    --------
+    >>> from scelmo.text._openai import public_url
+    >>> public_url("https://user:secret@example.org/v1?key=abc")
+    'https://example.org/v1'
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def make_openai_client(*, api_key: str | None, base_url: str | None, timeout: float, purpose: str) -> Any:
+    """An ``openai.OpenAI`` client with its own retries off (we retry, with our policy).
+
+    Raises
+    ------
+    ValueError
+        When there is no API key.
+    """
+    openai = import_optional("openai", "openai", purpose=purpose)
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        raise ValueError(
+            f"{purpose} needs an OpenAI API key: pass api_key=... or set the OPENAI_API_KEY environment "
+            "variable. (A local OpenAI-compatible server that ignores keys still needs some string.)"
+        )
+    return openai.OpenAI(api_key=key, base_url=resolve_base_url(base_url), max_retries=0, timeout=timeout)
+
+
+def classify_openai_error(err: BaseException) -> Failure | None:
+    """Which OpenAI client errors are worth retrying (429, 5xx, timeouts, connection errors)."""
+    import openai
+
+    if isinstance(err, openai.APIStatusError):
+        from ._retry import parse_retry_after
+
+        status = err.status_code
+        description = f"HTTP {status}: {err.message}"
+        if status == 401:
+            description += " (check the API key)"
+        elif status == 404:
+            description += " (check the model name and base_url)"
+        return Failure(status in RETRY_STATUS, description, parse_retry_after(err.response.headers))
+    if isinstance(err, openai.APIConnectionError):
+        return Failure(True, f"{type(err).__name__}: {err}")
+    return None

@@ -1,0 +1,187 @@
+"""Gene text written by a chat model (scELMo's way), through any OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from ..._logging import logger
+from .._cache import TextCache
+from .._openai import classify_openai_error, make_openai_client, public_url, resolve_base_url
+from .._progress import progress_bar
+from .._retry import RetryPolicy, ServiceError, call_with_retries
+
+__all__ = ["SCELMO_GENE_PROMPT", "SCELMO_MODEL", "llm_descriptions"]
+
+#: The prompt of scELMo (Liu et al. 2023); ``{gene}`` is replaced by the symbol.
+SCELMO_GENE_PROMPT = (
+    "Please summarize the major function of gene: {gene}. "
+    "Use academic language in one paragraph and include pathway information."
+)
+#: The chat model scELMo used.
+SCELMO_MODEL = "gpt-3.5-turbo-1106"
+
+
+def llm_descriptions(
+    genes: Sequence[str],
+    *,
+    cache: TextCache | None = None,
+    prompt: str = SCELMO_GENE_PROMPT,
+    model: str = SCELMO_MODEL,
+    system_prompt: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    max_concurrency: int = 8,
+    max_retries: int = 6,
+    backoff: float = 1.0,
+    max_backoff: float = 60.0,
+    timeout: float = 120.0,
+    progress: bool = False,
+) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """Ask a chat model to describe each gene (``client.chat.completions.create``), one request per gene.
+
+    Requests run concurrently (``max_concurrency``) and are retried with exponential backoff
+    on 429, 5xx, timeouts and connection errors, honouring ``Retry-After``. Each answer is
+    cached as soon as it arrives, keyed by the model, its settings and the exact prompt, so
+    an interrupted run resumes where it stopped and a rerun asks nothing.
+
+    Parameters
+    ----------
+    genes
+        Gene symbols, unique.
+    cache
+        Where answers are kept (``None``: no cache).
+    prompt
+        Template with a ``{gene}`` field; default scELMo's.
+    model
+        Chat model; default scELMo's ``gpt-3.5-turbo-1106``.
+    system_prompt
+        Optional system message.
+    temperature
+        Sampling temperature; ``None`` leaves the service default (as scELMo did).
+    max_tokens
+        Longest answer in tokens (``None``: the service default).
+    api_key
+        Default ``$OPENAI_API_KEY``.
+    base_url
+        Any OpenAI-compatible endpoint; default ``$OPENAI_BASE_URL`` or OpenAI's.
+    max_concurrency
+        Requests in flight at once.
+    max_retries, backoff, max_backoff
+        Retries of a failed request (see :class:`~scelmo.text.RetryPolicy`).
+    timeout
+        Seconds per request.
+    progress
+        Show a progress bar over genes.
+
+    Returns
+    -------
+    texts
+        ``gene -> answer`` (``None`` where the model returned nothing).
+    provenance
+        How the texts were made (the URL without credentials; never the key).
+
+    Examples
+    --------
+    >>> from scelmo.text.sources import llm_descriptions
+    >>> texts, provenance = llm_descriptions(["CD3E"], model="gpt-4o-mini")  # doctest: +SKIP
+    >>> provenance["prompt"]  # doctest: +SKIP
+    'Please summarize the major function of gene: {gene}. ...'
+    """
+    if "{gene}" not in prompt:
+        raise ValueError(f"The prompt must contain '{{gene}}' where the gene symbol goes; got {prompt!r}.")
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}.")
+    genes = list(dict.fromkeys(genes))
+    url = resolve_base_url(base_url)
+    provenance: dict[str, Any] = {
+        "llm_model": model,
+        "prompt": prompt,
+        "system_prompt": system_prompt,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "base_url": public_url(url),
+    }
+    cache_model = (
+        f"{model}|temperature={temperature}|max_tokens={max_tokens}|system={system_prompt}|{public_url(url)}"
+    )
+    prompts = {gene: prompt.format(gene=gene) for gene in genes}
+    cached = cache.get_texts("llm", cache_model, prompts.values()) if cache is not None else {}
+    texts: dict[str, str | None] = {g: cached[p] for g, p in prompts.items() if p in cached}
+    todo = [g for g in genes if g not in texts]
+    if not todo:
+        return texts, provenance
+    logger.info(
+        "llm: %d of %d genes cached; asking %s (%s) for %d",
+        len(texts),
+        len(genes),
+        model,
+        public_url(url),
+        len(todo),
+    )
+    client = make_openai_client(
+        api_key=api_key, base_url=base_url, timeout=timeout, purpose="gene_descriptions(source='llm')"
+    )
+    policy = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
+    extra: dict[str, Any] = {}
+    if temperature is not None:
+        extra["temperature"] = temperature
+    if max_tokens is not None:
+        extra["max_tokens"] = max_tokens
+
+    def ask(gene: str) -> str | None:
+        messages = [{"role": "user", "content": prompts[gene]}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        response = call_with_retries(
+            lambda: client.chat.completions.create(model=model, messages=messages, **extra),
+            policy=policy,
+            classify=classify_openai_error,
+            what=f"chat completion for {gene!r} ({model})",
+        )
+        content = response.choices[0].message.content if response.choices else None
+        return content.strip() if content and content.strip() else None
+
+    pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="scelmo-llm")
+    pending: dict[Future, str] = {pool.submit(ask, gene): gene for gene in todo}
+    error: BaseException | None = None
+    try:
+        with progress_bar(
+            total=len(todo), desc=f"Gene text from {model}", enabled=progress, unit="gene"
+        ) as bar:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    gene = pending.pop(future)
+                    if future.cancelled():
+                        continue
+                    if future.exception() is not None:
+                        if error is None:
+                            error = future.exception()
+                            for other in pending:
+                                other.cancel()
+                        continue
+                    answer = future.result()
+                    texts[gene] = answer
+                    # An empty answer is not cached: a rerun asks again.
+                    if cache is not None and answer is not None:
+                        cache.put_texts("llm", cache_model, {prompts[gene]: answer})
+                    bar.update(1)
+    finally:
+        pool.shutdown(wait=error is not None, cancel_futures=True)
+    if error is not None:
+        n_cached = sum(1 for v in texts.values() if v is not None)
+        if isinstance(error, ServiceError):
+            where = (
+                f" in {cache.path}; a rerun asks only for the rest."
+                if cache is not None
+                else " (no cache: pass cache=True to keep them)."
+            )
+            raise ServiceError(
+                f"{error}\n{n_cached} of {len(genes)} genes' texts are already cached{where}"
+            ) from error
+        raise error
+    return texts, provenance
