@@ -41,9 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     table = se.pp.build_gene_embeddings(adata.raw.var_names, source="offline", encoder="local")
-    print(
-        f"gene table: {table!r}; text: {table.provenance.get('text_detail', table.provenance.get('text_source'))}"
+    go = table.provenance.get("source_params", {}).get("go_annotations")
+    text = (
+        f"HGNC names + GO terms (GO {go['go_date']})"
+        if isinstance(go, dict)
+        else "HGNC names only (no GO files)"
     )
+    print(f"gene table: {table!r}; text: {text}; encoder: {table.provenance.get('model')}")
     se.tl.elmo_embed(adata, table, mode=args.mode, progress=False)
     coverage = adata.uns["X_elmo"]["coverage"]
     print(f"elmo_embed ({args.mode}): {coverage['n_matched']} of {coverage['n_vars']} genes have text")
