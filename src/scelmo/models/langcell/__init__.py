@@ -1,0 +1,32 @@
+"""LangCell (Zhao et al., ICML 2024): cell and text encoders in one space, loaded from the original checkpoint.
+
+Needs the ``langcell`` extra (torch, transformers, safetensors).
+"""
+
+from ._checkpoint import CheckpointError
+from ._config import (
+    CELL_CLS_TOKEN_ID,
+    CELL_MAX_LENGTH,
+    EMBED_DIM,
+    TEMPERATURE,
+    TEXT_MAX_LENGTH,
+    TextBertConfig,
+)
+from ._encode import cell_batches, encode_cell_tokens
+from ._model import LangCell
+from ._text_bert import CrossAttentionCache, TextBert
+
+__all__ = [
+    "CELL_CLS_TOKEN_ID",
+    "CELL_MAX_LENGTH",
+    "EMBED_DIM",
+    "TEMPERATURE",
+    "TEXT_MAX_LENGTH",
+    "CheckpointError",
+    "CrossAttentionCache",
+    "LangCell",
+    "TextBert",
+    "TextBertConfig",
+    "cell_batches",
+    "encode_cell_tokens",
+]

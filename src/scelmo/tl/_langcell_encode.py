@@ -1,0 +1,120 @@
+"""``se.tl.langcell_encode``: LangCell cell embeddings of every cell."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from anndata import AnnData
+
+from .._logging import logger
+from ..cell_tokens import CellTokens
+
+if TYPE_CHECKING:
+    from ..models import LangCell
+
+
+def langcell_encode(
+    adata: AnnData,
+    model: LangCell | str | os.PathLike[str],
+    *,
+    tokens_key: str = "langcell_tokens",
+    key_added: str = "X_langcell",
+    batch_size: int = 32,
+    device: str | Any | None = None,
+    dtype: str | Any | None = None,
+    store_cls: bool = False,
+    progress: bool = True,
+    copy: bool = False,
+) -> AnnData | None:
+    """Embed every cell with LangCell's cell encoder (256-d, L2-normalised).
+
+    Cells are encoded longest first in batches of similar length, each padded to its own
+    longest cell, under ``torch.inference_mode`` with fused (SDPA) attention; a cell's
+    embedding does not depend on which cells share its batch. Batches are built lazily from
+    the token arrays, so memory stays flat on millions of cells.
+
+    Parameters
+    ----------
+    adata
+        Annotated data. If ``adata.obsm[tokens_key]`` is missing, the cells are tokenized first
+        with :func:`scelmo.pp.tokenize` defaults (raw counts in ``adata.X``) and the tokens stored
+        there.
+    model
+        A :class:`scelmo.models.LangCell`, or the path of a checkpoint folder to load.
+    tokens_key
+        Key of the tokens in ``adata.obsm`` (written by :func:`scelmo.pp.tokenize`).
+    key_added
+        Where the embeddings are written (see Returns).
+    batch_size
+        Cells per forward pass.
+    device
+        ``"cpu"``, ``"cuda"``, a ``torch.device``...; the model is moved there (and stays).
+        Default: wherever the model is (the CPU after loading).
+    dtype
+        ``None`` (float32) or ``"bf16"``/``"fp16"`` (autocast, for GPUs).
+    store_cls
+        Also store the raw ``<cls>`` hidden state (before the projection).
+    progress
+        Show a progress bar.
+    copy
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or a copy of ``adata`` if ``copy=True``, with these fields written:
+
+    ``adata.obsm[key_added]``
+        ``(n_obs, 256)`` float32 L2-normalised cell embeddings.
+    ``adata.obsm[key_added + '_cls']``
+        ``(n_obs, hidden)`` float32 ``<cls>`` hidden states, if ``store_cls``.
+    ``adata.uns[key_added]``
+        ``{'params': {...}}``.
+
+    Examples
+    --------
+    >>> import scelmo as se
+    >>> model = se.models.LangCell.from_pretrained("path/to/langcell")  # doctest: +SKIP
+    >>> se.pp.tokenize(adata, layer="counts")  # doctest: +SKIP
+    >>> se.tl.langcell_encode(adata, model)  # doctest: +SKIP
+    >>> adata.obsm["X_langcell"].shape  # doctest: +SKIP
+    (2700, 256)
+    """
+    from ..models.langcell import LangCell, encode_cell_tokens
+
+    adata = adata.copy() if copy else adata
+    if isinstance(model, str | os.PathLike):
+        model = LangCell.from_pretrained(model)
+    elif not isinstance(model, LangCell):
+        raise TypeError(
+            f"model must be a scelmo.models.LangCell or a checkpoint path, got {type(model).__name__}."
+        )
+    if device is not None:
+        model.to(device)
+    if tokens_key not in adata.obsm:
+        from ..pp import tokenize
+
+        logger.info("adata.obsm[%r] not found: tokenizing the cells from adata.X first", tokens_key)
+        tokenize(adata, key_added=tokens_key)
+    tokens = CellTokens.from_sparse(adata.obsm[tokens_key], name=f"adata.obsm[{tokens_key!r}]")
+
+    embeddings, cls_states = encode_cell_tokens(
+        model, tokens, batch_size=batch_size, dtype=dtype, store_cls=store_cls, progress=progress
+    )
+    adata.obsm[key_added] = embeddings
+    added = [f"{key_added!r}, LangCell cell embeddings (adata.obsm)"]
+    if cls_states is not None:
+        adata.obsm[key_added + "_cls"] = cls_states
+        added.append(f"{key_added + '_cls'!r}, <cls> hidden states (adata.obsm)")
+    adata.uns[key_added] = {
+        "params": {
+            "tokens_key": tokens_key,
+            "batch_size": batch_size,
+            "dtype": "float32" if dtype is None else str(dtype),
+            "store_cls": store_cls,
+            "cls_token_id": model.cls_token_id,
+        }
+    }
+    added.append(f"{key_added!r}, parameters (adata.uns)")
+    logger.info("added\n    %s", "\n    ".join(added))
+    return adata if copy else None

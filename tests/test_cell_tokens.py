@@ -1,0 +1,261 @@
+"""Geneformer V1 rank-value tokens (``se.pp.tokenize``) equal a straightforward per-cell computation."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+
+import scelmo as se
+from scelmo.cell_tokens import CellTokens, match_genes, rank_value_encode
+
+
+def straightforward_tokens(counts: np.ndarray, genes, token_ids, medians, symbols, max_length=2048):
+    """One cell at a time, dense float64, plain Python: the published recipe.
+
+    Genes are mapped (Ensembl id as is after removing a version, else symbol -> Ensembl), kept
+    when they have a token and a median; columns of the same gene are summed; n_counts is the
+    total over all genes; value = x / n_counts * 10000 / median; zeros dropped; sorted by
+    value descending, ties by token id ascending; truncated.
+    """
+    columns = {}
+    for j, name in enumerate(genes):
+        base = name.split(".")[0] if name.startswith("ENSG") else name
+        gene = base if base in token_ids else symbols.get(name)
+        if gene in token_ids and gene in medians:
+            columns.setdefault(gene, []).append(j)
+    out = []
+    for row in np.asarray(counts, dtype=np.float64):
+        n_counts = row.sum()
+        scored = []
+        for gene, cols in columns.items():
+            x = row[cols].sum()
+            if x != 0:
+                scored.append((-(x / n_counts * 10_000 / medians[gene]), token_ids[gene]))
+        out.append([token for _, token in sorted(scored)][:max_length])
+    return out
+
+
+@pytest.fixture(scope="module")
+def vocab(_session_data_dir):
+    if not (_session_data_dir / "geneformer_v1").is_dir():
+        pytest.skip("needs the real Geneformer V1 dictionaries (shared data folder absent)")
+    return se.datasets.geneformer_dictionaries(progressbar=False)
+
+
+@pytest.fixture(scope="module")
+def pbmc_counts() -> ad.AnnData:
+    """pbmc68k_reduced with pseudo-counts: ``raw.X`` is log1p-normalised, so round(expm1(raw.X))."""
+    pbmc = sc.datasets.pbmc68k_reduced()
+    counts = sp.csr_matrix(np.rint(np.expm1(pbmc.raw.X.toarray())).astype(np.float32))
+    return ad.AnnData(
+        counts, obs=pbmc.obs[["bulk_labels"]].copy(), var=pd.DataFrame(index=pbmc.raw.var_names)
+    )
+
+
+def as_lists(tokens: CellTokens) -> list[list[int]]:
+    return [t.tolist() for t in tokens.to_list()]
+
+
+def test_pbmc_tokens_equal_the_straightforward_computation(pbmc_counts, vocab):
+    adata = pbmc_counts.copy()
+    se.pp.tokenize(adata, chunk_size=128)
+    tokens = CellTokens.from_sparse(adata.obsm["langcell_tokens"])
+    expected = straightforward_tokens(
+        pbmc_counts.X.toarray(),
+        list(adata.var_names),
+        vocab.token_ids,
+        vocab.gene_medians,
+        vocab.symbol_to_ensembl,
+    )
+    assert as_lists(tokens) == expected
+    assert adata.obsm["langcell_tokens"].dtype == np.int16
+    assert adata.obsm["langcell_tokens"].shape == (adata.n_obs, 2048)
+    assert 150 < np.median(tokens.lengths) < 400
+    info = adata.uns["langcell_tokens"]
+    assert info["n_genes_matched"] + info["n_genes_unmatched"] == adata.n_vars
+    assert info["n_genes_matched"] > 600
+    assert info["params"]["max_length"] == 2048
+
+
+@pytest.mark.parametrize("kind", ["dense", "csc", "csr_chunk7", "backed"])
+def test_matrix_kinds_give_the_same_tokens(pbmc_counts, vocab, kind, tmp_path):
+    small = pbmc_counts[:60].copy()
+    reference, _ = rank_value_encode(small.X, small.var_names, dictionaries=vocab)
+    chunk = 1024
+    if kind == "dense":
+        small.X = small.X.toarray()
+    elif kind == "csc":
+        small.X = sp.csc_matrix(small.X)
+    elif kind == "csr_chunk7":
+        chunk = 7
+    else:
+        small.write_h5ad(tmp_path / "small.h5ad")
+        small = ad.read_h5ad(tmp_path / "small.h5ad", backed="r")
+    se.pp.tokenize(small, dictionaries=vocab, chunk_size=chunk)
+    assert CellTokens.from_sparse(small.obsm["langcell_tokens"]).equals(reference)
+
+
+def test_synthetic_ensembl_ids_with_ties_versions_duplicates_and_truncation():
+    vocab = {
+        "token_ids": {"<pad>": 0, "<mask>": 1, "ENSG00000000001": 5, "ENSG00000000002": 3, "ENSG00000000003": 4, "ENSG00000000004": 2},
+        "gene_medians": {"ENSG00000000001": 2.0, "ENSG00000000002": 1.0, "ENSG00000000003": 1.0, "ENSG00000000004": 4.0},
+        "symbol_to_ensembl": {"GENE4": "ENSG00000000004"},
+    }  # fmt: skip
+    genes = [
+        "ENSG00000000001.7",
+        "ENSG00000000002",
+        "ENSG00000000003.1",
+        "GENE4",
+        "ENSG00000000099",
+        "ENSG00000000002.2",
+    ]
+    counts = np.array(
+        [
+            [2, 1, 1, 4, 50, 0],  # scaled 1, 1, 1, 1 -> all tied: ascending token ids 2, 3, 4, 5
+            [0, 3, 6, 0, 0, 0],  # gene 3 first; gene 1 and 4 absent
+            [0, 1, 2, 0, 7, 1],  # duplicated ENSG..2 (1 + 1) ties with ENSG..3 (2): tokens 3 then 4
+            [0, 0, 0, 0, 9, 0],  # only an unknown gene: empty
+        ]
+    )
+    tokens, match = rank_value_encode(sp.csr_matrix(counts), genes, dictionaries=vocab)
+    assert as_lists(tokens) == [[2, 3, 4, 5], [4, 3], [3, 4], []]
+    assert as_lists(tokens) == straightforward_tokens(
+        counts, genes, vocab["token_ids"], vocab["gene_medians"], vocab["symbol_to_ensembl"]
+    )
+    assert match.unmatched == ["ENSG00000000099"]
+    assert match.n_from_symbols == 1
+    assert match.n_duplicated == 1
+    # The order of the columns does not change the tokens.
+    perm = [5, 3, 1, 4, 0, 2]
+    shuffled, _ = rank_value_encode(counts[:, perm], [genes[j] for j in perm], dictionaries=vocab)
+    assert shuffled.equals(tokens)
+    truncated, _ = rank_value_encode(counts, genes, dictionaries=vocab, max_length=2)
+    assert as_lists(truncated) == [[2, 3], [4, 3], [3, 4], []]
+    assert truncated.max_length == 2
+
+
+def test_long_cells_are_cut_to_2048_tokens():
+    n = 2100
+    genes = [f"ENSG{i:011d}" for i in range(n)]
+    vocab = {"token_ids": {g: i + 2 for i, g in enumerate(genes)}, "gene_medians": dict.fromkeys(genes, 1.0)}
+    counts = np.arange(1, n + 1)[None, :]
+    tokens, _ = rank_value_encode(counts, genes, dictionaries=vocab)
+    assert tokens.lengths.tolist() == [2048]
+    assert tokens[0][:3].tolist() == [n + 1, n, n - 1]
+
+
+def test_non_counts_are_refused_with_a_pointer_to_layer(pbmc_counts, vocab):
+    lognorm = pbmc_counts[:20].copy()
+    lognorm.X = sp.csr_matrix(np.log1p(lognorm.X.toarray()))
+    with pytest.raises(ValueError, match=r"raw counts.*layer='counts'.*use_raw=True"):
+        se.pp.tokenize(lognorm, dictionaries=vocab)
+    negative = pbmc_counts[:20].copy()
+    negative.X = negative.X.toarray()
+    negative.X[3, 5] = -1
+    with pytest.raises(ValueError, match="cell 3 has the value -1"):
+        se.pp.tokenize(negative, dictionaries=vocab)
+    # The counts in a layer are used when pointed at.
+    lognorm.layers["counts"] = pbmc_counts[:20].X.copy()
+    se.pp.tokenize(lognorm, layer="counts", dictionaries=vocab)
+    assert lognorm.uns["langcell_tokens"]["params"]["layer"] == "counts"
+
+
+def test_use_raw_and_gene_id_key(pbmc_counts, vocab):
+    adata = pbmc_counts[:30].copy()
+    expected, _ = rank_value_encode(adata.X, adata.var_names, dictionaries=vocab)
+    holder = ad.AnnData(np.zeros((30, 2), dtype=np.float32), obs=adata.obs)
+    holder.raw = adata
+    se.pp.tokenize(holder, use_raw=True, dictionaries=vocab)
+    assert CellTokens.from_sparse(holder.obsm["langcell_tokens"]).equals(expected)
+
+    ids = [
+        vocab.symbol_to_ensembl.get(g, g) + ".3" if g in vocab.symbol_to_ensembl else g
+        for g in adata.var_names
+    ]
+    by_id = adata.copy()
+    by_id.var["gene_ids"] = ids
+    by_id.var_names = [f"gene{i}" for i in range(by_id.n_vars)]
+    se.pp.tokenize(by_id, gene_id_key="gene_ids", dictionaries=vocab, key_added="tok")
+    assert CellTokens.from_sparse(by_id.obsm["tok"]).equals(expected)
+    with pytest.raises(KeyError, match="no column 'ensembl'"):
+        se.pp.tokenize(by_id, gene_id_key="ensembl", dictionaries=vocab)
+
+
+def test_empty_cells_warn_and_get_empty_sequences(pbmc_counts, vocab):
+    adata = pbmc_counts[:10].copy()
+    X = adata.X.toarray()
+    X[[2, 7]] = 0
+    adata.X = sp.csr_matrix(X)
+    with pytest.warns(UserWarning, match=r"2 of 10 cells have no counts"):
+        se.pp.tokenize(adata, dictionaries=vocab)
+    lengths = CellTokens.from_sparse(adata.obsm["langcell_tokens"]).lengths
+    assert lengths[2] == 0
+    assert lengths[7] == 0
+    assert (np.delete(lengths, [2, 7]) > 0).all()
+    assert adata.uns["langcell_tokens"]["n_empty_cells"] == 2
+
+
+def test_unmatched_genes_are_reported(vocab, caplog):
+    adata = ad.AnnData(
+        np.ones((3, 4), dtype=np.float32), var=pd.DataFrame(index=["CD3E", "MS4A1", "foo", "bar"])
+    )
+    with warnings.catch_warnings(), caplog.at_level("INFO", logger="scelmo"):
+        warnings.simplefilter("error")  # half of the genes matched: reported, not warned about
+        se.pp.tokenize(adata, dictionaries=vocab)
+    assert "2 of 4 genes are in the Geneformer V1 vocabulary (2 matched by symbol)" in caplog.text
+    assert "'foo', 'bar'" in caplog.text
+    adata = ad.AnnData(
+        np.ones((3, 4), dtype=np.float32), var=pd.DataFrame(index=["CD3E", "foo", "bar", "baz"])
+    )
+    with pytest.warns(UserWarning, match=r"Only 1 of 4 genes.*'foo', 'bar', 'baz'.*gene_id_key="):
+        se.pp.tokenize(adata, dictionaries=vocab)
+    adata = ad.AnnData(
+        np.ones((3, 2), dtype=np.float32), var=pd.DataFrame(index=["Cd3e", "ENSMUSG00000032093"])
+    )
+    with pytest.raises(ValueError, match=r"None of the 2 genes.*gene_id_key="):
+        se.pp.tokenize(adata, dictionaries=vocab)
+
+
+def test_storage_follows_the_cells(pbmc_counts, vocab, tmp_path):
+    adata = pbmc_counts[:50].copy()
+    se.pp.tokenize(adata, dictionaries=vocab)
+    full = CellTokens.from_sparse(adata.obsm["langcell_tokens"])
+    # Subsetting the AnnData subsets the tokens.
+    picked = [7, 3, 3, 40]
+    assert CellTokens.from_sparse(adata[picked].obsm["langcell_tokens"]).equals(full.subset(picked))
+    # .h5ad round trip.
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    assert CellTokens.from_sparse(back.obsm["langcell_tokens"]).equals(full)
+    # npz round trip (no pickles).
+    full.save(tmp_path / "t.npz")
+    assert CellTokens.load(tmp_path / "t.npz").equals(full)
+    # copy=True leaves the input alone.
+    fresh = pbmc_counts[:5].copy()
+    out = se.pp.tokenize(fresh, dictionaries=vocab, copy=True)
+    assert "langcell_tokens" not in fresh.obsm
+    assert "langcell_tokens" in out.obsm
+    # A matrix that is not a token matrix is refused.
+    with pytest.raises(ValueError, match=r"re-run se\.pp\.tokenize"):
+        CellTokens.from_sparse(sp.csr_matrix(np.array([[0, 3], [4, 0]])))
+
+
+def test_padding_batches():
+    tokens = CellTokens(np.array([0, 3, 3, 5]), np.array([7, 4, 9, 5, 6], dtype=np.int16), max_length=4)
+    ids, mask = tokens.pad([0, 1, 2], prefix=99)
+    assert ids.tolist() == [[99, 7, 4, 9], [99, 0, 0, 0], [99, 5, 6, 0]]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 0]]
+    ids, mask = tokens.pad([0], prefix=99, max_length=3)
+    assert ids.tolist() == [[99, 7, 4]]
+    ids, mask = tokens.pad(np.array([2, 0]))
+    assert ids.tolist() == [[5, 6, 0], [7, 4, 9]]
+    assert ids.dtype == np.int64
+    with pytest.raises(ValueError, match="more than max_length"):
+        CellTokens(np.array([0, 5]), np.arange(5), max_length=4)
+    assert match_genes(["X"], {"token_ids": {}, "gene_medians": {}}).n_kept == 0
