@@ -157,3 +157,19 @@ def test_dataframe_round_trip(table):
     frame = table.to_dataframe()
     assert isinstance(frame, pd.DataFrame)
     assert se.GeneEmbeddings.from_dataframe(frame) == table
+
+
+def test_load_from_registry_verifies_or_needs_trust(data_dir, http_server):
+    payload = pickle.dumps({"CD3E": [0.5, 0.25], "MS4A1": [[1.0, 2.0]]})
+    digest = hashlib.sha256(payload).hexdigest()
+    url = http_server.add("GenePT_gene_embedding_ada_text.pickle", payload)
+
+    se.datasets.register("lab_table_pinned", url=url, sha256=digest)
+    pinned = se.GeneEmbeddings.load("lab_table_pinned")
+    np.testing.assert_allclose(pinned["MS4A1"], [1.0, 2.0])
+    assert pinned.provenance["registry_name"] == "lab_table_pinned"
+
+    se.datasets.register("lab_table_unpinned", url=url, sha256="unknown")
+    with pytest.warns(UserWarning, match="cannot be verified"), pytest.raises(ValueError, match="trusted=True"):
+        se.GeneEmbeddings.load("lab_table_unpinned")
+    assert se.GeneEmbeddings.load("lab_table_unpinned", trusted=True) == pinned

@@ -258,17 +258,25 @@ class GeneEmbeddings:
         )
 
     @classmethod
-    def load(cls, name: str) -> GeneEmbeddings:
-        """Load a table from the data registry by name (hash-verified), e.g. ``"genept_ada_text"``.
+    def load(cls, name: str, *, trusted: bool = False) -> GeneEmbeddings:
+        """Load a table from the data registry by name, e.g. ``"genept_ada_text"``.
 
-        A registry entry whose hash is published is verified before it is unpickled; an
-        entry with an unknown hash is refused (pin its hash with
-        :func:`scelmo.datasets.register` or read it with ``GeneEmbeddings.read(path, trusted=True)``).
+        An entry whose sha256 is published is verified before it is unpickled. GenePT's
+        Zenodo records publish no sha256, so their pickles are refused unless you pass
+        ``trusted=True`` after checking the source (fetching warns with the observed hash, which
+        you can pin with :func:`scelmo.datasets.register`).
+
+        Parameters
+        ----------
+        name
+            Registry entry (see :func:`scelmo.datasets.available`).
+        trusted
+            Unpickle an entry whose sha256 is unknown.
 
         Examples
         --------
         >>> import scelmo as se
-        >>> table = se.GeneEmbeddings.load("genept_ada_text")  # doctest: +SKIP
+        >>> table = se.GeneEmbeddings.load("genept_ada_text", trusted=True)  # doctest: +SKIP
         """
         from . import datasets
 
@@ -277,14 +285,14 @@ class GeneEmbeddings:
         expected = entry.get("sha256", "unknown")
         if path.suffix == ".npz":
             table = cls._read_npz(path)
-        elif expected == "unknown":
+        elif expected == "unknown" and not trusted:
             raise ValueError(
                 f"Registry entry {name!r} has no published sha256, so its pickle is not unpickled. "
-                f"Check the file at {path} and read it with GeneEmbeddings.read(path, trusted=True), "
-                "or register it with its hash."
+                f"Check the file at {path}, then load it with GeneEmbeddings.load({name!r}, trusted=True), "
+                "or pin its hash with scelmo.datasets.register."
             )
         else:
-            table = cls.read(path, sha256=expected)
+            table = cls.read(path, sha256=None if expected == "unknown" else expected, trusted=trusted)
         table.provenance.setdefault("registry_name", name)
         return table
 
@@ -519,6 +527,23 @@ class AlignedGeneEmbeddings:
 
     Rows of unmatched variables are zero, as in the published methods. Made by
     :meth:`GeneEmbeddings.align`.
+
+    Attributes
+    ----------
+    var_names
+        The dataset's variables, in order.
+    matrix
+        float32 ``(n_vars, dim)``: the table row of each variable, zeros where unmatched.
+    matched
+        Boolean mask of variables that have a table row.
+    table_genes
+        The table gene each variable matched (``""`` where unmatched).
+    var_id_type
+        ``"symbol"`` or ``"ensembl"``: how the variables were read.
+    table_id_type
+        ``"symbol"`` or ``"ensembl"``: how the table's genes were read.
+    provenance
+        The table's provenance plus its ``content_hash``.
     """
 
     var_names: pd.Index

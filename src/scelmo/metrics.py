@@ -15,7 +15,7 @@ import pandas as pd
 from anndata import AnnData
 
 #: Resolutions scanned for the best Leiden clustering, as in scELMo's evaluation.
-DEFAULT_RESOLUTIONS = tuple(np.round(np.arange(0.2, 2.01, 0.2), 2))
+DEFAULT_RESOLUTIONS = tuple(round(0.2 * i, 1) for i in range(1, 11))
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,11 @@ def build_gene_embeddings(
     descriptions = describe_genes(
         genes, source=source, cache=store if store is not None else False, progress=progress, **source_kwargs
     )
-    warn_missing(descriptions, stacklevel=2)
+    warn_missing(
+        descriptions,
+        stacklevel=2,
+        outcome="they are left out of the table and listed in provenance['genes_without_text']",
+    )
     described = descriptions[~descriptions.index.duplicated()].dropna()
     gene_list = [str(g) for g in described.index]
     texts = [str(t) for t in described.to_numpy()]

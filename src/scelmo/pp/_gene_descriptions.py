@@ -146,7 +146,12 @@ def describe_genes(
     return series
 
 
-def warn_missing(series: pd.Series, *, stacklevel: int) -> None:
+def warn_missing(
+    series: pd.Series,
+    *,
+    stacklevel: int,
+    outcome: str = "they are NaN in the result and listed in .attrs['missing']",
+) -> None:
     """Warn about the genes listed in ``series.attrs["missing"]``; ``stacklevel`` counts from our caller."""
     missing = series.attrs.get("missing", [])
     if not missing:
@@ -156,7 +161,7 @@ def warn_missing(series: pd.Series, *, stacklevel: int) -> None:
     examples = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
     warnings.warn(
         f"{len(missing)} of {n_unique} genes have no text from source {name!r} (e.g. {examples}); "
-        "they are NaN in the result and listed in .attrs['missing'].",
+        f"{outcome}.",
         UserWarning,
         stacklevel=stacklevel + 1,
     )
