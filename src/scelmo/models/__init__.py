@@ -1,7 +1,7 @@
 """Trainable and pretrained models in the scvi-tools style.
 
-Models that need heavy optional dependencies (torch) are imported on first access, so that
-``import scelmo`` stays light.
+Models that need heavy optional dependencies (torch, scvi-tools) are imported on first access,
+so that ``import scelmo`` stays light.
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ import importlib
 from typing import Any
 
 # Public name -> submodule that defines it (imported on first access).
-_LAZY = {"LangCell": ".langcell"}
+_LAZY = {
+    "ElmoAdapter": ".elmo_adapter",
+    "ElmoPerturbation": ".perturbation",
+    "LangCell": ".langcell",
+}
 __all__: list[str] = list(_LAZY)
 
 

@@ -1,0 +1,183 @@
+"""Lightning training plan of the scELMo adapter, with kNN validation that keeps the best weights.
+
+Every validation round (every ``check_val_every_n_epoch`` epochs) embeds the training cells
+and the validation cells with the current weights, classifies each validation cell by a cosine
+``k``-NN majority vote among the training cells, and logs the accuracy as
+``validation_knn_accuracy``. The weights of the best round (the latest of equally good rounds)
+are kept in memory and put back when training ends, so the trained model is the best one seen
+(the original code recorded the best model and then used the last one). With ``patience``,
+training stops after that many rounds without improvement.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.nn import functional as F
+
+from ._module import ElmoAdapterModule
+
+X_KEY = "X"
+LABELS_KEY = "labels"
+BATCH_KEY = "batch"
+
+
+def knn_accuracy(
+    query: torch.Tensor,
+    query_labels: torch.Tensor,
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    *,
+    k: int,
+    n_labels: int,
+    block: int = 4096,
+) -> float:
+    """Accuracy of a cosine ``k``-NN majority vote of ``query`` cells among ``reference`` cells.
+
+    Ties go to the lowest label index (deterministic).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from scelmo.models.elmo_adapter._training_plan import knn_accuracy
+    >>> ref = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> knn_accuracy(torch.tensor([[1.0, 0.05]]), torch.tensor([0]), ref, torch.tensor([0, 0, 1]), k=2, n_labels=2)
+    1.0
+    """
+    reference = F.normalize(reference.float(), dim=1)
+    k = min(k, reference.shape[0])
+    correct = 0
+    for start in range(0, query.shape[0], block):
+        q = F.normalize(query[start : start + block].float(), dim=1)
+        neighbours = (q @ reference.T).topk(k, dim=1).indices
+        votes = F.one_hot(reference_labels[neighbours], n_labels).sum(dim=1)
+        correct += int((votes.argmax(dim=1) == query_labels[start : start + block]).sum())
+    return correct / max(query.shape[0], 1)
+
+
+class ElmoAdapterTrainingPlan(pl.LightningModule):
+    """Trains an :class:`ElmoAdapterModule` with Adam; validation by kNN accuracy.
+
+    Parameters
+    ----------
+    module
+        The adapter module.
+    lr
+        Adam learning rate (scELMo: 1e-3).
+    weight_decay
+        Adam weight decay.
+    n_neighbors
+        ``k`` of the validation kNN vote (scELMo: 10).
+    reference_batches
+        A callable returning an iterable of ``(x, labels)`` tensors of the training cells, in
+        fixed order; the kNN reference of every validation round.
+    patience
+        Stop after this many validation rounds without a better kNN accuracy (``None``: never).
+
+    Examples
+    --------
+    >>> from scelmo.models.elmo_adapter._training_plan import ElmoAdapterTrainingPlan  # doctest: +SKIP
+    >>> plan = ElmoAdapterTrainingPlan(model.module, reference_batches=batches)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        module: ElmoAdapterModule,
+        *,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        n_neighbors: int = 10,
+        reference_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None,
+        patience: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.n_neighbors = n_neighbors
+        self.reference_batches = reference_batches
+        self.patience = patience
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.knn_history: list[tuple[int, float]] = []
+        self._rounds_without_gain = 0
+        self._val_z: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+
+    @staticmethod
+    def _unpack(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        x = batch[X_KEY].float()
+        labels = batch[LABELS_KEY].view(-1).long()
+        batch_index = batch[BATCH_KEY].view(-1).long() if BATCH_KEY in batch else None
+        return x, labels, batch_index
+
+    def _log_parts(self, out: dict[str, torch.Tensor], stage: str, n: int) -> None:
+        for key in ("loss", "classification", "triplet", "batch", "accuracy"):
+            self.log(f"{stage}_{key}", out[key].detach(), on_step=False, on_epoch=True, batch_size=n)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One optimisation step on a minibatch."""
+        x, labels, batch_index = self._unpack(batch)
+        out = self.module.loss(x, labels, batch_index)
+        self._log_parts(out, "train", x.shape[0])
+        return out["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Validation losses; keeps the embeddings for the kNN accuracy."""
+        x, labels, batch_index = self._unpack(batch)
+        out = self.module.loss(x, labels, batch_index)
+        self._log_parts(out, "validation", x.shape[0])
+        self._val_z.append(out["z"].detach())
+        self._val_labels.append(labels)
+
+    @torch.no_grad()
+    def _reference_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        table = self.module.adapted_gene_table()
+        zs, labels = [], []
+        for x, y in self.reference_batches():
+            zs.append(self.module.embed(x.to(self.module.device).float(), table))
+            labels.append(y.to(self.module.device).view(-1).long())
+        return torch.cat(zs), torch.cat(labels)
+
+    def on_validation_epoch_end(self) -> None:
+        """kNN accuracy of the validation cells; remember the best weights."""
+        if not self._val_z or self.reference_batches is None or self.trainer.sanity_checking:
+            self._val_z, self._val_labels = [], []
+            return
+        reference, reference_labels = self._reference_embeddings()
+        score = knn_accuracy(
+            torch.cat(self._val_z),
+            torch.cat(self._val_labels),
+            reference,
+            reference_labels,
+            k=self.n_neighbors,
+            n_labels=self.module.n_labels,
+        )
+        self._val_z, self._val_labels = [], []
+        epoch = int(self.current_epoch) + 1
+        self.knn_history.append((epoch, score))
+        self.log("validation_knn_accuracy", score, on_step=False, on_epoch=True)
+        improved = self.best_score is None or score > self.best_score
+        if improved or score == self.best_score:
+            # Ties go to the later round: same neighbours, but a classifier trained longer.
+            self.best_score = score
+            self.best_epoch = epoch
+            self.best_state = copy.deepcopy(self.module.state_dict())
+        self._rounds_without_gain = 0 if improved else self._rounds_without_gain + 1
+        if self.patience is not None and self._rounds_without_gain >= self.patience:
+            self.trainer.should_stop = True
+
+    def on_train_end(self) -> None:
+        """Put back the weights of the best validation round."""
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
+
+    def configure_optimizers(self) -> Any:
+        """Adam over the trainable parameters."""
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
