@@ -1,3 +1,15 @@
 """Plots of what ``scelmo.tl`` writes."""
 
-__all__: list[str] = []
+from ._annotation import class_f1, confusion_matrix, confusion_table, similarity_heatmap
+from ._benchmark import benchmark_table
+from ._coverage import coverage_per_cell, gene_coverage
+
+__all__ = [
+    "benchmark_table",
+    "class_f1",
+    "confusion_matrix",
+    "confusion_table",
+    "coverage_per_cell",
+    "gene_coverage",
+    "similarity_heatmap",
+]

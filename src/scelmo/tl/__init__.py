@@ -1,7 +1,19 @@
 """Tools: cell embeddings and what is computed from them."""
 
+from ..annotation._metrics import annotation_metrics
+from ._benchmark import benchmark
 from ._elmo_embed import elmo_embed
 from ._in_silico_knockout import in_silico_knockout
+from ._knn_annotate import knn_annotate
 from ._langcell_encode import langcell_encode
+from ._zeroshot_annotate import zeroshot_annotate
 
-__all__ = ["elmo_embed", "in_silico_knockout", "langcell_encode"]
+__all__ = [
+    "annotation_metrics",
+    "benchmark",
+    "elmo_embed",
+    "in_silico_knockout",
+    "knn_annotate",
+    "langcell_encode",
+    "zeroshot_annotate",
+]

@@ -1,0 +1,267 @@
+"""Class texts for zero-shot annotation: Cell Ontology definitions, a chat model, or your own."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._logging import logger
+from ._ontology import CellOntology
+
+__all__ = ["LANGCELL_TEMPLATE", "celltype_descriptions", "class_texts"]
+
+#: LangCell's class text: "cell type: NAME. DEFINITION".
+LANGCELL_TEMPLATE = "cell type: {name}. {definition}"
+#: The prompt for ``source="llm"`` (scELMo's gene prompt, for cell types); ``{cell_type}`` is the label.
+CELLTYPE_PROMPT = (
+    "Please summarize the major function of cell type: {cell_type}. "
+    "Use academic language in one paragraph and include the genes it expresses."
+)
+COLUMNS = [
+    "term_id",
+    "term_label",
+    "match",
+    "match_score",
+    "matched_text",
+    "definition",
+    "synonyms",
+    "text",
+    "texts",
+]
+
+
+def _labels_list(labels: Iterable[str] | str) -> list[str]:
+    if isinstance(labels, str):
+        raise TypeError("`labels` must be a list of cell-type names; wrap a single label in a list.")
+    out = [str(label) for label in labels]
+    if not out:
+        raise ValueError("`labels` is empty: give at least one cell-type name.")
+    return list(dict.fromkeys(out))
+
+
+def _format(template: str, name: str, definition: str) -> str:
+    text = template.format(name=name, definition=definition).strip()
+    return text if definition else text.rstrip(". ").rstrip() + "."
+
+
+def celltype_descriptions(
+    labels: Iterable[str],
+    *,
+    source: str | Mapping[str, str | Sequence[str]] = "cell_ontology",
+    overrides: Mapping[str, str] | None = None,
+    min_score: float = 0.4,
+    template: str = LANGCELL_TEMPLATE,
+    max_synonyms: int = 5,
+    map_ontology: bool = True,
+    ontology: CellOntology | None = None,
+    prompt: str = CELLTYPE_PROMPT,
+    cache: bool | str | os.PathLike = True,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    **llm_kwargs: Any,
+) -> pd.DataFrame:
+    """See :func:`scelmo.pp.celltype_descriptions` (the public entry point)."""
+    labels = _labels_list(labels)
+    if ontology is None and (map_ontology or source == "cell_ontology"):
+        ontology = CellOntology()
+    matches = {}
+    if ontology is not None:
+        for match in ontology.match_many(labels, min_score=min_score, overrides=overrides):
+            matches[match.query] = match
+    rows = []
+    for label in labels:
+        match = matches.get(label)
+        term_id = match.term_id if match is not None else None
+        row: dict[str, Any] = {
+            "term_id": term_id or "",
+            "term_label": match.term_label if match is not None and match.term_label else "",
+            "match": match.how if match is not None else "off",
+            "match_score": float(match.score) if match is not None else np.nan,
+            "matched_text": match.matched_text if match is not None and match.matched_text else "",
+            "definition": ontology.definition(term_id) if term_id and ontology is not None else "",
+            "synonyms": ontology.synonyms(term_id)[:max_synonyms] if term_id and ontology is not None else [],
+        }
+        rows.append(row)
+    frame = pd.DataFrame(rows, index=pd.Index(labels, name="label"))
+
+    if isinstance(source, Mapping):
+        provided = {str(k): v for k, v in source.items()}
+        missing = [label for label in labels if label not in provided]
+        if missing:
+            raise KeyError(
+                f"No text for {missing[:5]} in the dict given as `source`; add them or drop the labels."
+            )
+        texts_per_class = []
+        for label in labels:
+            value = provided[label]
+            texts = [value] if isinstance(value, str) else [str(v) for v in value]
+            if not texts or any(not t.strip() for t in texts):
+                raise ValueError(f"The text for {label!r} is empty.")
+            texts_per_class.append(texts)
+        provenance: dict[str, Any] = {"source": "user"}
+    elif source == "cell_ontology":
+        texts_per_class = []
+        for label, row in frame.iterrows():
+            if row["term_id"]:
+                name = row["term_label"]
+                texts = [_format(template, name, row["definition"]), f"cell type: {name}."]
+                texts += [f"cell type: {s}." for s in row["synonyms"]]
+            else:
+                texts = [_format(template, str(label), "")]
+            texts_per_class.append(list(dict.fromkeys(texts)))
+        provenance = {"source": "cell_ontology", "template": template}
+    elif source == "llm":
+        texts_per_class = _llm_texts(
+            labels, frame, prompt=prompt, cache=cache, cache_dir=cache_dir, progress=progress, **llm_kwargs
+        )
+        provenance = {
+            "source": "llm",
+            "prompt": prompt,
+            **{k: v for k, v in llm_kwargs.items() if k != "api_key"},
+        }
+    else:
+        raise ValueError(f"`source` must be 'cell_ontology', 'llm' or a dict label -> text, got {source!r}.")
+    if llm_kwargs and source != "llm":
+        raise TypeError(f"Options {sorted(llm_kwargs)} apply to source='llm' only.")
+    frame["text"] = [texts[0] for texts in texts_per_class]
+    frame["texts"] = texts_per_class
+    unmapped = [label for label in labels if ontology is not None and not frame.loc[label, "term_id"]]
+    if ontology is not None:
+        provenance.update({"cell_ontology": ontology.version, "cellxgene_schema": ontology.schema_version})
+    provenance["min_score"] = min_score
+    frame.attrs["unmapped"] = unmapped
+    frame.attrs["provenance"] = provenance
+    if unmapped:
+        how = "their texts are the label alone" if source == "cell_ontology" else "they have no ontology id"
+        warnings.warn(
+            f"{len(unmapped)} of {len(labels)} labels matched no Cell Ontology term: {unmapped}; {how}. "
+            "Pass overrides={label: 'CL:...'} to map them, or your own texts as a dict.",
+            UserWarning,
+            stacklevel=3,
+        )
+    logger.info(
+        "cell-type texts for %d labels (%s); %d mapped to the Cell Ontology",
+        len(labels),
+        provenance["source"],
+        len(labels) - len(unmapped) if ontology is not None else 0,
+    )
+    return frame[COLUMNS]
+
+
+def _llm_texts(
+    labels: list[str],
+    frame: pd.DataFrame,
+    *,
+    prompt: str,
+    cache: bool | str | os.PathLike,
+    cache_dir: str | os.PathLike | None,
+    progress: bool,
+    **llm_kwargs: Any,
+) -> list[list[str]]:
+    from ..text._cache import resolve_cache
+    from ..text.sources import llm_descriptions
+
+    if "{cell_type}" not in prompt:
+        raise ValueError(f"The prompt must contain '{{cell_type}}' where the label goes; got {prompt!r}.")
+    store = resolve_cache(cache, cache_dir)
+    # The chat-model source fills "{gene}"; for cell types that slot holds the label.
+    answers, _ = llm_descriptions(
+        labels,
+        cache=store,
+        prompt=prompt.replace("{gene}", "{{gene}}").replace("{cell_type}", "{gene}"),
+        progress=progress,
+        **llm_kwargs,
+    )
+    out = []
+    for label in labels:
+        answer = answers.get(label)
+        name = frame.loc[label, "term_label"] or label
+        if not answer:
+            raise RuntimeError(
+                f"The chat model returned no text for {label!r}; retry or give texts as a dict."
+            )
+        out.append([f"cell type: {name}. {answer.strip()}"])
+    return out
+
+
+def class_texts(
+    labels_or_texts: Sequence[str] | Mapping[str, str | Sequence[str]] | pd.DataFrame,
+    *,
+    descriptions: str = "all",
+    ontology: CellOntology | None = None,
+) -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
+    """Classes, their texts and their Cell Ontology ids from what the user passed.
+
+    Parameters
+    ----------
+    labels_or_texts
+        Cell-type names (texts built from the Cell Ontology), a dict class -> text(s), or the
+        frame of :func:`scelmo.pp.celltype_descriptions`.
+    descriptions
+        Which texts of a ``celltype_descriptions`` frame to use: ``"all"`` (definition text,
+        name, synonyms; their embeddings are averaged), ``"definition"`` (the LangCell text
+        only) or ``"name"`` (``"cell type: NAME."`` only).
+    ontology
+        Reused when labels must be looked up.
+
+    Returns
+    -------
+    classes, texts per class, ontology id per class (where known).
+
+    Examples
+    --------
+    >>> from scelmo.annotation import class_texts
+    >>> classes, texts, ids = class_texts({"B": "cell type: B cell.", "T": ["T cell", "T lymphocyte"]})
+    >>> classes, texts["T"], ids
+    (['B', 'T'], ['T cell', 'T lymphocyte'], {})
+    """
+    if descriptions not in ("all", "definition", "name"):
+        raise ValueError(f"`descriptions` must be 'all', 'definition' or 'name', got {descriptions!r}.")
+    if isinstance(labels_or_texts, Mapping):
+        classes = [str(k) for k in labels_or_texts]
+        texts = {}
+        for cls, value in labels_or_texts.items():
+            items = [value] if isinstance(value, str) else [str(v) for v in value]
+            if not items or any(not isinstance(t, str) or not t.strip() for t in items):
+                raise ValueError(f"Class {cls!r} has an empty text.")
+            texts[str(cls)] = items
+        return classes, texts, {}
+    if isinstance(labels_or_texts, pd.DataFrame):
+        frame = labels_or_texts
+        if "texts" not in frame.columns and "text" not in frame.columns:
+            raise ValueError(
+                "A DataFrame of class texts needs a 'text' or 'texts' column (as made by "
+                "scelmo.pp.celltype_descriptions)."
+            )
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            frame = celltype_descriptions(_labels_list(labels_or_texts), ontology=ontology)
+        if frame.attrs.get("unmapped"):
+            warnings.warn(
+                f"No Cell Ontology term for {frame.attrs['unmapped']}: their class text is the label alone. "
+                "Check the mapping with scelmo.pp.celltype_descriptions(labels) and pass its frame "
+                "(with overrides=) or a dict of texts.",
+                UserWarning,
+                stacklevel=3,
+            )
+    classes = [str(c) for c in frame.index]
+    texts: dict[str, list[str]] = {}
+    for cls, row in frame.iterrows():
+        all_texts = list(row["texts"]) if "texts" in frame.columns else [str(row["text"])]
+        if descriptions == "definition":
+            chosen = all_texts[:1]
+        elif descriptions == "name":
+            chosen = all_texts[1:2] if len(all_texts) > 1 else all_texts[:1]
+        else:
+            chosen = all_texts
+        texts[str(cls)] = chosen
+    ids = {}
+    if "term_id" in frame.columns:
+        ids = {str(c): str(t) for c, t in frame["term_id"].items() if isinstance(t, str) and t}
+    return classes, texts, ids

@@ -1,0 +1,437 @@
+"""Zero-shot annotation in the text-embedding space of a gene table (scELMo / GenePT).
+
+Class texts are embedded by the encoder that built the gene table, so genes (rows of the
+table), cells (``elmo_embed`` averages of gene rows) and classes share one space. Two scores:
+
+``"genes"`` (default): a gene-space score.
+    1. ``S[g, k]``: cosine of gene ``g``'s table vector to class ``k``'s text vector (the mean of
+       the class's description vectors);
+    2. contrast: ``S[g, k] - mean_k' S[g, k']``, so that only genes closer to this class than to
+       the others count (``contrast=False`` keeps raw similarities);
+    3. class signature: the ``n_genes`` genes with the highest contrasted similarity;
+    4. cell score: mean standardised expression (per-gene z-score) of the signature genes;
+       with ``scale``, each class score is then standardised over cells;
+    5. ``refine`` rounds of self-training: the cells most confidently assigned to a class (the
+       top 30% by margin) give a data signature (their mean standardised expression minus that
+       of the cells assigned elsewhere; top ``n_genes`` genes), which replaces the text
+       signature. No labels are used: the text decides which group is which class.
+``"cell"``: cosine of the (centred, with ``centre``) ``elmo_embed`` cell embeddings to the
+    class text vectors, as LangCell compares its cell and text embeddings.
+
+Probabilities are ``softmax(score / temperature)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .._logging import logger
+from .._matrix import iter_row_blocks
+from ..gene_embeddings import GeneEmbeddings
+
+__all__ = ["class_vectors", "elmo_scores", "resolve_encoder", "softmax"]
+
+Score = Literal["genes", "cell"]
+#: Fraction of a class's cells (by margin) that give its data signature in each refinement round.
+CONFIDENT_FRACTION = 0.3
+_CHUNK = 8192
+
+
+def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Row-wise ``softmax(scores / temperature)`` in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.annotation._elmo_zeroshot import softmax
+    >>> softmax(np.array([[0.0, 0.0]]), 1.0).tolist()
+    [[0.5, 0.5]]
+    """
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be positive, got {temperature}.")
+    z = np.asarray(scores, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+# ------------------------------------------------------------------ encoder and provenance
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.is_dir() and pb.is_dir() and pa.resolve() == pb.resolve()
+
+
+def resolve_encoder(provenance: Mapping[str, Any], encoder: Any = None) -> Any:
+    """The text encoder for class texts, checked against the gene table's provenance.
+
+    Parameters
+    ----------
+    provenance
+        The gene table's provenance (``GeneEmbeddings.provenance`` or
+        ``adata.uns['X_elmo']['gene_table']``): ``encoder`` and ``model`` say what built it.
+    encoder
+        ``None``: recreate the table's encoder from its provenance. Otherwise anything
+        :func:`scelmo.text.get_encoder` accepts; it must be the table's encoder.
+
+    Returns
+    -------
+    A :class:`~scelmo.text.TextEncoder`.
+
+    Raises
+    ------
+    ValueError
+        When the encoder differs from the one recorded in the table, or nothing is recorded and
+        no encoder was given.
+
+    Examples
+    --------
+    >>> from scelmo.annotation._elmo_zeroshot import resolve_encoder
+    >>> provenance = {"encoder": "sentence-transformers", "model": "sentence-transformers/all-MiniLM-L6-v2"}
+    >>> resolve_encoder(provenance).model  # doctest: +SKIP
+    'sentence-transformers/all-MiniLM-L6-v2'
+    """
+    from ..text import get_encoder
+    from ..text.encoders import DEFAULT_LOCAL_MODEL
+
+    table_encoder = provenance.get("encoder")
+    table_model = provenance.get("model")
+    if encoder is None:
+        if not table_model:
+            raise ValueError(
+                "The gene table does not record which text encoder built it (no 'model' in its provenance), "
+                "so class texts cannot be embedded in its space automatically. Pass encoder= the encoder "
+                "that built the table (e.g. 'openai:text-embedding-ada-002' for GenePT's tables)."
+            )
+        if table_encoder == "openai":
+            encoder = f"openai:{table_model}"
+        elif table_model == DEFAULT_LOCAL_MODEL:
+            encoder = "local"
+        else:
+            encoder = table_model
+    resolved = get_encoder(encoder)
+    params = resolved.params()
+    if not table_model:
+        warnings.warn(
+            "The gene table does not record its text encoder; assuming it was built with "
+            f"{params.get('encoder')} {params.get('model')!r}. Similarities are meaningless if it was not.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return resolved
+    used_model = str(params.get("model", ""))
+    used_encoder = params.get("encoder")
+    if not _same_model(used_model, str(table_model)) or (table_encoder and used_encoder != table_encoder):
+        raise ValueError(
+            f"The class texts would be embedded with {used_encoder} {used_model!r}, but the gene table was "
+            f"built with {table_encoder} {table_model!r}: the two live in different spaces, so their "
+            "similarities mean nothing. Pass encoder= the table's encoder (or leave it out), or rebuild "
+            "the table with this encoder (scelmo.pp.build_gene_embeddings(..., encoder=...))."
+        )
+    return resolved
+
+
+def class_vectors(
+    encoder: Any,
+    texts: Mapping[str, Sequence[str]],
+    classes: Sequence[str],
+    *,
+    cache: Any = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """One unit vector per class: the normalised mean of its texts' normalised embeddings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.text import TextEncoder
+    >>> from scelmo.annotation._elmo_zeroshot import class_vectors
+    >>> class Fixed(TextEncoder):
+    ...     name, model = "demo", "fixed"
+    ...     def encode_batches(self, texts, *, progress=False):
+    ...         yield np.arange(len(texts)), np.array([[1.0, 0.0] if "B" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+    >>> class_vectors(Fixed(), {"B": ["B cell"], "T": ["T cell", "T"]}, ["B", "T"], cache=False).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    from ..text import CachedEncoder, resolve_cache
+
+    store = resolve_cache(cache, cache_dir)
+    if store is not None:
+        encoder = CachedEncoder(encoder, cache=store)
+    flat = [t for c in classes for t in texts[c]]
+    owner = np.repeat(np.arange(len(classes)), [len(texts[c]) for c in classes])
+    vectors = np.asarray(encoder.encode(flat), dtype=np.float64)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    out = np.zeros((len(classes), vectors.shape[1]))
+    np.add.at(out, owner, vectors)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+# --------------------------------------------------------------------------- expression
+def expression_matrix(adata: AnnData, *, layer: str | None, use_raw: bool | None) -> tuple[Any, Any, str]:
+    """The matrix to score, its gene names, and where it came from (scanpy's ``use_raw`` rule)."""
+    if layer is not None and use_raw:
+        raise ValueError("Pass either `layer` or `use_raw=True`, not both.")
+    if use_raw is None:
+        use_raw = layer is None and adata.raw is not None
+    if use_raw:
+        if adata.raw is None:
+            raise ValueError("use_raw=True but adata.raw is None; use `layer=` or adata.X.")
+        return adata.raw.X, adata.raw.var_names, "raw"
+    if layer is not None:
+        if layer not in adata.layers:
+            raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
+        return adata.layers[layer], adata.var_names, f"layers[{layer!r}]"
+    return adata.X, adata.var_names, "X"
+
+
+class _Standardised:
+    """Per-gene standardised expression ``(x - mean) / sd`` applied lazily to a (sparse) matrix."""
+
+    def __init__(self, matrix: Any) -> None:
+        self.matrix = matrix
+        n_cells, n_genes = matrix.shape
+        total = np.zeros(n_genes)
+        squares = np.zeros(n_genes)
+        for _, _, block in iter_row_blocks(matrix, _CHUNK):
+            if sp.issparse(block):
+                total += np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
+                squares += np.asarray(block.multiply(block).sum(axis=0, dtype=np.float64)).ravel()
+            else:
+                block = block.astype(np.float64)
+                total += block.sum(axis=0)
+                squares += (block * block).sum(axis=0)
+        if not (np.isfinite(total).all() and np.isfinite(squares).all()):
+            raise ValueError("The expression matrix contains NaN or infinite values; fix or drop them first.")
+        self.n_cells = n_cells
+        self.mean = total / max(n_cells, 1)
+        var = np.maximum(squares / max(n_cells, 1) - self.mean**2, 0.0)
+        sd = np.sqrt(var)
+        self.sd = np.where(sd > 1e-8, sd, 1.0)
+
+    def times(self, weights: np.ndarray) -> np.ndarray:
+        """``Z @ weights`` (cells x columns) without forming ``Z``."""
+        scaled = weights / self.sd[:, None]
+        offset = self.mean @ scaled
+        out = np.empty((self.n_cells, weights.shape[1]))
+        for start, stop, block in iter_row_blocks(self.matrix, _CHUNK):
+            out[start:stop] = np.asarray(block @ scaled) - offset
+        return out
+
+    def group_means(self, groups: np.ndarray, n_groups: int) -> np.ndarray:
+        """Mean standardised expression per group (``n_groups x genes``); ``-1`` = no group."""
+        sums = np.zeros((n_groups, self.mean.size))
+        counts = np.bincount(groups[groups >= 0], minlength=n_groups).astype(np.float64)
+        for start, stop, block in iter_row_blocks(self.matrix, _CHUNK):
+            g = groups[start:stop]
+            keep = np.flatnonzero(g >= 0)
+            if keep.size == 0:
+                continue
+            indicator = sp.csr_matrix((np.ones(keep.size), (g[keep], keep)), shape=(n_groups, stop - start))
+            part = indicator @ block
+            sums += part.toarray() if sp.issparse(part) else np.asarray(part)
+        means = sums / np.maximum(counts, 1)[:, None]
+        return (means - self.mean) / self.sd
+
+
+def _standardise_columns(scores: np.ndarray) -> np.ndarray:
+    sd = scores.std(axis=0)
+    return (scores - scores.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)
+
+
+def _top_genes(values: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Indicator weights (genes x classes) of the ``n`` largest values per column, each ``1/n``."""
+    values = np.array(values, dtype=np.float64, copy=True)
+    if allowed is not None:
+        values[~allowed] = -np.inf
+    weights = np.zeros_like(values)
+    for k in range(values.shape[1]):
+        finite = np.flatnonzero(np.isfinite(values[:, k]))
+        take = finite[np.argsort(-values[finite, k], kind="stable")[:n]]
+        if take.size:
+            weights[take, k] = 1.0 / take.size
+    return weights
+
+
+def _refine(standardised: _Standardised, scores: np.ndarray, weights: np.ndarray, n_genes: int, rounds: int):
+    n_classes = scores.shape[1]
+    for _ in range(rounds):
+        scores = _standardise_columns(scores)
+        order = np.argsort(-scores, axis=1)
+        best = order[:, 0]
+        margin = scores[np.arange(len(scores)), best] - (
+            scores[np.arange(len(scores)), order[:, 1]] if n_classes > 1 else 0.0
+        )
+        confident = np.full(len(scores), -1)
+        for k in range(n_classes):
+            members = np.flatnonzero(best == k)
+            if members.size == 0:
+                continue
+            cut = np.quantile(margin[members], 1 - CONFIDENT_FRACTION)
+            confident[members[margin[members] >= cut]] = k
+        conf_means = standardised.group_means(confident, n_classes)
+        assigned = standardised.group_means(best, n_classes)
+        counts = np.bincount(best, minlength=n_classes).astype(np.float64)
+        total = counts @ assigned
+        new_weights = weights.copy()
+        for k in range(n_classes):
+            if counts[k] == 0 or counts[k] == len(scores):
+                continue  # keep the text signature of a class no cell (or every cell) took
+            rest = (total - counts[k] * assigned[k]) / (len(scores) - counts[k])
+            new_weights[:, k] = _top_genes((conf_means[k] - rest)[:, None], n_genes)[:, 0]
+        weights = new_weights
+        scores = standardised.times(weights)
+    return scores, weights
+
+
+def elmo_scores(
+    adata: AnnData,
+    classes: Sequence[str],
+    texts: Mapping[str, Sequence[str]],
+    *,
+    gene_embeddings: GeneEmbeddings | None = None,
+    encoder: Any = None,
+    score: Score = "genes",
+    use_rep: str = "X_elmo",
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    contrast: bool = True,
+    n_genes: int = 10,
+    refine: int = 3,
+    centre: bool = True,
+    scale: bool = True,
+    cache: Any = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Class scores ``(n_cells, n_classes)`` of zero-shot elmo (see the module description).
+
+    Returns
+    -------
+    scores
+        Higher is better; z-scores over cells when ``scale``, cosines otherwise.
+    info
+        ``provenance`` (encoder, gene table), ``genes`` (signature genes per class, for
+        ``score="genes"``) and the matrix used.
+    """
+    if score not in ("genes", "cell"):
+        raise ValueError(f"`score` must be 'genes' or 'cell', got {score!r}.")
+    if n_genes < 1:
+        raise ValueError(f"`n_genes` must be at least 1, got {n_genes}.")
+    if refine < 0:
+        raise ValueError(f"`refine` must be >= 0, got {refine}.")
+    embed_info = adata.uns.get(use_rep, {}) if isinstance(adata.uns.get(use_rep), Mapping) else {}
+    recorded_table = dict(embed_info.get("gene_table", {}))
+    if gene_embeddings is not None:
+        if not isinstance(gene_embeddings, GeneEmbeddings):
+            raise TypeError(
+                f"`gene_embeddings` must be a scelmo.GeneEmbeddings, got {type(gene_embeddings).__name__}."
+            )
+        recorded_hash = recorded_table.get("content_hash")
+        if score == "cell" and recorded_hash and recorded_hash != gene_embeddings.content_hash:
+            raise ValueError(
+                f"obsm[{use_rep!r}] was embedded with a different gene table (content hash "
+                f"{recorded_hash[:12]}...) than the one passed ({gene_embeddings.content_hash[:12]}...). "
+                "Pass the table used by elmo_embed, or re-run scelmo.tl.elmo_embed with this one."
+            )
+        provenance = {**gene_embeddings.provenance, "content_hash": gene_embeddings.content_hash}
+    elif score == "genes":
+        raise ValueError(
+            "score='genes' needs the gene table: pass gene_embeddings= (the table given to elmo_embed), "
+            "or use score='cell' to compare the cell embeddings in obsm directly."
+        )
+    else:
+        if not recorded_table:
+            raise ValueError(
+                f"adata.uns[{use_rep!r}]['gene_table'] is missing, so the encoder of the gene table is "
+                "unknown. Run scelmo.tl.elmo_embed first, or pass gene_embeddings=."
+            )
+        provenance = recorded_table
+    text_encoder = resolve_encoder(provenance, encoder)
+    vectors = class_vectors(text_encoder, texts, classes, cache=cache, cache_dir=cache_dir)
+    table_dim = provenance.get("dim") or (gene_embeddings.dim if gene_embeddings is not None else None)
+    if table_dim is not None and int(table_dim) != vectors.shape[1]:
+        raise ValueError(
+            f"The encoder gives {vectors.shape[1]}-d vectors but the gene table is {table_dim}-d: they "
+            "cannot come from the same encoder."
+        )
+    info: dict[str, Any] = {
+        "provenance": {
+            "gene_table": {k: v for k, v in provenance.items() if k != "genes_without_text"},
+            "encoder": text_encoder.params(),
+        }
+    }
+    if score == "cell":
+        if use_rep not in adata.obsm:
+            raise KeyError(
+                f"adata.obsm[{use_rep!r}] not found: run scelmo.tl.elmo_embed(adata, table, key_added={use_rep!r}) "
+                "first, or use score='genes' with gene_embeddings=."
+            )
+        cells = np.asarray(adata.obsm[use_rep], dtype=np.float64)
+        if cells.shape[1] != vectors.shape[1]:
+            raise ValueError(
+                f"obsm[{use_rep!r}] is {cells.shape[1]}-d but the class vectors are {vectors.shape[1]}-d."
+            )
+        if centre:
+            cells = cells - cells.mean(axis=0)
+        cells /= np.maximum(np.linalg.norm(cells, axis=1, keepdims=True), 1e-12)
+        scores = cells @ vectors.T
+        info["matrix"] = f"obsm[{use_rep!r}]"
+        return (_standardise_columns(scores) if scale else scores), info
+
+    assert gene_embeddings is not None
+    recorded_matrix = str(embed_info.get("params", {}).get("matrix", ""))
+    if layer is None and use_raw is None and recorded_matrix:
+        # the matrix elmo_embed used: "raw", "X" or "layers['name']"
+        found = re.fullmatch(r"layers\[['\"](.+)['\"]\]", recorded_matrix)
+        if found and found.group(1) in adata.layers:
+            layer = found.group(1)
+        elif recorded_matrix in ("raw", "X"):
+            use_raw = recorded_matrix == "raw"
+    matrix, var_names, source = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    aligned = gene_embeddings.align(var_names, min_coverage=0.0)
+    table = aligned.matrix.astype(np.float64)
+    table /= np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+    similarity = table @ vectors.T
+    if contrast and len(classes) > 1:
+        similarity = similarity - similarity.mean(axis=1, keepdims=True)
+    weights = _top_genes(similarity, n_genes, allowed=aligned.matched)
+    text_weights = weights
+    standardised = _Standardised(matrix)
+    scores = standardised.times(weights)
+    if refine:
+        scores, weights = _refine(standardised, scores, weights, n_genes, refine)
+    names = np.asarray(var_names)
+    info["matrix"] = source
+    info["genes"] = {c: _ranked(names, text_weights[:, k], similarity[:, k]) for k, c in enumerate(classes)}
+    if refine:
+        info["refined_genes"] = {c: names[weights[:, k] > 0].tolist() for k, c in enumerate(classes)}
+    info["coverage"] = aligned.report(max_listed=20)
+    logger.debug(
+        "zero-shot elmo: %d classes, %d matched genes, %d refinement rounds",
+        len(classes),
+        aligned.n_matched,
+        refine,
+    )
+    return (_standardise_columns(scores) if scale else scores), info
+
+
+def _ranked(names: np.ndarray, weights: np.ndarray, order_by: np.ndarray) -> list[str]:
+    chosen = np.flatnonzero(weights > 0)
+    return names[chosen[np.argsort(-order_by[chosen], kind="stable")]].tolist()
+
+
+def default_temperature(scale: bool) -> float:
+    """1 for standardised scores, LangCell's 0.05 for raw cosines."""
+    return 1.0 if scale else 0.05

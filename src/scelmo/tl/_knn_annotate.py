@@ -1,0 +1,231 @@
+"""``tl.knn_annotate``: transfer labels from a reference by k-nearest-neighbour vote (hnswlib)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+from anndata import AnnData
+
+from .._logging import logger
+from ..annotation._abstention import decide
+from ..annotation._knn import cross_validated_votes, knn_votes
+from ..annotation._output import UNKNOWN, AnnotationResult, write_annotation
+
+
+def _embedding(adata: AnnData, use_rep: str, what: str) -> np.ndarray:
+    if use_rep == "X":
+        matrix = adata.X
+        return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype=np.float32)
+    if use_rep not in adata.obsm:
+        raise KeyError(
+            f"{what}.obsm[{use_rep!r}] not found (available: {list(adata.obsm)}); compute it first, e.g. "
+            "scelmo.tl.elmo_embed or sc.pp.pca, or pass use_rep=."
+        )
+    return np.asarray(adata.obsm[use_rep], dtype=np.float32)
+
+
+def _table_hash(adata: AnnData, use_rep: str) -> str | None:
+    record = adata.uns.get(use_rep)
+    if isinstance(record, Mapping):
+        table = record.get("gene_table")
+        if isinstance(table, Mapping):
+            return table.get("content_hash")
+    return None
+
+
+def knn_annotate(
+    adata: AnnData,
+    reference: AnnData | None,
+    label_key: str,
+    *,
+    use_rep: str = "X_elmo",
+    reference_rep: str | None = None,
+    k: int = 10,
+    weights: Literal["uniform", "distance"] = "uniform",
+    metric: Literal["cosine", "euclidean", "ip"] = "cosine",
+    M: int = 16,
+    ef_construction: int = 200,
+    ef: int = 50,
+    folds: int = 5,
+    threshold: float | None = None,
+    min_margin: float | None = None,
+    n_threads: int | None = None,
+    random_state: int = 0,
+    key_added: str = "knn",
+    copy: bool = False,
+) -> AnnData | None:
+    """Label cells by the vote of their ``k`` nearest labelled cells (hnswlib index).
+
+    With a ``reference`` AnnData, its cells (``reference.obs[label_key]``) are indexed and every
+    cell of ``adata`` is queried. With ``reference=None``, ``adata`` is its own reference in
+    cross-validation: stratified ``folds``, each predicted from an index of the other folds, so
+    that no cell votes for itself (the predictions are out-of-fold, fit for scoring an
+    embedding).
+
+    Parameters
+    ----------
+    adata
+        Cells to label, with embeddings in ``obsm[use_rep]``.
+    reference
+        Labelled cells embedded the same way, or ``None`` for the cross-validated mode.
+    label_key
+        Column of ``reference.obs`` (or ``adata.obs`` in cross-validation) with the labels.
+    use_rep
+        Embedding to compare (``obsm`` key, or ``"X"``).
+    reference_rep
+        Embedding key in ``reference`` (default: ``use_rep``).
+    k
+        Neighbours per cell.
+    weights
+        ``"uniform"`` (majority vote) or ``"distance"`` (votes weighted by ``1 / distance``).
+    metric
+        ``"cosine"`` (default, as scELMo), ``"euclidean"`` or ``"ip"``.
+    M, ef_construction, ef
+        hnswlib index settings (defaults as scELMo: 16, 200, 50). Raise ``ef`` for higher
+        recall at some speed.
+    folds
+        Folds of the cross-validated mode.
+    threshold, min_margin
+        Abstention: cells whose vote share is below ``threshold``, or whose two best classes
+        differ by less than ``min_margin``, are labelled ``"unknown"``.
+    n_threads
+        Threads of hnswlib (default: all cores).
+    random_state
+        Seed of the index and of the folds.
+    key_added
+        Prefix of the fields written (see Returns).
+    copy
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or a copy of ``adata`` when ``copy=True``; sets
+
+    ``adata.obs[key_added]``
+        Predicted label (categorical; ``"unknown"`` for abstaining cells).
+    ``adata.obs[key_added + '_score']``
+        Confidence: the (weighted) share of neighbours voting for that label.
+    ``adata.obsm[key_added + '_probs']``
+        ``(n_obs, n_classes)`` vote shares.
+    ``adata.uns[key_added]``
+        ``method="knn"``, ``classes``, ``params`` (k, weights, metric, index settings,
+        ``mode``: ``"reference"`` or ``"cross_validated"``), ``provenance``, ``n_unknown``.
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scelmo as se
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> se.tl.knn_annotate(adata, None, "bulk_labels", use_rep="X_pca")
+    >>> float((adata.obs["knn"] == adata.obs["bulk_labels"]).mean()) > 0.7
+    True
+    >>> reference, query = adata[:500].copy(), adata[500:].copy()
+    >>> se.tl.knn_annotate(query, reference, "bulk_labels", use_rep="X_pca", weights="distance")
+    >>> bool(query.obs["knn_score"].between(0, 1).all())
+    True
+    """
+    if k < 1:
+        raise ValueError(f"`k` must be at least 1, got {k}.")
+    if copy:
+        adata = adata.copy()
+    params = {
+        "k": k,
+        "weights": weights,
+        "metric": metric,
+        "M": M,
+        "ef_construction": ef_construction,
+        "ef": ef,
+        "use_rep": use_rep,
+        "label_key": label_key,
+        "threshold": threshold,
+        "min_margin": min_margin,
+        "random_state": random_state,
+    }
+    index_options = {
+        "weights": weights,
+        "metric": metric,
+        "M": M,
+        "ef_construction": ef_construction,
+        "ef": ef,
+        "n_threads": n_threads,
+    }
+    query = _embedding(adata, use_rep, "adata")
+    provenance: dict[str, object] = {}
+    if reference is None:
+        if label_key not in adata.obs:
+            raise KeyError(
+                f"adata.obs[{label_key!r}] not found: the cross-validated mode (reference=None) needs labels "
+                "in adata itself; pass a labelled reference AnnData otherwise."
+            )
+        labels = adata.obs[label_key]
+        if labels.isna().any():
+            raise ValueError(
+                f"{int(labels.isna().sum())} cells have no {label_key!r}; drop them before cross-validating."
+            )
+        votes, _ = cross_validated_votes(
+            query, labels.astype(str).to_numpy(), folds=folds, random_state=random_state, k=k, **index_options
+        )
+        params.update(mode="cross_validated", folds=folds)
+    else:
+        if label_key not in reference.obs:
+            raise KeyError(
+                f"reference.obs[{label_key!r}] not found; available: {list(reference.obs.columns)}."
+            )
+        reference_rep = reference_rep or use_rep
+        ref = _embedding(reference, reference_rep, "reference")
+        if ref.shape[1] != query.shape[1]:
+            raise ValueError(
+                f"reference.obsm[{reference_rep!r}] is {ref.shape[1]}-d but adata.obsm[{use_rep!r}] is "
+                f"{query.shape[1]}-d: embed both with the same model."
+            )
+        ours, theirs = _table_hash(adata, use_rep), _table_hash(reference, reference_rep)
+        if ours and theirs and ours != theirs:
+            raise ValueError(
+                f"adata and reference were embedded with different gene tables (content hashes {ours[:12]}... "
+                f"and {theirs[:12]}...): their embeddings are not comparable. Embed both with the same table."
+            )
+        labels = reference.obs[label_key]
+        keep = ~labels.isna().to_numpy()
+        if not keep.all():
+            warnings.warn(
+                f"{int((~keep).sum())} reference cells have no {label_key!r} and are left out of the index.",
+                UserWarning,
+                stacklevel=2,
+            )
+        votes = knn_votes(
+            ref[keep],
+            labels[keep].astype(str).to_numpy(),
+            query,
+            k=k,
+            random_state=random_state,
+            **index_options,
+        )
+        params.update(mode="reference", reference_rep=reference_rep, n_reference=int(keep.sum()))
+        if theirs:
+            provenance["gene_table_hash"] = theirs
+    decision = decide(votes.probs, votes.classes, threshold=threshold, min_margin=min_margin)
+    result = AnnotationResult(
+        method="knn",
+        classes=votes.classes,
+        probs=votes.probs,
+        labels=decision.labels,
+        score=decision.score,
+        params=params,
+        provenance=provenance,
+    )
+    write_annotation(adata, result, key_added)
+    logger.info(
+        "added obs[%r] (%s %d-NN, %d classes, %d unknown), obs[%r], obsm[%r] and uns[%r]",
+        key_added,
+        params["mode"],
+        k,
+        len(votes.classes),
+        int((decision.labels == UNKNOWN).sum()),
+        f"{key_added}_score",
+        f"{key_added}_probs",
+        key_added,
+    )
+    return adata if copy else None

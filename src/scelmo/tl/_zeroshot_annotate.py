@@ -1,0 +1,187 @@
+"""``tl.zeroshot_annotate``: label cells from class texts alone (scELMo-style or LangCell)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import pandas as pd
+from anndata import AnnData
+
+from .._logging import logger
+from ..annotation._output import UNKNOWN, write_annotation
+from ..annotation._zeroshot import run_zeroshot
+from ..gene_embeddings import GeneEmbeddings
+
+
+def zeroshot_annotate(
+    adata: AnnData,
+    labels_or_texts: Sequence[str] | Mapping[str, str | Sequence[str]] | pd.DataFrame,
+    *,
+    method: Literal["elmo", "langcell"] = "elmo",
+    gene_embeddings: GeneEmbeddings | None = None,
+    encoder: Any = None,
+    model: Any = None,
+    descriptions: Literal["all", "definition", "name"] = "all",
+    score: Literal["genes", "cell"] = "genes",
+    use_rep: str = "X_elmo",
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    contrast: bool = True,
+    n_genes: int = 10,
+    refine: int = 3,
+    centre: bool = True,
+    scale: bool = True,
+    temperature: float | None = None,
+    threshold: float | None = None,
+    min_margin: float | None = None,
+    ontology_gap: float | None = None,
+    cache: bool | str | os.PathLike = True,
+    key_added: str = "zeroshot",
+    copy: bool = False,
+    **method_kwargs: Any,
+) -> AnnData | None:
+    """Annotate cells from text descriptions of the classes, without labelled cells.
+
+    With ``method="elmo"``, class texts are embedded by the text encoder that built the gene
+    table, so they share one space with the genes (rows of the table) and the cells
+    (:func:`scelmo.tl.elmo_embed`). The encoder is recreated from the table's provenance and
+    checked against it: a table built with one encoder cannot be queried with another.
+
+    ``score="genes"`` (default) scores each cell by the standardised expression of the genes
+    whose text is closest to a class's text (contrasted across classes; ``n_genes`` per
+    class), then refines each class signature on the cells it claims most confidently
+    (``refine`` rounds, no labels). ``score="cell"`` compares the (centred) cell embeddings in
+    ``obsm[use_rep]`` to the class vectors by cosine similarity, as LangCell compares its
+    embeddings. With ``method="langcell"``, LangCell's cell and text encoders score the
+    classes (``model=``).
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (log-normalised expression, as given to ``elmo_embed``).
+    labels_or_texts
+        Cell-type names (their texts are built from the Cell Ontology, see
+        :func:`scelmo.pp.celltype_descriptions`), that function's frame, or a dict
+        ``class -> text`` or ``class -> [texts]`` (several texts are averaged).
+    method
+        ``"elmo"`` (gene text embeddings) or ``"langcell"`` (LangCell model).
+    gene_embeddings
+        The gene table (required for ``score="genes"``; checked against the table recorded in
+        ``uns[use_rep]`` for ``score="cell"``).
+    encoder
+        Text encoder for the class texts (default: the table's, from its provenance). Passing a
+        different one raises an error.
+    model
+        LangCell model or checkpoint folder (``method="langcell"``).
+    descriptions
+        Which texts of each class are embedded: ``"all"`` (Cell Ontology definition text,
+        name and synonyms, averaged), ``"definition"`` (LangCell's ``"cell type: NAME.
+        DEFINITION"``) or ``"name"``. Dict inputs are used as given.
+    score
+        ``"genes"`` or ``"cell"`` (``method="elmo"``), see above.
+    use_rep
+        Cell embeddings (and their ``uns`` record) written by ``elmo_embed``.
+    layer, use_raw
+        Expression matrix for ``score="genes"``; by default the one ``elmo_embed`` used, else
+        scanpy's rule (``raw`` when present).
+    contrast
+        Subtract each gene's mean similarity over classes, so that genes similar to every class
+        text do not count.
+    n_genes
+        Signature genes per class.
+    refine
+        Self-training rounds (0: text signatures only).
+    centre
+        ``score="cell"``: subtract the mean cell embedding first (the common component of all
+        cells otherwise dominates every cosine).
+    scale
+        Standardise each class score over cells (classes whose texts happen to sit closer to
+        all genes no longer win everywhere).
+    temperature
+        Probabilities are ``softmax(score / temperature)``; default 1 for standardised scores
+        and 0.05 (LangCell's) for raw cosines. It changes the confidences (and so abstention),
+        never the top class.
+    threshold
+        Cells whose score (top probability) is below it are labelled ``"unknown"``; see
+        :func:`scelmo.annotation.calibrate_threshold` for choosing it.
+    min_margin
+        Cells whose two best classes are closer than this (in probability) are ``"unknown"``.
+    ontology_gap
+        Classes within this probability of the best one are merged into their nearest common
+        Cell Ontology ancestor (for example two T cell subsets into ``"T cell"``); needs classes
+        mapped to the ontology.
+    cache
+        Keep class-text vectors on disk (see :func:`scelmo.pp.build_gene_embeddings`).
+    key_added
+        Prefix of the fields written (see Returns).
+    copy
+        Return a copy instead of writing into ``adata``.
+    **method_kwargs
+        ``method="langcell"``: options of the LangCell scorer (``batch_size``, ``device``,
+        ``alpha``...). ``method="elmo"``: ``cache_dir``.
+
+    Returns
+    -------
+    ``None``, or a copy of ``adata`` when ``copy=True``; sets
+
+    ``adata.obs[key_added]``
+        Predicted class (categorical), an ontology ancestor for close calls, or ``"unknown"``.
+    ``adata.obs[key_added + '_score']``
+        Confidence of that label.
+    ``adata.obsm[key_added + '_probs']``
+        ``(n_obs, n_classes)`` class probabilities.
+    ``adata.uns[key_added]``
+        ``method``, ``classes``, ``texts``, ``ontology`` (class -> CL id), ``params``,
+        ``provenance`` (encoder and gene table, or LangCell checkpoint), ``checkpoint_hash``
+        (LangCell), signature ``genes`` per class (elmo, ``score="genes"``), ``n_unknown``.
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scelmo as se
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> table = se.pp.build_gene_embeddings(adata.raw.var_names)  # doctest: +SKIP
+    >>> se.tl.elmo_embed(adata, table)  # doctest: +SKIP
+    >>> se.tl.zeroshot_annotate(adata, ["T cell", "B cell", "NK cell", "monocyte"], gene_embeddings=table)  # doctest: +SKIP
+    >>> adata.obs["zeroshot"].value_counts()  # doctest: +SKIP
+    """
+    if copy:
+        adata = adata.copy()
+    result = run_zeroshot(
+        adata,
+        labels_or_texts,
+        method=method,
+        descriptions=descriptions,
+        gene_embeddings=gene_embeddings,
+        encoder=encoder,
+        model=model,
+        score=score,
+        use_rep=use_rep,
+        layer=layer,
+        use_raw=use_raw,
+        contrast=contrast,
+        n_genes=n_genes,
+        refine=refine,
+        centre=centre,
+        scale=scale,
+        temperature=temperature,
+        threshold=threshold,
+        min_margin=min_margin,
+        ontology_gap=ontology_gap,
+        cache=cache,
+        **method_kwargs,
+    )
+    write_annotation(adata, result, key_added)
+    logger.info(
+        "added obs[%r] (%d classes, %d unknown), obs[%r], obsm[%r] and uns[%r] (zero-shot %s)",
+        key_added,
+        len(result.classes),
+        int((result.labels == UNKNOWN).sum()),
+        f"{key_added}_score",
+        f"{key_added}_probs",
+        key_added,
+        method,
+    )
+    return adata if copy else None

