@@ -27,8 +27,8 @@ from ._matrix import block_values, iter_column_blocks, iter_row_blocks, storage_
 from ._products import DENSE_BLOCK_BYTES, Backend, TableProduct
 
 Mode = Literal["wa", "aa"]
-#: Cells per block: the block and its share of the output stay well under 1 GiB.
-DEFAULT_CHUNK_SIZE = 8192
+#: Cells per block: as fast as larger blocks (measured: 100k x 20k, 1536-d) with a smaller peak.
+DEFAULT_CHUNK_SIZE = 2048
 
 
 @dataclass(frozen=True)

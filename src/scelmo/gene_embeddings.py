@@ -496,8 +496,9 @@ class GeneEmbeddings:
                 "Pass `id_type=` if the detection is wrong, `case_sensitive=False` for mouse-style "
                 "symbols, or `id_map=` to translate between id types."
             )
-        matrix = np.zeros((len(var_index), self.dim), dtype=np.float32)
-        matrix[matched] = self._vectors[positions[matched]]
+        # One gather and no temporary: unmatched rows take row 0, then are zeroed.
+        matrix = self._vectors[np.maximum(positions, 0)]
+        matrix[~matched] = 0
         coverage = n_matched / len(var_index)
         aligned = AlignedGeneEmbeddings(
             var_names=var_index,
