@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from _servers import MyGeneService, OpenAIService, fake_chat_answer, fake_embedding, gene_hit
 from _servers.data import ambient_go_files, shared_data_dir
 

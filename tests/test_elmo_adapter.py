@@ -15,7 +15,7 @@ import scelmo as se
 torch = pytest.importorskip("torch")
 pytest.importorskip("scvi")
 
-from scelmo.models.elmo_adapter import ElmoAdapter, knn_accuracy, triplet_margin_all  # noqa: E402
+from scelmo.models.elmo_adapter import ElmoAdapter, knn_accuracy, triplet_margin_all
 
 N_GENES, DIM = 60, 16
 TYPES = ("T", "B", "NK")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -14,13 +11,12 @@ import scipy.sparse as sp
 
 torch = pytest.importorskip("torch")
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _langcell_fixtures import ref_cell_bert, ref_project, write_checkpoint  # noqa: E402
+from _langcell_fixtures import ref_cell_bert, ref_project, write_checkpoint
 
-import scelmo as se  # noqa: E402
-from scelmo.cell_tokens import CellTokens  # noqa: E402
-from scelmo.models import LangCell  # noqa: E402
-from scelmo.models.langcell import encode_cell_tokens  # noqa: E402
+import scelmo as se
+from scelmo.cell_tokens import CellTokens
+from scelmo.models import LangCell
+from scelmo.models.langcell import encode_cell_tokens
 
 ATOL = 1e-5
 CLS = 25426

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _langcell_fixtures import (  # noqa: E402
+from _langcell_fixtures import (
     TEXT,
     ref_cell_bert,
     ref_ctm_logits,
@@ -23,8 +21,8 @@ from _langcell_fixtures import (  # noqa: E402
     write_vocab,
 )
 
-from scelmo.models import LangCell  # noqa: E402
-from scelmo.models.langcell import CheckpointError  # noqa: E402
+from scelmo.models import LangCell
+from scelmo.models.langcell import CheckpointError
 
 ATOL = 1e-5
 TEXTS = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -12,7 +11,6 @@ import pytest
 
 pytest.importorskip("mygene")
 
-sys.path.insert(0, str(Path(__file__).parent))
 from _servers import MyGeneService, gene_hit
 
 import scelmo as se

