@@ -170,6 +170,9 @@ def test_load_from_registry_verifies_or_needs_trust(data_dir, http_server):
     assert pinned.provenance["registry_name"] == "lab_table_pinned"
 
     se.datasets.register("lab_table_unpinned", url=url, sha256="unknown")
-    with pytest.warns(UserWarning, match="cannot be verified"), pytest.raises(ValueError, match="trusted=True"):
+    with (
+        pytest.warns(UserWarning, match="cannot be verified"),
+        pytest.raises(ValueError, match="trusted=True"),
+    ):
         se.GeneEmbeddings.load("lab_table_unpinned")
     assert se.GeneEmbeddings.load("lab_table_unpinned", trusted=True) == pinned
