@@ -110,6 +110,9 @@ def main() -> None:
     parser.add_argument("--nnz", type=int, default=1500, help="non-zeros per cell")
     parser.add_argument("--seed-cells", type=int, default=10_000, help="slice for the dense seed formulas")
     parser.add_argument("--skip-scipy", action="store_true", help="skip scipy's (slow) product")
+    parser.add_argument(
+        "--skip-slow", action="store_true", help="skip scipy's and torch's single-call products"
+    )
     parser.add_argument("--million", action="store_true", help="also run 1M cells over a dask array")
     parser.add_argument("--million-cells", type=int, default=1_000_000)
     parser.add_argument("--only-million", action="store_true", help="skip the 100k comparison")
@@ -165,9 +168,10 @@ def compare(args, table, genes, gene_table) -> None:
         note,
     )
     record("seed: dense float32", measure(lambda: seed_dense_float32(seed_slice, table)), scale, note)
-    if not args.skip_scipy:
+    if not (args.skip_scipy or args.skip_slow):
         record("scipy CSR @ dense", measure(lambda: X @ table))
-    record("torch CSR @ dense (one call)", measure(lambda: torch_csr(X, table, None)))
+    if not args.skip_slow:
+        record("torch CSR @ dense (one call)", measure(lambda: torch_csr(X, table, None)))
     record("torch CSR @ 64-column table blocks", measure(lambda: torch_csr(X, table, 64)))
     ours = measure(lambda: se.tl.elmo_embed(adata, gene_table, progress=False, min_coverage=0))
     record("scelmo.tl.elmo_embed (wa, float32)", ours)
