@@ -1,7 +1,7 @@
 """Trainable and pretrained models in the scvi-tools style.
 
-Models that need heavy optional dependencies (torch, scvi-tools) are imported on first access,
-so that ``import scelmo`` stays light.
+Models that need heavy optional dependencies (torch) are imported on first access, so that
+``import scelmo`` stays light.
 """
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+__all__: list[str] = ["LangCell"]
+
 # Public name -> submodule that defines it (imported on first access).
-_LAZY = {
-    "ElmoAdapter": ".elmo_adapter",
-    "ElmoPerturbation": ".perturbation",
-    "LangCell": ".langcell",
-}
-__all__: list[str] = list(_LAZY)
+_LAZY = {"LangCell": ".langcell"}
+_LAZY["LangCellCE"] = ".langcell"
+__all__ += ["LangCellCE"]
+_LAZY["ElmoAdapter"] = ".elmo_adapter"
+_LAZY["ElmoPerturbation"] = ".perturbation"
+__all__ += ["ElmoAdapter", "ElmoPerturbation"]
 
 
 def __getattr__(name: str) -> Any:

@@ -160,8 +160,7 @@ def warn_missing(
     n_unique = series.index.nunique()
     examples = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
     warnings.warn(
-        f"{len(missing)} of {n_unique} genes have no text from source {name!r} (e.g. {examples}); "
-        f"{outcome}.",
+        f"{len(missing)} of {n_unique} genes have no text from source {name!r} (e.g. {examples}); {outcome}.",
         UserWarning,
         stacklevel=stacklevel + 1,
     )

@@ -3,6 +3,7 @@
 Needs the ``langcell`` extra (torch, transformers, safetensors).
 """
 
+from ._ce import LangCellCE
 from ._checkpoint import CheckpointError
 from ._config import (
     CELL_CLS_TOKEN_ID,
@@ -15,6 +16,7 @@ from ._config import (
 from ._encode import cell_batches, encode_cell_tokens
 from ._model import LangCell
 from ._text_bert import CrossAttentionCache, TextBert
+from ._training import TrainingHistory
 
 __all__ = [
     "CELL_CLS_TOKEN_ID",
@@ -25,8 +27,10 @@ __all__ = [
     "CheckpointError",
     "CrossAttentionCache",
     "LangCell",
+    "LangCellCE",
     "TextBert",
     "TextBertConfig",
+    "TrainingHistory",
     "cell_batches",
     "encode_cell_tokens",
 ]

@@ -139,6 +139,9 @@ class LangCell(nn.Module):
         self.text_max_length = int(text_max_length)
         self.text_tokenizer = None
         self.set_text_tokenizer(text_tokenizer)
+        #: Classes and their texts after :meth:`train_few_shot` (used by :meth:`predict`).
+        self.classes_: list[str] | None = None
+        self.class_texts_: list[str] | None = None
 
     # --- construction -------------------------------------------------------------------
 
@@ -315,6 +318,9 @@ class LangCell(nn.Module):
             cls_token_id=int(extra.get("cls_token_id", CELL_CLS_TOKEN_ID)),
             text_max_length=int(extra.get("text_max_length", TEXT_MAX_LENGTH)),
         ).eval()
+        if extra.get("classes") and extra.get("class_texts"):
+            model.classes_ = [str(c) for c in extra["classes"]]
+            model.class_texts_ = [str(t) for t in extra["class_texts"]]
         logger.info(
             "loaded LangCell from %s (cell encoder %d layers x %d, text encoder %d layers x %d)",
             root,
@@ -375,10 +381,48 @@ class LangCell(nn.Module):
             "embed_dim": self.embed_dim,
             "text_max_length": self.text_max_length,
         }
+        if self.classes_ is not None and self.class_texts_ is not None:
+            meta["classes"] = list(self.classes_)
+            meta["class_texts"] = list(self.class_texts_)
         (root / LANGCELL_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         logger.info("saved LangCell to %s", root)
 
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> LangCell:
+        """Read a model written by :meth:`save` (the same as :meth:`from_pretrained`).
+
+        Examples
+        --------
+        >>> model.save("my_langcell")  # doctest: +SKIP
+        >>> model = LangCell.load("my_langcell")  # doctest: +SKIP
+        """
+        return cls.from_pretrained(path, **kwargs)
+
     # --- properties -----------------------------------------------------------------------
+
+    @property
+    def checkpoint_hash(self) -> str:
+        """SHA-256 of the weights (every tensor's name, dtype, shape and bytes) and the ``<cls>`` id.
+
+        It identifies the weights, whatever the files they came from (``.bin`` or
+        ``.safetensors``) and wherever they are; it changes when the model is trained. The
+        text tokenizer is not included. Computed on each access (about a second for the
+        released model).
+
+        Examples
+        --------
+        >>> model.checkpoint_hash[:12]  # doctest: +SKIP
+        '3f5a0c9d1e2b'
+        """
+        import hashlib
+
+        digest = hashlib.sha256(f"cls_token_id={self.cls_token_id}".encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+            # A byte view works for every dtype (numpy has no bfloat16).
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     @property
     def device(self) -> Any:
@@ -613,3 +657,189 @@ class LangCell(nn.Module):
         >>> probs = model.ctm_match_probs(class_texts, cache=cache)  # doctest: +SKIP
         """
         return self.ctm_logits(texts, cell_hidden, cell_mask, cache=cache).softmax(-1)[..., 1]
+
+    # --- few-shot training and prediction ---------------------------------------------------
+
+    def train_few_shot(
+        self,
+        adata: Any,
+        labels_key: str,
+        class_texts: Mapping[str, str] | None = None,
+        *,
+        tokens_key: str = "langcell_tokens",
+        epochs: int = 10,
+        batch_size: int = 12,
+        lr: float = 1e-5,
+        text_lr: float | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> Any:
+        """Few-shot fine-tuning of both encoders on labelled cells (LangCell's published recipe).
+
+        Each minibatch of cells is scored against the class texts by similarity and by
+        cell-text matching; the loss is ``CE(sim / 0.05, y) + CE(p, y)`` (``p``: the K match
+        probabilities), optimised with Adam (lr 1e-5 for each encoder) for 10 epochs of
+        minibatches of 12; ``ctm_head`` is frozen. The model is trained in place; afterwards
+        :meth:`predict` labels new cells with these classes, and :meth:`save` keeps them.
+
+        Parameters
+        ----------
+        adata
+            The labelled cells (a few per class). Their tokens are read from
+            ``adata.obsm[tokens_key]`` (computed from raw counts in ``adata.X`` when absent,
+            see :func:`scelmo.pp.tokenize`). Cells without a label (``NaN``) are skipped.
+        labels_key
+            Column of ``adata.obs`` with the labels.
+        class_texts
+            Label -> class text, e.g. ``"cell type: T cell. A lymphocyte that ..."`` (see
+            :func:`scelmo.pp.celltype_descriptions`; LangCell was trained on
+            ``"cell type: NAME. DEFINITION"``). Every label must have one; extra classes (with
+            no training cells) are allowed and take part in the softmax. Default:
+            ``"cell type: LABEL."`` for each label.
+        tokens_key
+            Key of the tokens in ``adata.obsm``.
+        epochs, batch_size, lr, text_lr
+            Training length, cells per step, Adam learning rates of the cell and the text side
+            (``text_lr`` defaults to ``lr``).
+        seed
+            Seed of the minibatch order and of dropout.
+        progress
+            Show a progress bar.
+
+        Returns
+        -------
+        :class:`~scelmo.models.langcell._training.TrainingHistory`: per-epoch loss and accuracy.
+
+        Examples
+        --------
+        >>> texts = {"T cell": "cell type: T cell. ...", "B cell": "cell type: B cell. ..."}
+        >>> history = model.train_few_shot(train, "cell_type", texts)  # doctest: +SKIP
+        >>> test.obs["predicted"] = model.predict(test)  # doctest: +SKIP
+        >>> model.save("langcell_fewshot")  # doctest: +SKIP
+        """
+        import numpy as np
+
+        from ._training import train_few_shot
+
+        if labels_key not in adata.obs.columns:
+            raise KeyError(f"adata.obs has no column {labels_key!r}; it has {list(adata.obs.columns)}.")
+        values = adata.obs[labels_key]
+        labelled = np.asarray(values.notna())
+        present = sorted({str(v) for v in values[labelled]})
+        if class_texts is None:
+            class_texts = {label: f"cell type: {label}." for label in present}
+        if not isinstance(class_texts, Mapping):
+            raise TypeError("class_texts must be a dict label -> text.")
+        missing = [label for label in present if label not in class_texts]
+        if missing:
+            raise KeyError(f"class_texts has no text for the labels {missing} of adata.obs[{labels_key!r}].")
+        classes = [str(c) for c in class_texts]
+        texts = [str(class_texts[c]) for c in classes]
+        position = {c: i for i, c in enumerate(classes)}
+        cells = np.flatnonzero(labelled)
+        y = np.array([position[str(v)] for v in values.iloc[cells]], dtype=np.int64)
+        tokens = _cell_tokens(adata, tokens_key).subset(cells)
+        history = train_few_shot(
+            self,
+            tokens,
+            y,
+            texts,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            text_lr=text_lr,
+            seed=seed,
+            progress=progress,
+        )
+        self.classes_, self.class_texts_ = classes, texts
+        logger.info(
+            "few-shot trained LangCell on %d cells of %d classes for %d epochs (final loss %.4g)",
+            cells.size,
+            len(classes),
+            epochs,
+            history.loss[-1] if history.loss else float("nan"),
+        )
+        return history
+
+    def predict(
+        self,
+        adata: Any,
+        class_texts: Mapping[str, str] | None = None,
+        *,
+        alpha: float = 0.1,
+        use_ctm: bool = True,
+        tokens_key: str = "langcell_tokens",
+        batch_size: int = 32,
+        return_probs: bool = False,
+        progress: bool = True,
+    ) -> Any:
+        """Label cells by LangCell's zero-shot score against class texts.
+
+        ``argmax(alpha * sim_probs + (1 - alpha) * ctm_probs)`` (see
+        :func:`scelmo.tl.zeroshot_annotate` with ``method="langcell"``, which also writes the
+        results into ``adata``).
+
+        Parameters
+        ----------
+        adata
+            The cells (tokens in ``adata.obsm[tokens_key]``, computed when absent).
+        class_texts
+            Label -> text; default the classes of the last :meth:`train_few_shot`.
+        alpha, use_ctm
+            Weight of the similarity probabilities; whether to run cell-text matching.
+        tokens_key
+            Key of the tokens in ``adata.obsm``.
+        batch_size
+            Cells per pass.
+        return_probs
+            Also return the ``(n_obs, K)`` probabilities.
+        progress
+            Show a progress bar.
+
+        Returns
+        -------
+        Predicted labels (object array), or ``(labels, probs)`` with ``return_probs``.
+
+        Examples
+        --------
+        >>> labels = model.predict(adata, {"T cell": "cell type: T cell. ...", "B cell": "cell type: B cell. ..."})  # doctest: +SKIP
+        """
+        import numpy as np
+
+        from ...annotation._langcell_zeroshot import langcell_zeroshot
+
+        if class_texts is None:
+            if self.classes_ is None or self.class_texts_ is None:
+                raise ValueError(
+                    "Pass class_texts (label -> text): this model has no classes of its own (they are set by "
+                    "train_few_shot)."
+                )
+            classes, texts = list(self.classes_), list(self.class_texts_)
+        else:
+            if not isinstance(class_texts, Mapping):
+                raise TypeError("class_texts must be a dict label -> text.")
+            classes = [str(c) for c in class_texts]
+            texts = [str(class_texts[c]) for c in class_texts]
+        scores = langcell_zeroshot(
+            self,
+            _cell_tokens(adata, tokens_key),
+            texts,
+            alpha=alpha,
+            use_ctm=use_ctm,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        labels = np.asarray(classes, dtype=object)[scores.probs.argmax(axis=1)]
+        return (labels, scores.probs) if return_probs else labels
+
+
+def _cell_tokens(adata: Any, tokens_key: str) -> Any:
+    """The cells' tokens from ``adata.obsm[tokens_key]``, tokenizing raw counts in ``adata.X`` first if absent."""
+    from ...cell_tokens import CellTokens
+
+    if tokens_key not in adata.obsm:
+        from ...pp import tokenize
+
+        logger.info("adata.obsm[%r] not found: tokenizing the cells from adata.X first", tokens_key)
+        tokenize(adata, key_added=tokens_key)
+    return CellTokens.from_sparse(adata.obsm[tokens_key], name=f"adata.obsm[{tokens_key!r}]")
