@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._anndata import expression_matrix
 from .._logging import logger
 from .._matrix import iter_row_blocks
 from ..gene_embeddings import GeneEmbeddings
@@ -177,24 +178,6 @@ def class_vectors(
     np.add.at(out, owner, vectors)
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return out
-
-
-# --------------------------------------------------------------------------- expression
-def expression_matrix(adata: AnnData, *, layer: str | None, use_raw: bool | None) -> tuple[Any, Any, str]:
-    """The matrix to score, its gene names, and where it came from (scanpy's ``use_raw`` rule)."""
-    if layer is not None and use_raw:
-        raise ValueError("Pass either `layer` or `use_raw=True`, not both.")
-    if use_raw is None:
-        use_raw = layer is None and adata.raw is not None
-    if use_raw:
-        if adata.raw is None:
-            raise ValueError("use_raw=True but adata.raw is None; use `layer=` or adata.X.")
-        return adata.raw.X, adata.raw.var_names, "raw"
-    if layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
-        return adata.layers[layer], adata.var_names, f"layers[{layer!r}]"
-    return adata.X, adata.var_names, "X"
 
 
 class _Standardised:

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from .._anndata import expression_matrix
 from .._matrix import iter_row_blocks
-from ..annotation._elmo_zeroshot import expression_matrix
 from ..gene_embeddings import GeneEmbeddings
 from ._utils import finish, new_axes
 

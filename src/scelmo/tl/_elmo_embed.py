@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from anndata import AnnData
 
+from .._anndata import expression_matrix
 from .._logging import logger
 from .._products import Backend
 from ..cell_embedding import DEFAULT_CHUNK_SIZE, weighted_gene_average
@@ -101,7 +102,7 @@ def elmo_embed(
         if adata.isbacked:
             raise ValueError("copy=True is not supported for backed AnnData; embed in place instead.")
         adata = adata.copy()
-    matrix, var_names, source = _expression_matrix(adata, layer=layer, use_raw=use_raw)
+    matrix, var_names, source = expression_matrix(adata, layer=layer, use_raw=use_raw)
     aligned = gene_embeddings.align(
         var_names, id_type=id_type, case_sensitive=case_sensitive, min_coverage=min_coverage
     )
@@ -138,23 +139,6 @@ def elmo_embed(
         key_added,
     )
     return adata if copy else None
-
-
-def _expression_matrix(adata: AnnData, *, layer: str | None, use_raw: bool | None) -> tuple[Any, Any, str]:
-    """The matrix to embed, its gene names, and a word for where it came from."""
-    if layer is not None and use_raw:
-        raise ValueError("Pass either `layer` or `use_raw=True`, not both.")
-    if use_raw is None:
-        use_raw = layer is None and adata.raw is not None
-    if use_raw:
-        if adata.raw is None:
-            raise ValueError("use_raw=True but adata.raw is None; use `layer=` or adata.X.")
-        return adata.raw.X, adata.raw.var_names, "raw"
-    if layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
-        return adata.layers[layer], adata.var_names, f"layers[{layer!r}]"
-    return adata.X, adata.var_names, "X"
 
 
 def _uns_safe(value: Any) -> Any:
