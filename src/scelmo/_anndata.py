@@ -1,9 +1,11 @@
-"""Choosing the expression matrix of an AnnData the way scanpy does (``layer`` / ``use_raw``)."""
+"""AnnData plumbing shared by the tools: the expression matrix scanpy-style, values ``uns`` can store."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from anndata import AnnData
 
 
@@ -25,3 +27,28 @@ def expression_matrix(adata: AnnData, *, layer: str | None, use_raw: bool | None
             raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
         return adata.layers[layer], adata.var_names, f"layers[{layer!r}]"
     return adata.X, adata.var_names, "X"
+
+
+def h5ad_safe(value: Any) -> Any:
+    """A copy of ``value`` that ``write_h5ad`` can store in ``uns`` (``None`` dropped, tuples as lists).
+
+    Examples
+    --------
+    >>> from scelmo._anndata import h5ad_safe
+    >>> h5ad_safe({"a": None, "b": (1, 2), "c": {"d": None, "e": "x"}})
+    {'b': [1, 2], 'c': {'e': 'x'}}
+    """
+    if isinstance(value, Mapping):
+        return {str(k): h5ad_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        items = [h5ad_safe(v) for v in value if v is not None]
+        if items and all(isinstance(v, Mapping) for v in items):
+            return {str(i): v for i, v in enumerate(items)}
+        if items and not all(isinstance(v, str | int | float | bool | np.number) for v in items):
+            return [str(v) for v in items]
+        return list(items)
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return [str(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

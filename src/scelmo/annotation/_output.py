@@ -18,13 +18,15 @@ Everything in ``uns`` is written so that ``adata.write_h5ad`` can store it (no `
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+
+from .._anndata import h5ad_safe
 
 __all__ = ["UNKNOWN", "AnnotationResult", "h5ad_safe", "write_annotation"]
 
@@ -103,31 +105,6 @@ class AnnotationResult:
         self.score = np.asarray(self.score, dtype=np.float32)
         if len(self.labels) != probs.shape[0] or len(self.score) != probs.shape[0]:
             raise ValueError("`labels` and `score` need one entry per row of `probs`.")
-
-
-def h5ad_safe(value: Any) -> Any:
-    """A copy of ``value`` that ``write_h5ad`` can store in ``uns`` (``None`` dropped, tuples as lists).
-
-    Examples
-    --------
-    >>> from scelmo.annotation import h5ad_safe
-    >>> h5ad_safe({"a": None, "b": (1, 2), "c": {"d": None, "e": "x"}})
-    {'b': [1, 2], 'c': {'e': 'x'}}
-    """
-    if isinstance(value, Mapping):
-        return {str(k): h5ad_safe(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        items = [h5ad_safe(v) for v in value if v is not None]
-        if items and all(isinstance(v, Mapping) for v in items):
-            return {str(i): v for i, v in enumerate(items)}
-        if items and not all(isinstance(v, str | int | float | bool | np.number) for v in items):
-            return [str(v) for v in items]
-        return list(items)
-    if isinstance(value, np.ndarray) and value.dtype == object:
-        return [str(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _categories(classes: Sequence[str], labels: np.ndarray) -> list[str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from anndata import AnnData
 
-from .._anndata import expression_matrix
+from .._anndata import expression_matrix, h5ad_safe
 from .._logging import logger
 from .._products import Backend
 from ..cell_embedding import DEFAULT_CHUNK_SIZE, weighted_gene_average
@@ -126,7 +126,7 @@ def elmo_embed(
             "backend": stats.backend,
             "matrix": source,
         },
-        "gene_table": _uns_safe(aligned.provenance),
+        "gene_table": h5ad_safe(aligned.provenance),
         "coverage": aligned.report(),
         "n_empty_cells": stats.n_empty_cells,
     }
@@ -139,17 +139,3 @@ def elmo_embed(
         key_added,
     )
     return adata if copy else None
-
-
-def _uns_safe(value: Any) -> Any:
-    """Drop values h5ad cannot store (None, empty lists of unknown type) from provenance."""
-    if isinstance(value, dict):
-        return {str(k): _uns_safe(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        items = [_uns_safe(v) for v in value if v is not None]
-        if all(isinstance(v, str) for v in items):
-            return list(items)
-        if all(isinstance(v, dict) for v in items):
-            return {str(i): v for i, v in enumerate(items)}
-        return [str(v) for v in items]
-    return value
