@@ -149,3 +149,33 @@ def test_errors(model):
     adata.obsm["langcell_tokens"] = np.ones((2, 3))
     with pytest.raises(TypeError, match="not the sparse token matrix"):
         se.tl.langcell_encode(adata, model, progress=False)
+
+
+@pytest.mark.parametrize("position_embedding_type", ["absolute", "relative_key"])
+def test_cls_only_last_layer_equals_the_full_pass(position_embedding_type):
+    """The <cls>-only last layer is exact; configurations it cannot shortcut take the full pass."""
+    import transformers
+
+    from scelmo.models.langcell import cls_hidden_state
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        hidden_act="relu",
+        position_embedding_type=position_embedding_type,
+    )
+    bert = transformers.BertModel(config, add_pooling_layer=False).eval()
+    ids = torch.randint(2, 50, (5, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    mask[3, 1:] = 0
+    ids[mask == 0] = 0
+    with torch.inference_mode():
+        full = bert(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        fast = cls_hidden_state(bert, ids, mask)
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
+    assert len(bert.encoder.layer) == 3  # the model is left as it was

@@ -89,6 +89,87 @@ def cell_batches(
         yield index, ids, mask
 
 
+def _cls_only_last_layer_supported(bert: Any) -> bool:
+    """Whether :func:`cls_hidden_state` may compute the last layer for ``<cls>`` alone.
+
+    True for a plain (absolute positions, encoder-only) Hugging Face ``BertModel``, whose last
+    layer's ``<cls>`` output depends on the other positions only through attention keys/values.
+    """
+    config = bert.config
+    layer = bert.encoder.layer[-1]
+    return (
+        getattr(config, "position_embedding_type", "absolute") == "absolute"
+        and not getattr(config, "is_decoder", False)
+        and not getattr(config, "add_cross_attention", False)
+        and not getattr(config, "chunk_size_feed_forward", 0)
+        and hasattr(layer.attention.self, "query")
+        and len(bert.encoder.layer) > 1
+    )
+
+
+def cls_hidden_state(bert: Any, input_ids: Any, attention_mask: Any) -> Any:
+    """``bert(input_ids, attention_mask).last_hidden_state[:, 0]``, with the last layer run for ``<cls>`` only.
+
+    Every layer but the last runs as usual (all positions feed the last layer's keys and
+    values); in the last layer the query, attention output, feed-forward block and LayerNorms
+    act on the ``<cls>`` row alone, which saves about ``1 / n_layers`` of the work and is exact
+    (same operations on the rows that matter). Falls back to the full forward pass for
+    configurations where that shortcut does not hold (relative positions, decoders).
+
+    Parameters
+    ----------
+    bert
+        A Hugging Face ``BertModel`` in evaluation mode.
+    input_ids, attention_mask
+        ``(batch, length)`` tensors.
+
+    Returns
+    -------
+    ``(batch, hidden)`` tensor.
+
+    Examples
+    --------
+    >>> import torch, transformers
+    >>> from scelmo.models.langcell import cls_hidden_state
+    >>> config = transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2,
+    ...                                  num_attention_heads=2, intermediate_size=32)
+    >>> bert = transformers.BertModel(config, add_pooling_layer=False).eval()
+    >>> ids, mask = torch.tensor([[2, 5, 7, 0]]), torch.tensor([[1, 1, 1, 0]])
+    >>> with torch.inference_mode():
+    ...     full = bert(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+    ...     torch.allclose(cls_hidden_state(bert, ids, mask), full, atol=1e-5)
+    True
+    """
+    if not _cls_only_last_layer_supported(bert):
+        return bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+    layers = bert.encoder.layer
+    last = layers[-1]
+    bert.encoder.layer = layers[:-1]
+    try:
+        hidden = bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    finally:
+        bert.encoder.layer = layers
+    attention = last.attention.self
+    heads = attention.num_attention_heads
+    width = attention.attention_head_size
+
+    def split(x: Any) -> Any:
+        return x.view(x.shape[0], x.shape[1], heads, width).transpose(1, 2)
+
+    query = split(attention.query(hidden[:, :1]))
+    keys, values = split(attention.key(hidden)), split(attention.value(hidden))
+    padding = attention_mask[:, None, None, :] == 0
+    # Additive mask in the compute dtype; a boolean mask would take a slower SDPA path on CPU.
+    additive = torch.zeros(padding.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(
+        padding, torch.finfo(hidden.dtype).min
+    )
+    context = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=additive)
+    context = context.transpose(1, 2).reshape(hidden.shape[0], 1, heads * width)
+    cls = last.attention.output(context, hidden[:, :1])
+    cls = last.output(last.intermediate(cls), cls)
+    return cls[:, 0]
+
+
 def encode_cell_tokens(
     model: Any,
     tokens: CellTokens,
@@ -105,6 +186,7 @@ def encode_cell_tokens(
     it runs, and outputs go straight into preallocated arrays, so memory does not grow with the
     number of cells beyond the outputs. ``<cls>`` is prepended and each sequence cut to the
     encoder's 2048 positions. A cell's embedding does not depend on the other cells of its batch.
+    The last layer is computed for ``<cls>`` alone (:func:`cls_hidden_state`).
 
     Parameters
     ----------
@@ -157,7 +239,7 @@ def encode_cell_tokens(
             for index, ids, mask in batches:
                 ids_t = torch.from_numpy(ids).to(device, non_blocking=True)
                 mask_t = torch.from_numpy(mask).to(device, non_blocking=True)
-                hidden = model.cell_bert(input_ids=ids_t, attention_mask=mask_t).last_hidden_state[:, 0]
+                hidden = cls_hidden_state(model.cell_bert, ids_t, mask_t)
                 embeddings[index] = model.project_cells(hidden).float().cpu().numpy()
                 if cls_states is not None:
                     cls_states[index] = hidden.float().cpu().numpy()

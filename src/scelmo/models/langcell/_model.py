@@ -565,8 +565,10 @@ class LangCell(nn.Module):
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         out = []
         for start in range(0, ids.shape[0], batch_size):
-            hidden = self.text_bert(ids[start : start + batch_size], mask[start : start + batch_size])
-            out.append(F.normalize(self.text_proj(hidden[:, 0]), dim=-1))
+            cls = self.text_bert(
+                ids[start : start + batch_size], mask[start : start + batch_size], cls_only=True
+            )
+            out.append(F.normalize(self.text_proj(cls), dim=-1))
         if not out:
             return torch.zeros(0, self.embed_dim, device=self.device)
         return torch.cat(out)
@@ -639,8 +641,8 @@ class LangCell(nn.Module):
         if cache is None:
             cache = self.cross_attention_cache(cell_hidden, cell_mask)
         inputs = self._text_inputs(texts)
-        hidden = self.text_bert(inputs["input_ids"], inputs["attention_mask"], cross=cache)
-        return self.ctm_head(hidden[:, :, 0])
+        cls = self.text_bert(inputs["input_ids"], inputs["attention_mask"], cross=cache, cls_only=True)
+        return self.ctm_head(cls)
 
     def ctm_match_probs(
         self,

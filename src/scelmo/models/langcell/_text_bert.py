@@ -119,12 +119,14 @@ class _Attention(nn.Module):
         self.self = _SelfAttention(config, kv_width)
         self.output = _Output(config, config.hidden_size)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        # cls_only: every position gives keys and values, only [CLS] asks (exact for row 0).
         attn, n = self.self, self.self.n_heads
+        queries = hidden[:, :1] if cls_only else hidden
         context = attn.attend(
-            _heads(attn.query(hidden), n), _heads(attn.key(hidden), n), _heads(attn.value(hidden), n), mask
+            _heads(attn.query(queries), n), _heads(attn.key(hidden), n), _heads(attn.value(hidden), n), mask
         )
-        return self.output(_merge(context), hidden)
+        return self.output(_merge(context), queries)
 
     def cross(
         self, hidden: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
@@ -164,8 +166,14 @@ class _Layer(nn.Module):
         hidden: torch.Tensor,
         mask: torch.Tensor,
         cross: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        cls_only: bool = False,
     ) -> torch.Tensor:
-        hidden = self.attention(hidden, mask)
+        return self.after_self_attention(self.attention(hidden, mask, cls_only), cross)
+
+    def after_self_attention(
+        self, hidden: torch.Tensor, cross: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Cross-attention (in multimodal mode) and the feed-forward block."""
         if cross is not None:
             hidden = self.crossattention.cross(hidden, *cross)
         return self.output(self.intermediate(hidden), hidden)
@@ -265,6 +273,7 @@ class TextBert(nn.Module):
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         cross: CrossAttentionCache | None = None,
+        cls_only: bool = False,
     ) -> torch.Tensor:
         """Last hidden states, in text mode or (with cells) in multimodal mode.
 
@@ -280,10 +289,15 @@ class TextBert(nn.Module):
             Cell hidden states and mask: multimodal mode (see :meth:`cross_attention_cache`).
         cross
             A precomputed cache instead of ``encoder_hidden_states``.
+        cls_only
+            Return the ``[CLS]`` state only (what the projections and the CTM head read); the
+            last layer is then computed for ``[CLS]`` alone, which is exact and saves most of
+            that layer.
 
         Returns
         -------
         Text mode: ``(n_texts, length, hidden)``. Multimodal: ``(n_cells, K, length, hidden)``.
+        With ``cls_only``, the ``length`` axis is dropped.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -298,27 +312,40 @@ class TextBert(nn.Module):
                 )
             hidden = self.embeddings(input_ids)
             mask = additive_mask(attention_mask, hidden.dtype)
-            for layer in self.encoder.layer:
-                hidden = layer(hidden, mask)
-            return hidden
+            layers = self.encoder.layer
+            for i, layer in enumerate(layers):
+                hidden = layer(hidden, mask, cls_only=cls_only and i == len(layers) - 1)
+            return hidden[:, 0] if cls_only else hidden
 
         n_cells = cross.n_cells
+        layers = self.encoder.layer
         if input_ids.dim() == 2:
             n_texts, length = input_ids.shape
-            # Embeddings do not depend on the cell: computed once per text, then shared.
-            hidden = self.embeddings(input_ids).unsqueeze(0).expand(n_cells, -1, -1, -1)
+            # Embeddings and the first self-attention do not depend on the cell: computed once
+            # per text, then shared by all cells (the first cross-attention is where they differ).
+            text_mask = additive_mask(attention_mask, self.dtype)
+            first_cls_only = cls_only and len(layers) == 1
+            shared = layers[0].attention(self.embeddings(input_ids), text_mask, first_cls_only)
+            hidden = shared.unsqueeze(0).expand(n_cells, -1, -1, -1)
             mask = attention_mask.unsqueeze(0).expand(n_cells, -1, -1)
+            first = 1
         elif input_ids.dim() == 3 and input_ids.shape[0] == n_cells:
             n_texts, length = input_ids.shape[1:]
             hidden = self.embeddings(input_ids.reshape(-1, length)).view(n_cells, n_texts, length, -1)
             mask = attention_mask
+            first = 0
         else:
             raise ValueError(
                 f"Multimodal mode takes input_ids of shape (K, length) or (n_cells={n_cells}, K, length), "
                 f"got {tuple(input_ids.shape)}."
             )
-        hidden = hidden.reshape(n_cells * n_texts, length, -1)
+        hidden = hidden.reshape(n_cells * n_texts, hidden.shape[-2], -1)
         mask = additive_mask(mask.reshape(n_cells * n_texts, length), hidden.dtype)
-        for i, layer in enumerate(self.encoder.layer):
-            hidden = layer(hidden, mask, (cross.keys[i], cross.values[i], cross.mask))
+        if first == 1:
+            hidden = layers[0].after_self_attention(hidden, (cross.keys[0], cross.values[0], cross.mask))
+        for i in range(first, len(layers)):
+            last = cls_only and i == len(layers) - 1
+            hidden = layers[i](hidden, mask, (cross.keys[i], cross.values[i], cross.mask), cls_only=last)
+        if cls_only:
+            return hidden[:, 0].view(n_cells, n_texts, -1)
         return hidden.view(n_cells, n_texts, length, -1)
