@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 #: Modules checked although they have no ``__all__`` (their public classes and functions).
 MODULES_WITHOUT_ALL = ("scelmo.metrics",)
 #: Modules that are not API (command-line entry points).
-NOT_API = ("scelmo.demo",)
+NOT_API = ("scelmo.demo", "scelmo.cli")
 
 
 def _public_modules() -> list[str]:

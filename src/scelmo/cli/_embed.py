@@ -1,0 +1,146 @@
+"""``scelmo embed``: cells -> scELMo / GenePT cell embeddings (``tl.elmo_embed``) in ``obsm``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._files import check_output, read_h5ad, write_h5ad, write_table
+from ._matrix import add_matrix_arguments, check_matrix
+from ._runtime import CLIError, one_line
+from ._tables import add_table_arguments, build_table, choose_table, load_table, table_summary
+
+__all__ = ["add_parser", "run"]
+
+DESCRIPTION = """\
+Embed every cell as the expression-weighted average of its genes' text embeddings
+(scELMo / GenePT) and write the result to obsm[KEY] (default X_elmo) of a new .h5ad,
+with the parameters, the gene table's provenance and the gene coverage in uns[KEY].
+
+The expression matrix is adata.raw when present (scanpy's rule), else X; log-normalised
+expression is the usual input."""
+
+EPILOG = """\
+examples:
+  # gene table built on the fly from offline gene text and the bundled encoder (no network)
+  scelmo embed pbmc.h5ad -o pbmc_elmo.h5ad
+
+  # a table made once with `scelmo build-genes`; GenePT's arithmetic average over a layer
+  scelmo embed pbmc.h5ad -o pbmc_elmo.h5ad --genes pbmc_genes.npz --mode aa --layer lognorm
+
+  # GenePT's published table from the registry (no published sha256: check it, then --trusted)
+  scelmo embed pbmc.h5ad -o pbmc_genept.h5ad --genes genept_ada_text --trusted --key-added X_genept
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Add the ``embed`` subcommand to ``subparsers``.
+
+    Parameters
+    ----------
+    subparsers
+        The ``scelmo`` parser's subcommands.
+    parents
+        Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
+    """
+    parser = subparsers.add_parser(
+        "embed",
+        help="h5ad -> h5ad with cell embeddings in obsm['X_elmo'] (scELMo / GenePT)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        parents=parents,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", help="the cells (.h5ad)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="the result (.h5ad)")
+    parser.add_argument("--force", action="store_true", help="replace OUT.h5ad if it exists (even the input)")
+    group = parser.add_argument_group("embedding")
+    group.add_argument(
+        "--mode",
+        choices=["wa", "aa"],
+        default="wa",
+        help="wa: weighted average (scELMo), aa: arithmetic average (GenePT-w); default %(default)s",
+    )
+    group.add_argument(
+        "--key-added", default="X_elmo", metavar="KEY", help="obsm/uns key; default %(default)s"
+    )
+    group.add_argument(
+        "--renormalize",
+        action="store_true",
+        help="wa: weights sum to one over genes in the table (not over all genes, as in the paper)",
+    )
+    group.add_argument(
+        "--min-coverage",
+        type=float,
+        default=0.5,
+        metavar="FRACTION",
+        help="warn when fewer genes than this are in the table; default %(default)s",
+    )
+    group.add_argument(
+        "--id-type",
+        choices=["auto", "symbol", "ensembl"],
+        default="auto",
+        help="what the data's gene names are; default %(default)s (detected)",
+    )
+    add_matrix_arguments(parser, raw_default="adata.raw when present, unless --layer is given")
+    add_table_arguments(parser)
+    parser.set_defaults(handler=run, prog=parser.prog)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``scelmo embed`` (see its ``--help``).
+
+    Parameters
+    ----------
+    args
+        The parsed options.
+
+    Returns
+    -------
+    The exit code, ``0``.
+    """
+    from .._anndata import expression_matrix
+    from ..tl import elmo_embed
+
+    progress = not args.quiet
+    out = check_output(args.output, suffix=".h5ad", force=args.force, inputs=[args.input])
+    choice = choose_table(args, force=args.force)
+    adata = read_h5ad(args.input)
+    check_matrix(adata, layer=args.layer, use_raw=args.use_raw)
+    if choice.kind == "build":
+        _, var_names, _ = expression_matrix(adata, layer=args.layer, use_raw=args.use_raw)
+        table = build_table(var_names, args, progress=progress)
+    else:
+        table = load_table(choice, trusted=args.trusted, progress=progress)
+    try:
+        elmo_embed(
+            adata,
+            table,
+            mode=args.mode,
+            layer=args.layer,
+            use_raw=args.use_raw,
+            renormalize=args.renormalize,
+            key_added=args.key_added,
+            id_type=args.id_type,
+            min_coverage=args.min_coverage,
+            progress=progress,
+        )
+    except ValueError as err:
+        message = one_line(err)
+        if message.startswith("No gene of the data matches the table"):
+            # The library's advice names Python arguments; give the command line's.
+            raise CLIError(
+                message.split(" Pass ", 1)[0] + " Check --id-type, and that the table is for this organism."
+            ) from err
+        raise
+    if choice.kind == "build" and args.save_genes:
+        write_table(table, check_output(args.save_genes, suffix=".npz", force=args.force), force=args.force)
+        print(f"wrote {args.save_genes}: gene table, {table_summary(table)}")
+    write_h5ad(adata, out, force=args.force)
+    record = adata.uns[args.key_added]
+    coverage = record["coverage"]
+    print(
+        f"wrote {out}: obsm[{args.key_added!r}] ({adata.n_obs} cells x {table.dim} dims, mode {args.mode}, "
+        f"{record['params']['matrix']}); {coverage['n_matched']} of {coverage['n_vars']} genes in the table "
+        f"({table_summary(table)})"
+    )
+    return 0

