@@ -21,7 +21,7 @@ requested number. Symbols are mapped to Ensembl ids with Geneformer's ``gene_nam
    8 heads, intermediate 1024, vocabulary 25,427), on ``--encode-cells`` cells (default 256):
 
    - ours: ``se.tl.langcell_encode`` (length-sorted batches of 32, dynamic padding, SDPA attention,
-     ``torch.inference_mode``);
+     ``torch.inference_mode``, the last layer computed for ``<cls>`` only);
    - the original: shuffled batches of 32 padded to the longest cell of the batch, eager attention,
      float32, ``torch.no_grad``.
 
@@ -303,7 +303,6 @@ def bench_encoder(n_cells: int, rounds: int, layers: int, dataset: str = "pbmc")
     import scelmo as se
     from scelmo.cell_tokens import CellTokens
     from scelmo.models import LangCell
-    from scelmo.models.langcell import cell_batches
 
     geometry = dict(CELL_GEOMETRY, num_hidden_layers=layers)
     torch.manual_seed(0)
@@ -343,77 +342,34 @@ def bench_encoder(n_cells: int, rounds: int, layers: int, dataset: str = "pbmc")
         se.tl.langcell_encode(part, fast, batch_size=32, progress=False)
         out[index] = part.obsm["X_langcell"]
 
-    def ours_cls_only(index: np.ndarray, out: np.ndarray) -> None:
-        sub = tokens.subset(index)
-        with torch.inference_mode():
-            for rows, ids, mask in cell_batches(sub, batch_size=32, cls_token_id=CLS, max_length=2048):
-                cls_state = cls_only_forward(fast.cell_bert, torch.from_numpy(ids), torch.from_numpy(mask))
-                out[index[rows]] = fast.project_cells(cls_state).numpy()
-
     warm = np.arange(8)
-    for func in (original, ours, ours_cls_only):
+    for func in (original, ours):
         func(warm, np.zeros((n_cells, 256), dtype=np.float32))
 
     results = {
         "original": np.zeros((n_cells, 256), dtype=np.float32),
         "ours": np.zeros((n_cells, 256), dtype=np.float32),
-        "cls_only": np.zeros((n_cells, 256), dtype=np.float32),
     }
     wall = dict.fromkeys(results, 0.0)
     cpu = dict.fromkeys(results, 0.0)
     for part in np.array_split(rng.permutation(n_cells), rounds):
-        for name, func in (("original", original), ("ours", ours), ("cls_only", ours_cls_only)):
+        for name, func in (("original", original), ("ours", ours)):
             w, c = time.perf_counter(), time.process_time()
             func(part, results[name])
             wall[name] += time.perf_counter() - w
             cpu[name] += time.process_time() - c
     diff = np.abs(results["ours"] - results["original"]).max()
-    diff_cls = np.abs(results["cls_only"] - results["original"]).max()
     print(f"{'procedure':66s} {'wall s':>8s} {'cells/s':>8s} {'CPU s':>8s}")
     labels = {
         "original": "original (shuffled, batch 32 padded to longest, eager, fp32)",
-        "ours": "ours (se.tl.langcell_encode: sorted, SDPA, inference_mode)",
-        "cls_only": "ours + only the <cls> query in the last layer",
+        "ours": "ours (se.tl.langcell_encode: sorted, SDPA, <cls>-only last layer)",
     }
     for name in results:
         print(f"{labels[name]:66s} {wall[name]:8.1f} {n_cells / wall[name]:8.2f} {cpu[name]:8.1f}")
     print(
         f"speed-up (original / ours): {wall['original'] / wall['ours']:.2f}x wall, {cpu['original'] / cpu['ours']:.2f}x CPU; "
-        f"with <cls>-only last layer {wall['original'] / wall['cls_only']:.2f}x wall; "
-        f"max |embedding difference| = {diff:.1e} ({diff_cls:.1e} <cls>-only)"
+        f"max |embedding difference| = {diff:.1e}"
     )
-
-
-def cls_only_forward(bert, ids, mask):
-    """``bert(ids, mask).last_hidden_state[:, 0]`` computing only the ``<cls>`` query in the last layer.
-
-    All layers but the last run as usual (their every position feeds the last layer's keys and
-    values); in the last layer, attention, feed-forward and LayerNorms act on the ``<cls>`` row only.
-    Exact for the ``<cls>`` output.
-    """
-    import torch
-
-    layers = bert.encoder.layer
-    last = layers[-1]
-    bert.encoder.layer = layers[:-1]
-    try:
-        hidden = bert(input_ids=ids, attention_mask=mask).last_hidden_state
-    finally:
-        bert.encoder.layer = layers
-    attn = last.attention.self
-    heads, width = attn.num_attention_heads, attn.attention_head_size
-
-    def split(x):
-        return x.view(x.shape[0], x.shape[1], heads, width).transpose(1, 2)
-
-    query = split(attn.query(hidden[:, :1]))
-    key, value = split(attn.key(hidden)), split(attn.value(hidden))
-    additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-    context = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=additive)
-    context = context.transpose(1, 2).reshape(hidden.shape[0], 1, heads * width)
-    x = last.attention.output.LayerNorm(last.attention.output.dense(context) + hidden[:, :1])
-    x = last.output.LayerNorm(last.output.dense(last.intermediate(x)) + x)
-    return x[:, 0]
 
 
 # --- 3. zero-shot annotation with cell-text matching ---------------------------------------

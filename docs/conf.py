@@ -1,8 +1,10 @@
 """Sphinx configuration of the scelmo documentation.
 
 Build with ``bash scripts/docs.sh`` (or ``sphinx-build -W --keep-going -b html docs docs/_build/html``).
-The tutorials are executed during the build. Links to other projects' documentation
-(intersphinx) need their inventories from the internet, so they are opt-in:
+The tutorials are executed during the build. The test suite runs the same build
+(``tests/test_packaging.py::test_docs_build_without_warnings``), so CI fails on any warning.
+Links to other projects' documentation (intersphinx) need their inventories from the
+internet, so they are opt-in:
 ``SCELMO_DOCS_INTERSPHINX=1 sphinx-build ...``. ``SCELMO_DOCS_EXECUTE=off`` skips running the
 tutorials (quick rebuilds of the API pages); ``force`` re-runs them even when cached.
 """
@@ -35,6 +37,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx_autodoc_typehints",
     "sphinx_copybutton",
+    "sphinx_design",
     "typed_returns",
     "api_coverage",
 ]
