@@ -104,8 +104,16 @@ def _reference_scores(adata, table, texts, n_genes, contrast=True):
 def test_gene_score_equals_independent_computation(pbmc, table):
     adata = pbmc.copy()
     texts = {cls: [words, f"cell type: {cls}."] for cls, words in MARKERS.items()}
+    # the text similarity alone (genes named by the texts: tests/test_annotation_mentions.py)
     se.tl.zeroshot_annotate(
-        adata, texts, gene_embeddings=table, encoder=BagOfWords(), refine=0, n_genes=5, cache=False
+        adata,
+        texts,
+        gene_embeddings=table,
+        encoder=BagOfWords(),
+        refine=0,
+        n_genes=5,
+        gene_mentions=False,
+        cache=False,
     )
     expected = _reference_scores(adata, table, texts, 5)
     probs = np.exp(expected) / np.exp(expected).sum(1, keepdims=True)
@@ -127,6 +135,7 @@ def test_gene_score_equals_independent_computation(pbmc, table):
         encoder=BagOfWords(),
         refine=0,
         n_genes=5,
+        gene_mentions=False,
         temperature=0.1,
         cache=False,
         copy=True,

@@ -57,6 +57,7 @@ def celltype_descriptions(
     min_score: float = 0.4,
     template: str = LANGCELL_TEMPLATE,
     max_synonyms: int = 5,
+    parents: bool = False,
     map_ontology: bool = True,
     ontology: CellOntology | None = None,
     prompt: str = CELLTYPE_PROMPT,
@@ -111,10 +112,12 @@ def celltype_descriptions(
                 name = row["term_label"]
                 texts = [_format(template, name, row["definition"]), f"cell type: {name}."]
                 texts += [f"cell type: {s}." for s in row["synonyms"]]
+                if parents and ontology is not None:
+                    texts += [f"cell type: {p}." for p in parent_labels(ontology, str(row["term_id"]))]
             else:
                 texts = [_format(template, str(label), "")]
             texts_per_class.append(list(dict.fromkeys(texts)))
-        provenance = {"source": "cell_ontology", "template": template}
+        provenance = {"source": "cell_ontology", "template": template, "parents": parents}
     elif source == "llm":
         texts_per_class = _llm_texts(
             labels, frame, prompt=prompt, cache=cache, cache_dir=cache_dir, progress=progress, **llm_kwargs
@@ -151,6 +154,19 @@ def celltype_descriptions(
         len(labels) - len(unmapped) if ontology is not None else 0,
     )
     return frame[COLUMNS]
+
+
+def parent_labels(ontology: CellOntology, term_id: str) -> list[str]:
+    """Labels of a term's direct parents (``is_a`` distance 1), ordered by id.
+
+    Examples
+    --------
+    >>> from scelmo.annotation import CellOntology
+    >>> from scelmo.annotation._descriptions import parent_labels
+    >>> parent_labels(CellOntology(), "CL:0000451")
+    ['mononuclear phagocyte', 'professional antigen presenting cell']
+    """
+    return [ontology.label(t) for t, d in sorted(ontology.ancestors(term_id).items()) if d == 1]
 
 
 def _llm_texts(

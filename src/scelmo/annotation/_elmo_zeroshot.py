@@ -7,14 +7,28 @@ table), cells (``elmo_embed`` averages of gene rows) and classes share one space
     1. ``S[g, k]``: cosine of gene ``g``'s table vector to class ``k``'s text vector (the mean of
        the class's description vectors);
     2. contrast: ``S[g, k] - mean_k' S[g, k']``, so that only genes closer to this class than to
-       the others count (``contrast=False`` keeps raw similarities);
-    3. class signature: the ``n_genes`` genes with the highest contrasted similarity;
-    4. cell score: mean standardised expression (per-gene z-score) of the signature genes;
-       with ``scale``, each class score is then standardised over cells;
-    5. ``refine`` rounds of self-training: the cells most confidently assigned to a class (the
+       the others count (``contrast=False`` keeps raw similarities); the text affinity
+       ``A[g, k]`` is this value standardised over the genes of the table, per class;
+    3. with ``gene_mentions``, the genes the class's name and texts name (``"CD56+ NK"`` ->
+       NCAM1, ``"CD3-negative"`` -> CD3D/E/G, see ``scelmo.annotation._gene_mentions``) add
+       ``mention_weight * (d[g, k] - mean_k' d[g, k'])`` to ``A`` (``d`` = +1 named positive,
+       -1 negative; the mean over classes is left out with ``contrast=False``);
+    4. class signature: the ``n_genes`` genes with the highest ``A`` (weight ``1/n_genes``
+       each), and each gene named negative with weight ``-1/n_genes``;
+    5. cell score: weighted sum of standardised expression (per-gene z-score) of the signature
+       genes; with ``scale``, each class score is then standardised over cells;
+    6. ``refine`` rounds of self-training: the cells most confidently assigned to a class (the
        top 30% by margin) give a data signature (their mean standardised expression minus that
        of the cells assigned elsewhere; top ``n_genes`` genes), which replaces the text
-       signature. No labels are used: the text decides which group is which class.
+       signature. No labels are used: the text decides which group is which class;
+    7. with ``rematch`` (after ``refine``), the refined signatures ("programs") are given to
+       the classes one to one (Hungarian algorithm) by their agreement with the text:
+       ``sum_g w_p[g] A0[g, k]`` (``A0``: the text affinity of step 2, ``w_p``: program ``p``'s
+       signature) plus, with ``gene_mentions``, ``mention_weight`` times the mean of
+       ``d[g, k] * D_p[g]`` over the genes class ``k`` names (``D_p``: the standardised
+       difference in mean expression between program ``p``'s cells and the others). Without
+       it a class keeps the program that grew from its own text signature, even when that
+       program has drifted to cells another class's text describes better.
 ``"cell"``: cosine of the (centred, with ``centre``) ``elmo_embed`` cell embeddings to the
     class text vectors, as LangCell compares its cell and text embeddings.
 
@@ -39,7 +53,7 @@ from .._logging import logger
 from .._matrix import iter_row_blocks
 from ..gene_embeddings import GeneEmbeddings
 
-__all__ = ["class_vectors", "elmo_scores", "resolve_encoder", "softmax"]
+__all__ = ["class_vectors", "elmo_scores", "match_programs", "resolve_encoder", "softmax"]
 
 Score = Literal["genes", "cell"]
 #: Fraction of a class's cells (by margin) that give its data signature in each refinement round.
@@ -248,6 +262,54 @@ def _top_genes(values: np.ndarray, n: int, allowed: np.ndarray | None = None) ->
     return weights
 
 
+def _standardise_genes(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Standardise each column over the ``rows`` genes; other genes get 0."""
+    out = np.zeros_like(values, dtype=np.float64)
+    if rows.any():
+        part = values[rows]
+        sd = part.std(axis=0)
+        out[rows] = (part - part.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)
+    return out
+
+
+def _program_differences(standardised: _Standardised, scores: np.ndarray) -> np.ndarray:
+    """Per program (column of ``scores``): standardised (over genes) difference between the mean
+    standardised expression of the cells it wins and that of the other cells (genes x programs)."""
+    n_programs = scores.shape[1]
+    best = np.argmax(scores, axis=1)
+    means = standardised.group_means(best, n_programs)
+    counts = np.bincount(best, minlength=n_programs).astype(np.float64)
+    total = counts @ means
+    out = np.zeros((means.shape[1], n_programs))
+    for k in range(n_programs):
+        if 0 < counts[k] < len(scores):
+            out[:, k] = means[k] - (total - counts[k] * means[k]) / (len(scores) - counts[k])
+    sd = out.std(axis=0)
+    return (out - out.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)
+
+
+def match_programs(agreement: np.ndarray) -> np.ndarray:
+    """One-to-one assignment of programs (rows) to classes (columns) maximising the summed agreement.
+
+    Returns ``order`` such that class ``k`` takes program ``order[k]`` (so ``scores[:, order]``
+    puts each class's program in its column).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.annotation._elmo_zeroshot import match_programs
+    >>> agreement = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # program 0 fits class 1...
+    >>> match_programs(agreement).tolist()
+    [2, 0, 1]
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    programs, classes = linear_sum_assignment(np.asarray(agreement, dtype=np.float64), maximize=True)
+    order = np.empty(agreement.shape[1], dtype=np.int64)
+    order[classes] = programs
+    return order
+
+
 def _refine(standardised: _Standardised, scores: np.ndarray, weights: np.ndarray, n_genes: int, rounds: int):
     n_classes = scores.shape[1]
     for _ in range(rounds):
@@ -293,6 +355,9 @@ def elmo_scores(
     contrast: bool = True,
     n_genes: int = 10,
     refine: int = 3,
+    gene_mentions: bool = True,
+    mention_weight: float = 4.0,
+    rematch: bool = True,
     centre: bool = True,
     scale: bool = True,
     cache: Any = True,
@@ -306,7 +371,22 @@ def elmo_scores(
         Higher is better; z-scores over cells when ``scale``, cosines otherwise.
     info
         ``provenance`` (encoder, gene table), ``genes`` (signature genes per class, for
-        ``score="genes"``) and the matrix used.
+        ``score="genes"``; genes named negative are listed with a leading ``-``),
+        ``mentions`` (with ``gene_mentions``), ``rematched`` (with ``rematch``: class -> the
+        class whose refined signature it took) and the matrix used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scanpy as sc
+    >>> import scelmo as se
+    >>> from scelmo.annotation._elmo_zeroshot import elmo_scores
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> table = se.pp.build_gene_embeddings(adata.raw.var_names, progress=False)  # doctest: +SKIP
+    >>> scores, info = elmo_scores(adata, ["B", "T"], {"B": ["CD79A+ B cell"], "T": ["CD3E+ T cell"]},
+    ...                            gene_embeddings=table)  # doctest: +SKIP
+    >>> info["mentions"]  # doctest: +SKIP
+    {'B': ['CD79A+ -> CD79A'], 'T': ['CD3E+ -> CD3E']}
     """
     if score not in ("genes", "cell"):
         raise ValueError(f"`score` must be 'genes' or 'cell', got {score!r}.")
@@ -314,6 +394,8 @@ def elmo_scores(
         raise ValueError(f"`n_genes` must be at least 1, got {n_genes}.")
     if refine < 0:
         raise ValueError(f"`refine` must be >= 0, got {refine}.")
+    if not mention_weight >= 0:
+        raise ValueError(f"`mention_weight` must be >= 0, got {mention_weight}.")
     embed_info = adata.uns.get(use_rep, {}) if isinstance(adata.uns.get(use_rep), Mapping) else {}
     recorded_table = dict(embed_info.get("gene_table", {}))
     if gene_embeddings is not None:
@@ -387,17 +469,40 @@ def elmo_scores(
     table = aligned.matrix.astype(np.float64)
     table /= np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
     similarity = table @ vectors.T
-    if contrast and len(classes) > 1:
+    contrasted = contrast and len(classes) > 1
+    if contrasted:
         similarity = similarity - similarity.mean(axis=1, keepdims=True)
-    weights = _top_genes(similarity, n_genes, allowed=aligned.matched)
+    text_affinity = _standardise_genes(similarity, aligned.matched)
+    affinity = text_affinity
+    allowed = aligned.matched
+    directions = None
+    if gene_mentions:
+        from ._gene_mentions import class_mentions
+
+        directions, info["mentions"] = class_mentions(classes, texts, list(var_names))
+        named = directions - directions.mean(axis=1, keepdims=True) if contrasted else directions
+        affinity = text_affinity + mention_weight * named
+        allowed = aligned.matched | (directions > 0).any(axis=1)
+    weights = _top_genes(affinity, n_genes, allowed=allowed)
+    if directions is not None:
+        weights[directions < 0] = -1.0 / n_genes
     text_weights = weights
     standardised = _Standardised(matrix)
     scores = standardised.times(weights)
     if refine:
         scores, weights = _refine(standardised, scores, weights, n_genes, refine)
+        if rematch and len(classes) > 1:
+            agreement = weights.T @ text_affinity
+            if directions is not None and mention_weight > 0:
+                named_count = np.maximum(np.abs(directions).sum(axis=0), 1.0)
+                differences = _program_differences(standardised, _standardise_columns(scores))
+                agreement = agreement + mention_weight * (differences.T @ directions) / named_count
+            order = match_programs(agreement)
+            scores, weights = scores[:, order], weights[:, order]
+            info["rematched"] = {c: classes[int(p)] for c, p in zip(classes, order, strict=True)}
     names = np.asarray(var_names)
     info["matrix"] = source
-    info["genes"] = {c: _ranked(names, text_weights[:, k], similarity[:, k]) for k, c in enumerate(classes)}
+    info["genes"] = {c: _ranked(names, text_weights[:, k], affinity[:, k]) for k, c in enumerate(classes)}
     if refine:
         info["refined_genes"] = {c: names[weights[:, k] > 0].tolist() for k, c in enumerate(classes)}
     info["coverage"] = aligned.report(max_listed=20)
@@ -411,8 +516,13 @@ def elmo_scores(
 
 
 def _ranked(names: np.ndarray, weights: np.ndarray, order_by: np.ndarray) -> list[str]:
+    """Signature genes, best first; genes with a negative weight follow, as ``-NAME``."""
     chosen = np.flatnonzero(weights > 0)
-    return names[chosen[np.argsort(-order_by[chosen], kind="stable")]].tolist()
+    against = np.flatnonzero(weights < 0)
+    return [
+        *names[chosen[np.argsort(-order_by[chosen], kind="stable")]].tolist(),
+        *(f"-{name}" for name in names[against]),
+    ]
 
 
 def default_temperature(scale: bool) -> float:

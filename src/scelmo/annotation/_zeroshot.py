@@ -68,6 +68,9 @@ def run_zeroshot(
     contrast: bool = True,
     n_genes: int = 10,
     refine: int = 3,
+    gene_mentions: bool = True,
+    mention_weight: float = 4.0,
+    rematch: bool = True,
     centre: bool = True,
     scale: bool = True,
     temperature: float | None = None,
@@ -113,6 +116,9 @@ def run_zeroshot(
             contrast=contrast,
             n_genes=n_genes,
             refine=refine,
+            gene_mentions=gene_mentions,
+            mention_weight=mention_weight,
+            rematch=rematch,
             centre=centre,
             scale=scale,
             cache=cache,
@@ -127,12 +133,15 @@ def run_zeroshot(
             contrast=contrast if score == "genes" else None,
             n_genes=n_genes if score == "genes" else None,
             refine=refine if score == "genes" else None,
+            gene_mentions=gene_mentions if score == "genes" else None,
+            mention_weight=mention_weight if score == "genes" and gene_mentions else None,
+            rematch=rematch if score == "genes" and refine else None,
             centre=centre if score == "cell" else None,
             scale=scale,
             temperature=temperature,
         )
         provenance = info["provenance"]
-        for name in ("genes", "refined_genes", "coverage"):
+        for name in ("genes", "refined_genes", "mentions", "rematched", "coverage"):
             if name in info:
                 extra[name] = info[name]
     else:

