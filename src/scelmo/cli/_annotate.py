@@ -113,6 +113,25 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     elmo.add_argument(
         "--refine", type=int, default=3, metavar="N", help="self-training rounds; default %(default)s"
     )
+    elmo.add_argument(
+        "--no-gene-mentions",
+        dest="gene_mentions",
+        action="store_false",
+        help="ignore the genes a class text names (e.g. 'CD14+' -> CD14, 'CD56' -> NCAM1)",
+    )
+    elmo.add_argument(
+        "--mention-weight",
+        type=float,
+        default=4.0,
+        metavar="W",
+        help="weight of a named gene, in standard deviations of text affinity; default %(default)s",
+    )
+    elmo.add_argument(
+        "--no-rematch",
+        dest="rematch",
+        action="store_false",
+        help="keep each class's own refined signature (no one-to-one rematch after self-training)",
+    )
     langcell = parser.add_argument_group("langcell zero-shot")
     langcell.add_argument(
         "--model",
@@ -318,6 +337,9 @@ def run(args: argparse.Namespace) -> int:
                 use_raw=args.use_raw,
                 n_genes=args.n_genes,
                 refine=args.refine,
+                gene_mentions=args.gene_mentions,
+                mention_weight=args.mention_weight,
+                rematch=args.rematch,
                 **options,
             )
         else:
