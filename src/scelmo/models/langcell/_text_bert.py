@@ -301,6 +301,10 @@ class TextBert(nn.Module):
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        # The shortcuts (last layer for [CLS] only, first self-attention shared by all cells) are
+        # exact but change the shapes dropout draws from: in training every layer runs in full,
+        # so a seeded training run draws the same masks as the original.
+        short = cls_only and not self.training
         if encoder_hidden_states is not None:
             if cross is not None:
                 raise ValueError("Pass either encoder_hidden_states or cross, not both.")
@@ -314,21 +318,28 @@ class TextBert(nn.Module):
             mask = additive_mask(attention_mask, hidden.dtype)
             layers = self.encoder.layer
             for i, layer in enumerate(layers):
-                hidden = layer(hidden, mask, cls_only=cls_only and i == len(layers) - 1)
+                hidden = layer(hidden, mask, cls_only=short and i == len(layers) - 1)
             return hidden[:, 0] if cls_only else hidden
 
         n_cells = cross.n_cells
         layers = self.encoder.layer
-        if input_ids.dim() == 2:
+        if input_ids.dim() == 2 and not self.training:
             n_texts, length = input_ids.shape
             # Embeddings and the first self-attention do not depend on the cell: computed once
             # per text, then shared by all cells (the first cross-attention is where they differ).
+            # Only in evaluation: in training each pair needs its own dropout draws.
             text_mask = additive_mask(attention_mask, self.dtype)
-            first_cls_only = cls_only and len(layers) == 1
+            first_cls_only = short and len(layers) == 1
             shared = layers[0].attention(self.embeddings(input_ids), text_mask, first_cls_only)
             hidden = shared.unsqueeze(0).expand(n_cells, -1, -1, -1)
             mask = attention_mask.unsqueeze(0).expand(n_cells, -1, -1)
             first = 1
+        elif input_ids.dim() == 2:
+            # Training: every (cell, text) pair draws its own dropout masks, as in the original.
+            n_texts, length = input_ids.shape
+            hidden = self.embeddings(input_ids).unsqueeze(0).expand(n_cells, -1, -1, -1)
+            mask = attention_mask.unsqueeze(0).expand(n_cells, -1, -1)
+            first = 0
         elif input_ids.dim() == 3 and input_ids.shape[0] == n_cells:
             n_texts, length = input_ids.shape[1:]
             hidden = self.embeddings(input_ids.reshape(-1, length)).view(n_cells, n_texts, length, -1)
@@ -344,7 +355,7 @@ class TextBert(nn.Module):
         if first == 1:
             hidden = layers[0].after_self_attention(hidden, (cross.keys[0], cross.values[0], cross.mask))
         for i in range(first, len(layers)):
-            last = cls_only and i == len(layers) - 1
+            last = short and i == len(layers) - 1
             hidden = layers[i](hidden, mask, (cross.keys[i], cross.values[i], cross.mask), cls_only=last)
         if cls_only:
             return hidden[:, 0].view(n_cells, n_texts, -1)
