@@ -74,8 +74,10 @@ def test_an_embedding_does_not_depend_on_its_batch(model, random_tokens):
     alone = np.concatenate(
         [encode_cell_tokens(model, random_tokens.subset([i]), progress=False)[0] for i in few]
     )
-    for batch_size in (7, 64):
-        many, _ = encode_cell_tokens(model, random_tokens, batch_size=batch_size, progress=False)
+    for batch_size, max_tokens in ((7, None), (64, 1000), (64, None)):
+        many, _ = encode_cell_tokens(
+            model, random_tokens, batch_size=batch_size, max_tokens=max_tokens, progress=False
+        )
         np.testing.assert_allclose(many[few], alone, atol=ATOL)
     order = np.random.default_rng(1).permutation(random_tokens.n_cells)
     permuted, _ = encode_cell_tokens(model, random_tokens.subset(order), batch_size=7, progress=False)
@@ -179,3 +181,20 @@ def test_cls_only_last_layer_equals_the_full_pass(position_embedding_type):
         fast = cls_hidden_state(bert, ids, mask)
     torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
     assert len(bert.encoder.layer) == 3  # the model is left as it was
+
+
+def test_batches_respect_the_position_budget(model, random_tokens):
+    from scelmo.models.langcell import cell_batches
+
+    lengths = np.minimum(random_tokens.lengths + 1, 2048)
+    seen = []
+    for index, ids, _ in cell_batches(
+        random_tokens, batch_size=16, cls_token_id=CLS, max_length=2048, max_tokens=1000
+    ):
+        assert ids.shape == (len(index), lengths[index].max())
+        # as many cells as fit the budget at the batch's (first, longest) length, at most 16
+        assert len(index) == min(16, max(1, 1000 // ids.shape[1]), random_tokens.n_cells - len(seen))
+        seen.extend(index.tolist())
+    assert sorted(seen) == list(range(random_tokens.n_cells))
+    with pytest.raises(ValueError, match="max_tokens"):
+        encode_cell_tokens(model, random_tokens, max_tokens=0)

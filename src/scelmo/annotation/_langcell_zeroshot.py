@@ -114,6 +114,7 @@ def langcell_zeroshot(
     temperature: float | None = None,
     batch_size: int = 32,
     max_pairs: int = MAX_PAIRS,
+    max_tokens: int | str | None = "auto",
     dtype: Any = None,
     progress: bool = True,
 ) -> LangCellZeroShot:
@@ -138,9 +139,12 @@ def langcell_zeroshot(
     temperature
         Temperature of the similarity softmax (LangCell's 0.05 by default).
     batch_size
-        Cells per cell-encoder pass.
+        Most cells per cell-encoder pass.
     max_pairs
         Largest number of (cell, class) pairs per text-encoder pass (bounds memory with many classes).
+    max_tokens
+        Most cell positions (cells x padded length) per cell-encoder pass; ``"auto"``: 4,096 on
+        the CPU, no limit on a GPU (see :func:`scelmo.models.langcell.encode_cell_tokens`).
     dtype
         ``None`` (float32), or ``"bf16"``/``"fp16"`` to run under autocast (GPUs).
     progress
@@ -159,8 +163,8 @@ def langcell_zeroshot(
     import torch
     from tqdm.auto import tqdm
 
-    from ..models.langcell import TEMPERATURE, cell_batches
-    from ..models.langcell._encode import resolve_dtype
+    from ..models.langcell import TEMPERATURE, cell_batches, cls_hidden_state
+    from ..models.langcell._encode import resolve_dtype, resolve_max_tokens
 
     texts = [texts] if isinstance(texts, str) else list(texts)
     if len(texts) < 1:
@@ -212,6 +216,7 @@ def langcell_zeroshot(
                 cls_token_id=model.cls_token_id,
                 max_length=model.cell_max_length,
                 pad_token_id=model.cell_pad_token_id,
+                max_tokens=resolve_max_tokens(max_tokens, device),
             )
             with tqdm(total=n_cells, unit="cell", disable=not progress, desc="LangCell zero-shot") as bar:
                 for index, ids, mask in batches:
@@ -221,9 +226,7 @@ def langcell_zeroshot(
                         emb, hidden = model.encode_cells(ids_t, mask_t)
                     else:
                         # Only the <cls> state is needed: skip keeping the hidden states around.
-                        emb = model.project_cells(
-                            model.cell_bert(input_ids=ids_t, attention_mask=mask_t).last_hidden_state[:, 0]
-                        )
+                        emb = model.project_cells(cls_hidden_state(model.cell_bert, ids_t, mask_t))
                     emb = emb.float()
                     embeddings[index] = emb.cpu().numpy()
                     sim_probs[index] = _softmax(emb @ text_emb.T / temperature).double().cpu().numpy()
@@ -272,6 +275,7 @@ def langcell_scores(
     tokens_key: str = "langcell_tokens",
     batch_size: int = 32,
     max_pairs: int = MAX_PAIRS,
+    max_tokens: int | str | None = "auto",
     device: str | Any | None = None,
     dtype: Any = None,
     text_tokenizer: Any = None,
@@ -292,7 +296,7 @@ def langcell_scores(
         One text per class.
     model
         A :class:`scelmo.models.LangCell` or a checkpoint folder.
-    alpha, use_ctm, temperature, batch_size, max_pairs, dtype, progress
+    alpha, use_ctm, temperature, batch_size, max_pairs, max_tokens, dtype, progress
         See :func:`langcell_zeroshot`.
     tokens_key
         Key of the tokens in ``adata.obsm``.
@@ -332,6 +336,7 @@ def langcell_scores(
         temperature=temperature,
         batch_size=batch_size,
         max_pairs=max_pairs,
+        max_tokens=max_tokens,
         dtype=dtype,
         progress=progress,
     )

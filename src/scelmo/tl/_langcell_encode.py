@@ -21,6 +21,7 @@ def langcell_encode(
     tokens_key: str = "langcell_tokens",
     key_added: str = "X_langcell",
     batch_size: int = 32,
+    max_tokens: int | str | None = "auto",
     device: str | Any | None = None,
     dtype: str | Any | None = None,
     store_cls: bool = False,
@@ -47,7 +48,10 @@ def langcell_encode(
     key_added
         Where the embeddings are written (see Returns).
     batch_size
-        Cells per forward pass.
+        Most cells per forward pass.
+    max_tokens
+        Most positions (cells x padded length) per forward pass; ``"auto"``: 4,096 on the CPU
+        (faster: activations stay in cache), no limit on a GPU. Results do not depend on it.
     device
         ``"cpu"``, ``"cuda"``, a ``torch.device``...; the model is moved there (and stays).
         Default: wherever the model is (the CPU after loading).
@@ -99,7 +103,13 @@ def langcell_encode(
     tokens = CellTokens.from_sparse(adata.obsm[tokens_key], name=f"adata.obsm[{tokens_key!r}]")
 
     embeddings, cls_states = encode_cell_tokens(
-        model, tokens, batch_size=batch_size, dtype=dtype, store_cls=store_cls, progress=progress
+        model,
+        tokens,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        dtype=dtype,
+        store_cls=store_cls,
+        progress=progress,
     )
     adata.obsm[key_added] = embeddings
     added = [f"{key_added!r}, LangCell cell embeddings (adata.obsm)"]
@@ -110,6 +120,7 @@ def langcell_encode(
         "params": {
             "tokens_key": tokens_key,
             "batch_size": batch_size,
+            "max_tokens": max_tokens,
             "dtype": "float32" if dtype is None else str(dtype),
             "store_cls": store_cls,
             "cls_token_id": model.cls_token_id,
