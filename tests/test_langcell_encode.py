@@ -193,7 +193,9 @@ def test_batches_respect_the_position_budget(model, random_tokens):
     ):
         assert ids.shape == (len(index), lengths[index].max())
         # as many cells as fit the budget at the batch's (first, longest) length, at most 16
-        assert len(index) == min(16, max(1, 1000 // ids.shape[1]), random_tokens.n_cells - len(seen))
+        width = ids.shape[1]
+        fits = max(1, min(1000 // width, 1000 * 1024 // width**2))
+        assert len(index) == min(16, fits, random_tokens.n_cells - len(seen))
         seen.extend(index.tolist())
     assert sorted(seen) == list(range(random_tokens.n_cells))
     with pytest.raises(ValueError, match="max_tokens"):

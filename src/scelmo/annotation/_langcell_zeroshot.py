@@ -143,7 +143,7 @@ def langcell_zeroshot(
     max_pairs
         Largest number of (cell, class) pairs per text-encoder pass (bounds memory with many classes).
     max_tokens
-        Most cell positions (cells x padded length) per cell-encoder pass; ``"auto"``: 4,096 on
+        Most cell positions (cells x padded length) per cell-encoder pass; ``"auto"``: 8,192 on
         the CPU, no limit on a GPU (see :func:`scelmo.models.langcell.encode_cell_tokens`).
     dtype
         ``None`` (float32), or ``"bf16"``/``"fp16"`` to run under autocast (GPUs).

@@ -50,7 +50,7 @@ def langcell_encode(
     batch_size
         Most cells per forward pass.
     max_tokens
-        Most positions (cells x padded length) per forward pass; ``"auto"``: 4,096 on the CPU
+        Most positions (cells x padded length) per forward pass; ``"auto"``: 8,192 on the CPU
         (faster: activations stay in cache), no limit on a GPU. Results do not depend on it.
     device
         ``"cpu"``, ``"cuda"``, a ``torch.device``...; the model is moved there (and stays).

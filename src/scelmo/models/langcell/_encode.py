@@ -40,10 +40,14 @@ def resolve_dtype(dtype: Any) -> Any:
     raise ValueError(f"Unsupported dtype {dtype!r}: use None (float32), torch.bfloat16 or torch.float16.")
 
 
-#: Positions per batch on the CPU (``max_tokens="auto"``): a batch's activations (4,096 x 512
-#: float32 = 8 MiB per tensor) then stay in the L3 cache between operations. Measured on 2 cores
-#: with real cells of ~1,100 tokens: 1.4-1.6x faster than 32 cells per batch.
-CPU_MAX_TOKENS = 4096
+#: Positions per batch on the CPU (``max_tokens="auto"``). Measured on 2 cores: real cells of
+#: ~1,100-1,400 tokens ran 1.4-1.6x faster in batches of 2-7 cells than of 32 (a batch's
+#: activations and its cells x length x length attention mask stay in cache), and short cells
+#: (~230 tokens) fastest at about 8,192 positions per batch.
+CPU_MAX_TOKENS = 8192
+#: With ``max_tokens``, a batch also holds at most ``max_tokens * SCORES_PER_POSITION`` attention
+#: scores per head (cells x length^2): long cells go two or three per batch.
+SCORES_PER_POSITION = 1024
 
 
 def resolve_max_tokens(max_tokens: int | str | None, device: Any) -> int | None:
@@ -81,8 +85,9 @@ def cell_batches(
     cls_token_id, max_length, pad_token_id
         The model's ``<cls>``, longest input and padding token.
     max_tokens
-        Most positions (cells x padded length) per batch; ``None``: no limit. Long cells then
-        go in small batches and short ones in large batches.
+        Most positions (cells x padded length) per batch, and at most ``max_tokens * 1024``
+        attention scores per head (cells x length^2); ``None``: no limit. Long cells then go in
+        small batches and short ones in large batches.
 
     Yields
     ------
@@ -109,7 +114,9 @@ def cell_batches(
     while start < order.size:
         size = batch_size
         if max_tokens is not None:
-            size = max(1, min(batch_size, max_tokens // int(lengths[order[start]])))
+            width = int(lengths[order[start]])
+            fits = min(max_tokens // width, max_tokens * SCORES_PER_POSITION // width**2)
+            size = max(1, min(batch_size, fits))
         index = order[start : start + size]
         start += size
         ids, mask = tokens.pad(index, prefix=cls_token_id, max_length=max_length, pad_token_id=pad_token_id)
@@ -225,8 +232,8 @@ def encode_cell_tokens(
     batch_size
         Most cells per forward pass.
     max_tokens
-        Most positions (cells x padded length) per forward pass: ``"auto"`` is
-        :data:`CPU_MAX_TOKENS` on the CPU (small batches of long cells keep the activations in
+        Most positions (cells x padded length) per forward pass (see :func:`cell_batches`):
+        ``"auto"`` is 8,192 on the CPU (small batches of long cells keep the activations in
         cache) and no limit on a GPU; ``None``: no limit. Results do not depend on it.
     dtype
         ``None`` (float32), or ``"bf16"``/``"fp16"`` to run under autocast (for GPUs).
