@@ -199,6 +199,23 @@ def test_save_load_round_trip_gives_identical_predictions(trained, tmp_path):
     assert list(stored.genes) == list(adata.var_names)
 
 
+def test_validation_records_the_classifier_of_the_kept_round():
+    adata, table = synthetic_cells(n_per_type=40, seed=4)
+    ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
+    model = ElmoAdapter(adata, gene_embeddings=table, n_hidden=16, n_latent=8, seed=0)
+    model.train(max_epochs=12, batch_size=32, check_val_every_n_epoch=2)
+    assert [epoch for epoch, _ in model.validation_classifier_history_] == list(range(2, 13, 2))
+    kept = dict(model.validation_classifier_history_)[model.best_epoch_]
+    assert model.best_validation_classifier_accuracy_ == kept
+    # The restored weights are that round's: predict() scores the same on the validation cells.
+    val = model.validation_indices
+    truth = adata.obs["cell_type"].to_numpy()[val]
+    assert float((model.predict(indices=val) == truth).mean()) == pytest.approx(kept)
+    # The classifier accuracy logged per epoch is the same number.
+    logged = model.history["validation_accuracy"]["validation_accuracy"]
+    assert float(logged.loc[model.best_epoch_ - 1]) == pytest.approx(kept)
+
+
 def test_training_without_validation_keeps_the_last_weights():
     adata, table = synthetic_cells(n_per_type=20)
     ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
@@ -276,6 +293,97 @@ def test_adversarial_batch_correction_trains():
     assert model.module.adversary is not None
     model.train(max_epochs=3, batch_size=32, check_val_every_n_epoch=3)
     assert model.history["train_batch"].to_numpy().min() > 0  # the adversary's cross-entropy
+
+
+def test_gene_residual_starts_as_the_papers_adapter():
+    adata, table = synthetic_cells(n_per_type=10)
+    ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
+    paper = ElmoAdapter(adata, gene_embeddings=table, n_hidden=32, n_latent=16, seed=0)
+    ours = ElmoAdapter(adata, gene_embeddings=table, n_hidden=32, n_latent=16, seed=0, gene_residual=True)
+    assert paper.module.gene_residual is None
+    assert ours.module.gene_residual.shape == (N_GENES, 16)
+    assert float(ours.module.gene_residual.detach().abs().sum()) == 0.0
+    # Same seed, same shared weights: the residual is the only extra parameter.
+    paper_state, our_state = paper.module.state_dict(), ours.module.state_dict()
+    assert set(our_state) - set(paper_state) == {"gene_residual"}
+    for key, value in paper_state.items():
+        assert torch.equal(value, our_state[key]), key
+    x = torch.from_numpy(adata.X)
+    with torch.no_grad():
+        assert torch.equal(ours.module(x)["logits"], paper.module(x)["logits"])
+        assert torch.equal(ours.module.adapted_gene_table(), paper.module.adapted_gene_table())
+
+
+def test_gene_residual_learns_what_the_text_table_cannot_say():
+    """All genes share one text vector, so the text-only adapter sees the same cell everywhere."""
+    adata, _ = synthetic_cells(seed=2)
+    same = np.tile(np.random.default_rng(0).normal(size=DIM), (N_GENES, 1))
+    table = se.GeneEmbeddings(adata.var_names, same)
+    ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
+    fresh, _ = synthetic_cells(n_per_type=30, seed=7)
+    accuracy = {}
+    for residual in (False, True):
+        model = ElmoAdapter(
+            adata, gene_embeddings=table, n_hidden=32, n_latent=16, gene_residual=residual, seed=0
+        )
+        model.train(**TRAIN)
+        accuracy[residual] = float((model.predict(fresh) == fresh.obs["cell_type"].to_numpy()).mean())
+    assert accuracy[False] <= 0.5  # one embedding for every cell: one predicted class
+    assert accuracy[True] >= 0.95
+    assert float(model.module.gene_residual.detach().abs().sum()) > 0
+
+
+def test_gene_residual_reaches_unmatched_genes_and_survives_save_load(tmp_path):
+    adata, table = synthetic_cells(n_per_type=20)
+    partial = table.subset([f"G{i}" for i in range(40)])
+    ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
+    model = ElmoAdapter(adata, gene_embeddings=partial, n_hidden=16, n_latent=8, gene_residual=True)
+    model.train(max_epochs=4, batch_size=32, check_val_every_n_epoch=2)
+    matrix, has_vector = model.adapted_gene_matrix()
+    assert has_vector.all()
+    residual = model.module.gene_residual.detach().numpy()
+    np.testing.assert_array_equal(matrix[40:], residual[40:])  # no text vector: the residual only
+    assert np.abs(matrix[40:]).sum() > 0
+    assert list(model.get_adapted_gene_embeddings().genes) == list(adata.var_names)
+    model.save(tmp_path / "residual")
+    loaded = ElmoAdapter.load(tmp_path / "residual", adata)
+    assert loaded.module.gene_residual is not None
+    np.testing.assert_array_equal(loaded.predict(soft=True).to_numpy(), model.predict(soft=True).to_numpy())
+    np.testing.assert_array_equal(loaded.get_latent_representation(), model.get_latent_representation())
+    # In-silico knockout reads the same table: a gene without text has an effect through its residual.
+    screen = se.tl.in_silico_knockout(
+        model, adata, ["G45"], "cell_type", control="T", n_perm=10, key_added=None
+    )
+    assert screen.loc["G45", "shift"] != 0
+
+
+def test_gene_dropout_acts_in_training_only_and_is_reproducible():
+    adata, table = synthetic_cells(n_per_type=20)
+    ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
+    with pytest.raises(ValueError, match=r"`gene_dropout` must be in \[0, 1\)"):
+        ElmoAdapter(adata, gene_embeddings=table, gene_dropout=1.0)
+    plain = ElmoAdapter(adata, gene_embeddings=table, n_hidden=16, n_latent=8, seed=0)
+    dropped = ElmoAdapter(adata, gene_embeddings=table, n_hidden=16, n_latent=8, seed=0, gene_dropout=0.5)
+    x = torch.from_numpy(adata.X)
+    labels = torch.as_tensor(np.array(pd.Categorical(adata.obs["cell_type"]).codes)).long()
+    with torch.no_grad():
+        plain.module.eval()
+        dropped.module.eval()
+        assert torch.equal(dropped.module.loss(x, labels)["loss"], plain.module.loss(x, labels)["loss"])
+        dropped.module.train()
+        torch.manual_seed(0)
+        first = dropped.module.loss(x, labels)["loss"]
+        second = dropped.module.loss(x, labels)["loss"]
+        torch.manual_seed(0)
+        assert torch.equal(dropped.module.loss(x, labels)["loss"], first)
+    assert not torch.equal(first, second)
+    assert not torch.equal(first, plain.module.loss(x, labels)["loss"].detach())
+    latents = []
+    for _ in range(2):
+        model = ElmoAdapter(adata, gene_embeddings=table, n_hidden=16, n_latent=8, seed=0, gene_dropout=0.5)
+        model.train(max_epochs=4, batch_size=32, check_val_every_n_epoch=2)
+        latents.append(model.get_latent_representation())
+    np.testing.assert_array_equal(latents[0], latents[1])
 
 
 def test_import_scelmo_does_not_import_torch_or_scvi():

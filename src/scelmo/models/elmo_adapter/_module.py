@@ -7,6 +7,14 @@ the expression-weighted average of its genes' adapted vectors (``"wa"``: weights
 cross-entropy plus ``triplet_weight`` times a triplet margin loss over all triplets of the
 minibatch on L2-normalised embeddings (scELMo: weight 100, margin 0.05).
 
+Our extension ``gene_residual``: a free, zero-initialised vector ``R_g`` per gene is added to
+the adapted table, ``E' = MLP(E) + R``. With it the cell embedding ``w(x) @ E'`` can be any
+rank-``n_latent`` linear map of the expression, so the model can learn what the text
+embeddings do not say (a superset of a linear classifier on the same input); at
+initialisation it is exactly scELMo's adapter. ``gene_dropout`` (also ours) sets each
+expression value to zero with that probability during training (inverted dropout: the others are
+scaled by ``1 / (1 - p)``), a regulariser against memorising a small training set.
+
 Batch correction is our extension, two ways:
 
 - ``"adversarial"``: a gradient-reversal layer feeds the embedding to a small batch classifier,
@@ -157,6 +165,12 @@ class ElmoAdapterModule(nn.Module):
     normalize_latent
         Classify the L2-normalised embedding (see :meth:`classify`); ``False`` is scELMo's
         plain ``Linear(n_latent -> n_labels)`` on ``z``.
+    gene_residual
+        Add a trainable per-gene vector, initialised at zero, to the adapted table (our
+        extension; every gene gets one, also genes without a text embedding).
+    gene_dropout
+        Probability of zeroing each expression value of a training minibatch (our extension;
+        0 in scELMo). Inactive in evaluation mode.
 
     Examples
     --------
@@ -165,6 +179,9 @@ class ElmoAdapterModule(nn.Module):
     >>> module = ElmoAdapterModule(np.eye(4, 3), np.ones(4, bool), n_labels=2)
     >>> module.embed(torch.ones(5, 4)).shape
     torch.Size([5, 32])
+    >>> with_residual = ElmoAdapterModule(np.eye(4, 3), np.ones(4, bool), n_labels=2, gene_residual=True)
+    >>> tuple(with_residual.gene_residual.shape), float(with_residual.gene_residual.detach().abs().sum())
+    ((4, 32), 0.0)
     """
 
     def __init__(
@@ -182,6 +199,8 @@ class ElmoAdapterModule(nn.Module):
         batch_correction: BatchCorrection = None,
         batch_weight: float = 1.0,
         normalize_latent: bool = True,
+        gene_residual: bool = False,
+        gene_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if mode not in ("wa", "aa"):
@@ -209,6 +228,12 @@ class ElmoAdapterModule(nn.Module):
             nn.Linear(table.shape[1], n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_latent)
         )
         self.classifier = nn.Linear(n_latent, n_labels)
+        # Our extension: a free vector per gene added to the adapted table, zero at init so the
+        # model starts as scELMo's adapter.
+        self.gene_residual = nn.Parameter(torch.zeros(table.shape[0], n_latent)) if gene_residual else None
+        if not 0 <= gene_dropout < 1:
+            raise ValueError(f"`gene_dropout` must be in [0, 1), got {gene_dropout}.")
+        self.gene_dropout = float(gene_dropout)
         self.adversary = (
             nn.Sequential(nn.Linear(n_latent, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_batch))
             if batch_correction == "adversarial"
@@ -224,8 +249,15 @@ class ElmoAdapterModule(nn.Module):
         """Hook called by :meth:`scvi.model.base.BaseModelClass.load` (nothing to do)."""
 
     def adapted_gene_table(self) -> torch.Tensor:
-        """``E'``: the adapted gene table ``(n_genes, n_latent)``, zero rows for unmatched genes."""
-        return self.adapter(self.gene_table) * self.gene_mask[:, None]
+        """``E'``: the adapted gene table ``(n_genes, n_latent)``.
+
+        Rows of genes without a text embedding are zero, or only their residual with
+        ``gene_residual``.
+        """
+        table = self.adapter(self.gene_table) * self.gene_mask[:, None]
+        if self.gene_residual is not None:
+            table = table + self.gene_residual
+        return table
 
     def cell_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Weights of each gene in each cell: ``x / x.sum()`` (``wa``) or ``x / n_genes`` (``aa``)."""
@@ -263,6 +295,8 @@ class ElmoAdapterModule(nn.Module):
         Returns a dict with ``loss`` (what is minimised), ``classification``, ``triplet``,
         ``batch`` (the batch-correction term, 0 without), ``accuracy`` and the embeddings ``z``.
         """
+        if self.training and self.gene_dropout > 0:
+            x = x * (torch.rand_like(x) >= self.gene_dropout) / (1.0 - self.gene_dropout)
         out = self.forward(x)
         z = out["z"]
         classification = F.cross_entropy(out["logits"], labels)

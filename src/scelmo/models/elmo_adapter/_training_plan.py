@@ -3,10 +3,11 @@
 Every validation round (every ``check_val_every_n_epoch`` epochs) embeds the training cells
 and the validation cells with the current weights, classifies each validation cell by a cosine
 ``k``-NN majority vote among the training cells, and logs the accuracy as
-``validation_knn_accuracy``. The weights of the best round (the latest of equally good rounds)
-are kept in memory and put back when training ends, so the trained model is the best one seen
-(the original code recorded the best model and then used the last one). With ``patience``,
-training stops after that many rounds without improvement.
+``validation_knn_accuracy`` (the accuracy of the model's classifier on the same cells is kept
+too, in ``classifier_history``). The weights of the round with the best kNN accuracy (the latest
+of equally good rounds) are kept in memory and put back when training ends, so the trained
+model is the best one seen (the original code recorded the best model and then used the last
+one). With ``patience``, training stops after that many rounds without improvement.
 """
 
 from __future__ import annotations
@@ -103,11 +104,14 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         self.patience = patience
         self.best_score: float | None = None
         self.best_epoch: int | None = None
+        self.best_classifier: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.knn_history: list[tuple[int, float]] = []
+        self.classifier_history: list[tuple[int, float]] = []
         self._rounds_without_gain = 0
         self._val_z: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+        self._val_correct: list[torch.Tensor] = []
 
     @staticmethod
     def _unpack(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -134,6 +138,7 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         self._log_parts(out, "validation", x.shape[0])
         self._val_z.append(out["z"].detach())
         self._val_labels.append(labels)
+        self._val_correct.append(self.module.classify(out["z"].detach()).argmax(dim=1) == labels)
 
     @torch.no_grad()
     def _reference_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,12 +150,12 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         return torch.cat(zs), torch.cat(labels)
 
     def on_validation_epoch_end(self) -> None:
-        """kNN accuracy of the validation cells; remember the best weights."""
+        """kNN and classifier accuracy of the validation cells; remember the best weights."""
         if not self._val_z or self.reference_batches is None or self.trainer.sanity_checking:
-            self._val_z, self._val_labels = [], []
+            self._val_z, self._val_labels, self._val_correct = [], [], []
             return
         reference, reference_labels = self._reference_embeddings()
-        score = knn_accuracy(
+        knn = knn_accuracy(
             torch.cat(self._val_z),
             torch.cat(self._val_labels),
             reference,
@@ -158,15 +163,19 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
             k=self.n_neighbors,
             n_labels=self.module.n_labels,
         )
-        self._val_z, self._val_labels = [], []
+        correct = torch.cat(self._val_correct)
+        classifier = int(correct.sum()) / max(len(correct), 1)
+        self._val_z, self._val_labels, self._val_correct = [], [], []
         epoch = int(self.current_epoch) + 1
-        self.knn_history.append((epoch, score))
-        self.log("validation_knn_accuracy", score, on_step=False, on_epoch=True)
-        improved = self.best_score is None or score > self.best_score
-        if improved or score == self.best_score:
+        self.knn_history.append((epoch, knn))
+        self.classifier_history.append((epoch, classifier))
+        self.log("validation_knn_accuracy", knn, on_step=False, on_epoch=True)
+        improved = self.best_score is None or knn > self.best_score
+        if improved or knn == self.best_score:
             # Ties go to the later round: same neighbours, but a classifier trained longer.
-            self.best_score = score
+            self.best_score = knn
             self.best_epoch = epoch
+            self.best_classifier = classifier
             self.best_state = copy.deepcopy(self.module.state_dict())
         self._rounds_without_gain = 0 if improved else self._rounds_without_gain + 1
         if self.patience is not None and self._rounds_without_gain >= self.patience:
