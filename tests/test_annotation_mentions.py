@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import scanpy as sc
-from test_annotation_zeroshot import MARKERS, BagOfWords
+from _pbmc_annotation import MARKERS, BagOfWords
 
 import scelmo as se
 from scelmo.annotation import _elmo_zeroshot

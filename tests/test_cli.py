@@ -20,6 +20,7 @@ import anndata as ad
 import numpy as np
 import pytest
 import scanpy as sc
+from _pbmc_annotation import COARSE, MARKERS
 
 import scelmo as se
 from scelmo.cli import main
@@ -39,23 +40,6 @@ MARKER_GENES = [
     "S100A8",
     "CST3",
 ]
-CLASS_TEXTS = {
-    "B cell": "CD79A CD79B MS4A1",
-    "NK cell": "GNLY NKG7 GZMB",
-    "T cell": "CD3D CD3E IL7R",
-    "monocyte": "LYZ S100A8 CST3",
-}
-COARSE = {
-    "CD19+ B": "B cell",
-    "CD56+ NK": "NK cell",
-    "CD14+ Monocyte": "monocyte",
-    "Dendritic": "monocyte",
-    "CD4+/CD25 T Reg": "T cell",
-    "CD4+/CD45RA+/CD25- Naive T": "T cell",
-    "CD4+/CD45RO+ Memory": "T cell",
-    "CD8+ Cytotoxic T": "T cell",
-    "CD8+/CD45RA+ Naive Cytotoxic": "T cell",
-}
 COMMANDS = ["embed", "annotate", "build-genes", "fetch", "info"]
 
 
@@ -77,7 +61,7 @@ def work(tmp_path_factory, _session_data_dir) -> Path:
     (folder / "broken.npz").write_bytes(b"not a zip archive")
     (folder / "markers.txt").write_text("# marker genes\n" + "\n".join([*MARKER_GENES, "NOT_A_GENE"]) + "\n")
     (folder / "classes.tsv").write_text(
-        "label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in CLASS_TEXTS.items())
+        "label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in MARKERS.items())
     )
     reference, query = adata[:500].copy(), adata[500:].copy()
     reference.write_h5ad(folder / "reference.h5ad")
@@ -604,12 +588,12 @@ def test_annotate_elmo_zero_shot_labels_the_cell_types(built, jobs, work, pbmc):
     assert snapshot(work / "pbmc.h5ad") == jobs["annotate_input"]
     written = ad.read_h5ad(work / "jobs" / "zeroshot.h5ad")
     labels = written.obs["zeroshot"].astype(str)
-    assert set(labels) <= set(CLASS_TEXTS)
+    assert set(labels) <= set(MARKERS)
     assert written.obsm["zeroshot_probs"].shape == (pbmc.n_obs, 4)
     np.testing.assert_allclose(written.obsm["zeroshot_probs"].sum(1), 1, rtol=1e-5)
     assert written.obs["zeroshot_score"].between(0, 1).all()
     assert written.uns["zeroshot"]["method"] == "elmo"
-    assert list(written.uns["zeroshot"]["classes"]) == list(CLASS_TEXTS)
+    assert list(written.uns["zeroshot"]["classes"]) == list(MARKERS)
     coarse = pbmc.obs["bulk_labels"].map(COARSE).astype(str)
     known = (coarse != "nan").to_numpy()
     assert (labels.to_numpy()[known] == coarse.to_numpy()[known]).mean() > 0.75

@@ -8,7 +8,7 @@ from typing import Any
 
 from ._files import check_output, read_h5ad, read_text_lines, write_h5ad, write_table
 from ._matrix import add_matrix_arguments, check_matrix, matrix_of, require_counts
-from ._runtime import CLIError
+from ._runtime import CLIError, add_command, add_h5ad_input_output
 from ._tables import add_table_arguments, build_table, choose_table, load_table, table_summary
 
 __all__ = ["add_parser", "parse_labels", "read_labels_file", "run"]
@@ -60,17 +60,15 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parents
         Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
     """
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "annotate",
         help="h5ad -> h5ad with cell-type labels: zero-shot (elmo, langcell) or kNN from a reference",
         description=DESCRIPTION,
         epilog=EPILOG,
         parents=parents,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", help="the cells (.h5ad)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="the result (.h5ad)")
-    parser.add_argument("--force", action="store_true", help="replace OUT.h5ad if it exists (even the input)")
+    add_h5ad_input_output(parser)
     parser.add_argument("--method", choices=METHODS, help="elmo, langcell or knn (default: see above)")
     parser.add_argument(
         "--key-added", metavar="KEY", help="prefix of the fields written; default zeroshot (knn: knn)"

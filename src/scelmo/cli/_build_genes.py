@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ._files import check_output, existing_file, is_hdf5, read_h5ad, read_text_lines, write_table
-from ._runtime import CLIError
+from ._runtime import CLIError, add_command
 from ._tables import add_build_arguments, build_table, check_build_options, table_summary
 
 __all__ = ["add_parser", "read_genes", "run"]
@@ -43,13 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parents
         Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
     """
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "build-genes",
         help="genes (h5ad or text file) -> gene text -> encoder -> gene table (.npz)",
         description=DESCRIPTION,
         epilog=EPILOG,
         parents=parents,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("genes", metavar="GENES", help="an .h5ad, or a text file with one gene per line")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="the gene table (.npz)")

@@ -6,7 +6,7 @@ import argparse
 
 from ._files import check_output, read_h5ad, write_h5ad, write_table
 from ._matrix import add_matrix_arguments, check_matrix
-from ._runtime import CLIError, one_line
+from ._runtime import CLIError, add_command, add_h5ad_input_output, one_line
 from ._tables import add_table_arguments, build_table, choose_table, load_table, table_summary
 
 __all__ = ["add_parser", "run"]
@@ -42,17 +42,15 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parents
         Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
     """
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "embed",
         help="h5ad -> h5ad with cell embeddings in obsm['X_elmo'] (scELMo / GenePT)",
         description=DESCRIPTION,
         epilog=EPILOG,
         parents=parents,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", help="the cells (.h5ad)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="the result (.h5ad)")
-    parser.add_argument("--force", action="store_true", help="replace OUT.h5ad if it exists (even the input)")
+    add_h5ad_input_output(parser)
     group = parser.add_argument_group("embedding")
     group.add_argument(
         "--mode",

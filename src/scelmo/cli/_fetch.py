@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 
-from ._runtime import CLIError
+from ._runtime import CLIError, add_command
 
 __all__ = ["add_parser", "run"]
 
@@ -38,13 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parents
         Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
     """
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "fetch",
         help="download a registry entry (hash-checked) and print its path; --list shows entries",
         description=DESCRIPTION,
         epilog=EPILOG,
         parents=parents,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", nargs="?", metavar="NAME", help="registry entry (see --list)")
     parser.add_argument(

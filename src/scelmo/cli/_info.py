@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ._files import describe_shape, existing_file, is_hdf5, read_h5ad
-from ._runtime import CLIError
+from ._runtime import CLIError, add_command
 
 __all__ = ["EXTRAS", "add_parser", "describe_h5ad", "describe_table", "extras_status", "run"]
 
@@ -56,13 +56,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     parents
         Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
     """
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "info",
         help="version, installed extras, data folder, registry; or describe an .h5ad / gene table .npz",
         description=DESCRIPTION,
         epilog=EPILOG,
         parents=parents,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", nargs="?", metavar="FILE", help="an .h5ad or a gene table .npz")
     parser.set_defaults(handler=run, prog=parser.prog)

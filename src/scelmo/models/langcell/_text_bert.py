@@ -323,28 +323,24 @@ class TextBert(nn.Module):
 
         n_cells = cross.n_cells
         layers = self.encoder.layer
-        if input_ids.dim() == 2 and not self.training:
+        shared_first = False
+        if input_ids.dim() == 2:
             n_texts, length = input_ids.shape
+            hidden = self.embeddings(input_ids)
             # Embeddings and the first self-attention do not depend on the cell: computed once
             # per text, then shared by all cells (the first cross-attention is where they differ).
-            # Only in evaluation: in training each pair needs its own dropout draws.
-            text_mask = additive_mask(attention_mask, self.dtype)
-            first_cls_only = short and len(layers) == 1
-            shared = layers[0].attention(self.embeddings(input_ids), text_mask, first_cls_only)
-            hidden = shared.unsqueeze(0).expand(n_cells, -1, -1, -1)
+            # The attention only in evaluation: in training each (cell, text) pair draws its own
+            # dropout masks, as in the original.
+            shared_first = not self.training
+            if shared_first:
+                text_mask = additive_mask(attention_mask, self.dtype)
+                hidden = layers[0].attention(hidden, text_mask, short and len(layers) == 1)
+            hidden = hidden.unsqueeze(0).expand(n_cells, -1, -1, -1)
             mask = attention_mask.unsqueeze(0).expand(n_cells, -1, -1)
-            first = 1
-        elif input_ids.dim() == 2:
-            # Training: every (cell, text) pair draws its own dropout masks, as in the original.
-            n_texts, length = input_ids.shape
-            hidden = self.embeddings(input_ids).unsqueeze(0).expand(n_cells, -1, -1, -1)
-            mask = attention_mask.unsqueeze(0).expand(n_cells, -1, -1)
-            first = 0
         elif input_ids.dim() == 3 and input_ids.shape[0] == n_cells:
             n_texts, length = input_ids.shape[1:]
             hidden = self.embeddings(input_ids.reshape(-1, length)).view(n_cells, n_texts, length, -1)
             mask = attention_mask
-            first = 0
         else:
             raise ValueError(
                 f"Multimodal mode takes input_ids of shape (K, length) or (n_cells={n_cells}, K, length), "
@@ -352,9 +348,9 @@ class TextBert(nn.Module):
             )
         hidden = hidden.reshape(n_cells * n_texts, hidden.shape[-2], -1)
         mask = additive_mask(mask.reshape(n_cells * n_texts, length), hidden.dtype)
-        if first == 1:
+        if shared_first:
             hidden = layers[0].after_self_attention(hidden, (cross.keys[0], cross.values[0], cross.mask))
-        for i in range(first, len(layers)):
+        for i in range(int(shared_first), len(layers)):
             last = short and i == len(layers) - 1
             hidden = layers[i](hidden, mask, (cross.keys[i], cross.values[i], cross.mask), cls_only=last)
         if cls_only:
