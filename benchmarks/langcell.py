@@ -73,6 +73,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _celltypist_sample import celltypist_counts
 from _measure import measure
 
 CLS = 25426
@@ -120,40 +121,6 @@ def pbmc_counts(n_cells: int, n_genes: int = 0, vocab=None):
     X = sp.vstack([counts] * reps, format="csr")[:n_cells]
     obs = pd.DataFrame(index=[f"cell{i}" for i in range(n_cells)])
     return ad.AnnData(X, obs=obs, var=pd.DataFrame(index=genes))
-
-
-CELLTYPIST_VERSION = "1.7.1"
-CELLTYPIST_SAMPLE = "data/samples/sample_cell_by_gene.csv"
-
-
-def celltypist_counts():
-    """The real 10x sample shipped in the ``celltypist`` wheel: 559 cells x 32,786 genes, integer UMI counts.
-
-    The file is located without importing celltypist (``pip install --no-deps celltypist==1.7.1``).
-    Its values are integers up to float rounding (1e-11), so they are rounded.
-    """
-    import importlib.metadata
-    import importlib.util
-
-    import anndata as ad
-    import pandas as pd
-    import scipy.sparse as sp
-
-    spec = importlib.util.find_spec("celltypist")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            f"--dataset celltypist needs the celltypist wheel's sample data: pip install --no-deps celltypist=={CELLTYPIST_VERSION}"
-        )
-    version = importlib.metadata.version("celltypist")
-    if version != CELLTYPIST_VERSION:
-        warnings.warn(
-            f"celltypist {version} installed; the figures were measured with {CELLTYPIST_VERSION}",
-            stacklevel=2,
-        )
-    path = Path(spec.submodule_search_locations[0]) / CELLTYPIST_SAMPLE
-    frame = pd.read_csv(path, index_col=0)
-    counts = sp.csr_matrix(np.rint(frame.to_numpy()).astype(np.float32))
-    return ad.AnnData(counts, obs=pd.DataFrame(index=frame.index), var=pd.DataFrame(index=frame.columns))
 
 
 def dataset_cells(dataset: str, n_cells: int):
