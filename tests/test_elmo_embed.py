@@ -96,7 +96,7 @@ def test_backed_h5ad(pbmc, table, storage, tmp_path):
     backed.file.close()
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy", "scipy", "auto"])
+@pytest.mark.parametrize("backend", ["numba", "torch", "numpy", "scipy", "auto"])
 def test_every_backend_agrees(pbmc, table, backend):
     if backend == "torch":
         pytest.importorskip("torch")
@@ -105,7 +105,7 @@ def test_every_backend_agrees(pbmc, table, backend):
     )
     reference = seed_reference(pbmc.raw.X.toarray(), pbmc.raw.var_names, table, "wa")
     assert max_relative_error(emb, reference) < RTOL
-    assert stats.backend in ("torch", "numpy", "scipy", "auto")
+    assert stats.backend in ("numba", "torch", "numpy", "scipy", "auto")
 
 
 def test_use_raw_default_layer_and_uns(pbmc, table):

@@ -58,9 +58,39 @@ def iter_row_blocks(matrix: Any, chunk_size: int) -> Iterator[tuple[int, int, An
                 stop = min(start + chunk_size, band.shape[0])
                 yield band_start + start, band_start + stop, to_float32_block(band[start:stop])
         return
+    in_memory_csr = sp.issparse(matrix) and matrix.format == "csr"
     for start in range(0, n_rows, chunk_size):
         stop = min(start + chunk_size, n_rows)
-        yield start, stop, to_float32_block(matrix[start:stop])
+        block = csr_row_view(matrix, start, stop) if in_memory_csr else matrix[start:stop]
+        yield start, stop, to_float32_block(block)
+
+
+def csr_row_view(matrix: sp.csr_matrix | sp.csr_array, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` of a CSR matrix sharing its ``data`` and ``indices`` (no copy).
+
+    scipy's row slicing copies the block's non-zeros, which took as long as the product itself
+    in ``elmo_embed``. The view is only read; scipy may at most sort its indices in place,
+    which leaves the matrix the same.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from scelmo._matrix import csr_row_view
+    >>> m = sp.random(5, 4, density=0.5, format="csr", random_state=0)
+    >>> view = csr_row_view(m, 1, 3)
+    >>> (view != m[1:3]).nnz, np.shares_memory(view.data, m.data)
+    (0, True)
+    """
+    first, last = int(matrix.indptr[start]), int(matrix.indptr[stop])
+    # The (data, indices, indptr) constructor copies even with copy=False (scipy 1.17), so the
+    # arrays of a valid matrix are attached directly.
+    view = sp.csr_matrix((stop - start, matrix.shape[1]), dtype=matrix.dtype)
+    view.data = matrix.data[first:last]
+    view.indices = matrix.indices[first:last]
+    view.indptr = matrix.indptr[start : stop + 1] - matrix.indptr.dtype.type(first)
+    view.has_sorted_indices = matrix.has_sorted_indices
+    return view
 
 
 def iter_column_blocks(matrix: Any, chunk_size: int) -> Iterator[tuple[int, int, Any]]:

@@ -27,8 +27,8 @@ from ._matrix import block_values, iter_column_blocks, iter_row_blocks, storage_
 from ._products import DENSE_BLOCK_BYTES, Backend, TableProduct
 
 Mode = Literal["wa", "aa"]
-#: Cells per block: torch's CSR kernel parallelises over rows, so smaller blocks were slower
-#: (measured: 100k x 20k, 1536-d table), while the block stays ~0.1 GiB.
+#: Cells per block: the product kernels (numba, torch) parallelise over a block's rows, so smaller
+#: blocks were slower (measured: 100k x 20k, 1536-d table), while the block stays ~0.1 GiB.
 DEFAULT_CHUNK_SIZE = 8192
 
 

@@ -63,9 +63,11 @@ def elmo_embed(
     chunk_size
         Cells per block (memory is the output plus one block).
     backend
-        Product kernel: ``"auto"`` (torch's CSR kernel over cache-sized table blocks when
-        torch is installed, else BLAS on densified small blocks or scipy), ``"torch"``,
-        ``"numpy"``, ``"scipy"``.
+        Product kernel for sparse matrices: ``"auto"`` (numba, which comes with scanpy; else
+        torch when installed; else BLAS on densified small blocks or scipy), ``"numba"`` (our
+        CSR kernel over cache-sized table tiles and gene blocks, compiled on first use and
+        cached on disk), ``"torch"`` (torch's CSR kernel over 64-column table blocks),
+        ``"numpy"``, ``"scipy"``. Dense matrices always use BLAS.
     progress
         Show a progress bar.
     copy
