@@ -373,7 +373,7 @@ def test_annotate_langcell_with_a_checkpoint_folder(work, capsys, monkeypatch, d
     code, _out, err = in_process(
         work, capsys, monkeypatch,
         "annotate", "counts.h5ad", "-o", "langcell.h5ad", "--method", "langcell", "--model", str(checkpoint),
-        "--layer", "counts", "--labels", labels, "--batch-size", "8",
+        "--layer", "counts", "--labels", labels, "--batch-size", "8", "--ctm-top-k", "2",
     )  # fmt: skip
     assert code == 0, err
     assert "LangCell zero-shot" in err  # the progress bar
@@ -383,12 +383,13 @@ def test_annotate_langcell_with_a_checkpoint_folder(work, capsys, monkeypatch, d
     expected = cells.copy()
     se.pp.tokenize(expected, layer="counts")
     se.tl.zeroshot_annotate(
-        expected, parse_labels(labels), method="langcell", model=str(checkpoint), progress=False
+        expected, parse_labels(labels), method="langcell", model=str(checkpoint), ctm_top_k=2, progress=False
     )
     np.testing.assert_allclose(
         written.obsm["zeroshot_probs"], expected.obsm["zeroshot_probs"], rtol=1e-5, atol=1e-6
     )
     assert written.uns["zeroshot"]["checkpoint_hash"] == expected.uns["zeroshot"]["checkpoint_hash"]
+    assert written.uns["zeroshot"]["params"]["ctm_top_k"] == 2
 
 
 def test_label_lists_and_files(tmp_path):
@@ -486,6 +487,10 @@ ERRORS = {
             "T cell,B cell",
         ],
         "adata.raw.X holds non-integer values",
+    ),
+    "langcell option with elmo": (
+        ["annotate", "pbmc.h5ad", "-o", "out.h5ad", "--labels", "T cell,B cell", "--ctm-top-k", "2"],
+        "--ctm-top-k are for --method langcell",
     ),
     "not a gene table": (
         ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "broken.npz"],

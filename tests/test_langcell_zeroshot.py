@@ -127,6 +127,36 @@ def test_without_ctm_is_the_similarity_softmax(model, tokens):
     np.testing.assert_allclose(fast.probs, expected / expected.sum(1, keepdims=True), atol=1e-5)
 
 
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_ctm_top_k_restricts_ctm_to_each_cells_most_similar_classes(model, tokens, top_k):
+    full = langcell_zeroshot(model, tokens, TEXTS, alpha=0.3, batch_size=5, progress=False)
+    part = langcell_zeroshot(model, tokens, TEXTS, alpha=0.3, batch_size=5, ctm_top_k=top_k, progress=False)
+    np.testing.assert_allclose(part.sim_probs, full.sim_probs, atol=1e-7)
+    # Reference: each cell's top_k classes by similarity, softmax of their full match probabilities.
+    chosen = np.zeros_like(full.sim_probs, dtype=bool)
+    best = np.argsort(-full.sim_probs, axis=1, kind="stable")[:, :top_k]
+    np.put_along_axis(chosen, best, True, axis=1)
+    logits = np.where(chosen, full.match_probs, -np.inf)
+    ctm = np.exp(logits - logits.max(1, keepdims=True))
+    ctm /= ctm.sum(1, keepdims=True)
+    np.testing.assert_allclose(part.ctm_probs, ctm, atol=ATOL)
+    np.testing.assert_allclose(part.probs, 0.3 * full.sim_probs + 0.7 * ctm, atol=ATOL)
+    np.testing.assert_allclose(part.match_probs[chosen], full.match_probs[chosen], atol=ATOL)
+    assert np.isnan(part.match_probs[~chosen]).all()
+    assert chosen[np.arange(tokens.n_cells), part.probs.argmax(1)].all()
+    # A cell's result does not depend on the cells sharing its batch.
+    alone = langcell_zeroshot(model, tokens, TEXTS, alpha=0.3, batch_size=1, ctm_top_k=top_k, progress=False)
+    np.testing.assert_allclose(alone.probs, part.probs, atol=ATOL)
+
+
+def test_ctm_top_k_of_every_class_is_the_published_computation(model, tokens):
+    full = langcell_zeroshot(model, tokens, TEXTS, progress=False)
+    for top_k in (len(TEXTS), len(TEXTS) + 3):
+        same = langcell_zeroshot(model, tokens, TEXTS, ctm_top_k=top_k, progress=False)
+        np.testing.assert_allclose(same.probs, full.probs, atol=1e-7)
+        assert not np.isnan(same.match_probs).any()
+
+
 def test_class_groups_cover_every_class_once():
     groups = class_groups([30, 5, 6, 31, 50, 7, 5], max_classes=2)
     flat = np.concatenate(groups)
@@ -152,6 +182,7 @@ def test_dispatcher_writes_probabilities_and_the_checkpoint_hash(model, tokens):
     assert uns["checkpoint_hash"] == model.checkpoint_hash
     assert uns["params"]["alpha"] == 0.1
     assert uns["params"]["use_ctm"] is True
+    assert uns["params"].get("ctm_top_k") is None  # None values are not written to uns
     assert uns["provenance"]["model"] == "LangCell"
 
 
@@ -186,6 +217,9 @@ def test_checkpoint_hash_changes_with_the_weights(model):
 def test_errors(model, tokens):
     with pytest.raises(ValueError, match="alpha"):
         langcell_zeroshot(model, tokens, TEXTS, alpha=1.5, progress=False)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="ctm_top_k"):
+            langcell_zeroshot(model, tokens, TEXTS, ctm_top_k=bad, progress=False)
     with pytest.raises(ValueError, match="non-empty"):
         langcell_zeroshot(model, tokens, ["cell type: t cell.", " "], progress=False)
     with pytest.raises(TypeError, match="LangCell"):

@@ -20,6 +20,11 @@ What is done differently from the original, with the same numbers (to float roun
   encoder together (:meth:`scelmo.models.LangCell.ctm_logits`), instead of one multimodal pass
   per class that recomputes the keys and values;
 - classes are grouped by text length, so a short text is not padded to the longest one.
+
+Optionally (``ctm_top_k``, off by default, which changes the results), CTM runs only on each
+cell's ``k`` most similar classes, as BLIP re-ranks the top candidates of its contrastive
+similarity: ``ctm_probs`` is then the softmax over those ``k`` classes and 0 elsewhere, so
+the prediction is always one of them.
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ class LangCellZeroShot:
     ctm_probs
         ``(n_cells, K)`` ``softmax`` of the match probabilities, or ``None`` without CTM.
     match_probs
-        ``(n_cells, K)`` raw CTM match probabilities ``p_k``, or ``None`` without CTM.
+        ``(n_cells, K)`` raw CTM match probabilities ``p_k``, or ``None`` without CTM; with
+        ``ctm_top_k``, NaN for the classes outside a cell's top ``k``.
     cell_embeddings
         ``(n_cells, 256)`` L2-normalised cell embeddings (as :func:`scelmo.tl.langcell_encode`).
 
@@ -115,6 +121,7 @@ def langcell_zeroshot(
     batch_size: int = 32,
     max_pairs: int = MAX_PAIRS,
     max_tokens: int | str | None = "auto",
+    ctm_top_k: int | None = None,
     dtype: Any = None,
     progress: bool = True,
 ) -> LangCellZeroShot:
@@ -145,6 +152,13 @@ def langcell_zeroshot(
     max_tokens
         Most cell positions (cells x padded length) per cell-encoder pass; ``"auto"``: 8,192 on
         the CPU, no limit on a GPU (see :func:`scelmo.models.langcell.encode_cell_tokens`).
+    ctm_top_k
+        ``None`` (the published computation): CTM on every class. An integer ``k``: CTM only
+        on each cell's ``k`` classes of highest similarity, ``ctm_probs`` the softmax over
+        them (0 for the others). This is an approximation: a class outside a cell's top ``k``
+        by similarity cannot be predicted for it. The text encoder's work, most of the CTM
+        cost, falls roughly by ``K / k`` (less when the cells of a batch disagree on their top
+        classes). A cell's result does not depend on the cells that share its batch.
     dtype
         ``None`` (float32), or ``"bf16"``/``"fp16"`` to run under autocast (GPUs).
     progress
@@ -178,11 +192,17 @@ def langcell_zeroshot(
         raise ValueError(f"`temperature` must be positive, got {temperature}.")
     if batch_size < 1 or max_pairs < 1:
         raise ValueError(f"`batch_size` and `max_pairs` must be positive, got {batch_size} and {max_pairs}.")
+    if ctm_top_k is not None and (
+        isinstance(ctm_top_k, bool) or int(ctm_top_k) != ctm_top_k or ctm_top_k < 1
+    ):
+        raise ValueError(f"`ctm_top_k` must be None or a positive integer, got {ctm_top_k!r}.")
 
     device = model.device
     n_cells, n_classes = tokens.n_cells, len(texts)
     sim_probs = np.empty((n_cells, n_classes), dtype=np.float64)
-    match = np.empty((n_cells, n_classes), dtype=np.float64) if use_ctm else None
+    match = np.full((n_cells, n_classes), np.nan) if use_ctm else None
+    top_k = None if ctm_top_k is None or ctm_top_k >= n_classes else int(ctm_top_k)
+    chosen = np.zeros((n_cells, n_classes), dtype=bool) if top_k is not None else None
     embeddings = np.empty((n_cells, model.embed_dim), dtype=np.float32)
     autocast_dtype = resolve_dtype(dtype)
     autocast = (
@@ -233,7 +253,21 @@ def langcell_zeroshot(
                     if use_ctm:
                         cache = model.cross_attention_cache(hidden, mask_t)
                         rows = np.asarray(index)
+                        wanted = None
+                        if chosen is not None:
+                            # The batch's union of top classes runs; each cell keeps its own below.
+                            best = np.argsort(-sim_probs[rows], axis=1, kind="stable")[:, :top_k]
+                            chosen[rows[:, None], best] = True
+                            wanted = chosen[rows].any(axis=0)
                         for group, inputs in groups:
+                            if wanted is not None:
+                                keep = np.flatnonzero(wanted[group])
+                                if keep.size == 0:
+                                    continue
+                                if keep.size < group.size:
+                                    picked = torch.as_tensor(keep, device=device)
+                                    group = group[keep]
+                                    inputs = {name: value[picked] for name, value in inputs.items()}
                             p = model.ctm_match_probs(inputs, cache=cache).float()
                             match[rows[:, None], group[None, :]] = p.double().cpu().numpy()
                         del cache, hidden
@@ -243,8 +277,11 @@ def langcell_zeroshot(
 
     if match is None:
         return LangCellZeroShot(sim_probs, sim_probs, None, None, embeddings)
-    ctm_probs = np.exp(match - match.max(axis=1, keepdims=True))
+    considered = match if chosen is None else np.where(chosen, match, -np.inf)
+    ctm_probs = np.exp(considered - considered.max(axis=1, keepdims=True))
     ctm_probs /= ctm_probs.sum(axis=1, keepdims=True)
+    if chosen is not None:
+        match = np.where(chosen, match, np.nan)
     probs = alpha * sim_probs + (1.0 - alpha) * ctm_probs
     return LangCellZeroShot(probs, sim_probs, ctm_probs, match, embeddings)
 
@@ -276,6 +313,7 @@ def langcell_scores(
     batch_size: int = 32,
     max_pairs: int = MAX_PAIRS,
     max_tokens: int | str | None = "auto",
+    ctm_top_k: int | None = None,
     device: str | Any | None = None,
     dtype: Any = None,
     text_tokenizer: Any = None,
@@ -296,7 +334,7 @@ def langcell_scores(
         One text per class.
     model
         A :class:`scelmo.models.LangCell` or a checkpoint folder.
-    alpha, use_ctm, temperature, batch_size, max_pairs, max_tokens, dtype, progress
+    alpha, use_ctm, temperature, batch_size, max_pairs, max_tokens, ctm_top_k, dtype, progress
         See :func:`langcell_zeroshot`.
     tokens_key
         Key of the tokens in ``adata.obsm``.
@@ -337,6 +375,7 @@ def langcell_scores(
         batch_size=batch_size,
         max_pairs=max_pairs,
         max_tokens=max_tokens,
+        ctm_top_k=ctm_top_k,
         dtype=dtype,
         progress=progress,
     )
@@ -355,6 +394,7 @@ def langcell_scores(
         "params": {
             "alpha": float(alpha) if use_ctm else None,
             "use_ctm": bool(use_ctm),
+            "ctm_top_k": int(ctm_top_k) if use_ctm and ctm_top_k is not None else None,
             "temperature": TEMPERATURE if temperature is None else float(temperature),
             "tokens_key": tokens_key,
             "dtype": "float32" if resolved is None else str(resolved).removeprefix("torch."),

@@ -140,6 +140,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     langcell.add_argument(
         "--gene-id-key", metavar="COLUMN", help="var column with Ensembl ids or symbols (default: var_names)"
     )
+    langcell.add_argument(
+        "--ctm-top-k",
+        type=int,
+        metavar="K",
+        help="run cell-text matching only on each cell's K most similar classes (faster with many "
+        "classes, approximate; default: every class, as published)",
+    )
     knn = parser.add_argument_group("knn transfer")
     knn.add_argument("--reference", metavar="REF.h5ad", help="labelled cells, embedded like the input")
     knn.add_argument("--label-key", metavar="COLUMN", help="obs column of the reference with the labels")
@@ -239,8 +246,8 @@ def _method(args: argparse.Namespace) -> str:
             raise CLIError("give the classes: --labels 'B cell,T cell,...' or --labels-file FILE")
     if method != "elmo" and (args.genes or args.source or args.encoder or args.save_genes):
         raise CLIError(f"--genes/--source/--encoder/--save-genes are for --method elmo, not {method}")
-    if method != "langcell" and (args.model or args.gene_id_key):
-        raise CLIError("--model/--gene-id-key are for --method langcell")
+    if method != "langcell" and (args.model or args.gene_id_key or args.ctm_top_k is not None):
+        raise CLIError("--model/--gene-id-key/--ctm-top-k are for --method langcell")
     if method == "knn" and (args.layer or args.use_raw is not None or args.device or args.batch_size):
         raise CLIError("--layer/--use-raw/--device/--batch-size are not used by knn (it compares embeddings)")
     return method
@@ -396,6 +403,7 @@ def _langcell(adata, classes, args: argparse.Namespace, options: dict[str, Any],
         tokens_key=tokens_key,
         batch_size=args.batch_size or 32,
         device=args.device,
+        ctm_top_k=args.ctm_top_k,
         progress=progress,
         **options,
     )

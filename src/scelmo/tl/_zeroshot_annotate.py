@@ -146,7 +146,8 @@ def zeroshot_annotate(
         Return a copy instead of writing into ``adata``.
     **method_kwargs
         ``method="langcell"``: options of the LangCell scorer (``batch_size``, ``device``,
-        ``alpha``...). ``method="elmo"``: ``cache_dir``.
+        ``alpha``, ``ctm_top_k``...; see
+        :func:`scelmo.annotation._langcell_zeroshot.langcell_zeroshot`). ``method="elmo"``: ``cache_dir``.
 
     Returns
     -------
