@@ -186,3 +186,23 @@ def test_auto_falls_back_when_the_numba_kernel_cannot_run(monkeypatch):
     explicit = TableProduct(table, backend="numba")
     with pytest.raises(RuntimeError, match="cannot select"):
         explicit.into(block, out)
+
+
+@pytest.mark.parametrize("container", [sp.csr_matrix, sp.csr_array])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_csr_row_blocks_are_views_equal_to_slices(container, index_dtype):
+    from scelmo._matrix import csr_row_view, iter_row_blocks
+
+    X = container(
+        random_csr(500, 90, 0.1, seed=7, index_dtype=index_dtype, indptr_dtype=index_dtype, empty=(3,))
+    )
+    for start, stop in [(0, 500), (100, 250), (3, 4), (499, 500), (7, 7)]:
+        view = csr_row_view(X, start, stop)
+        assert view.shape == (stop - start, 90)
+        np.testing.assert_array_equal(view.toarray(), X[start:stop].toarray())
+        assert view.indptr.dtype == X.indptr.dtype
+    blocks = list(iter_row_blocks(X, 128))
+    assert [(a, b) for a, b, _ in blocks] == [(0, 128), (128, 256), (256, 384), (384, 500)]
+    # float32 CSR input: the blocks share the matrix's arrays instead of copying them
+    assert all(np.shares_memory(block.data, X.data) for _, _, block in blocks)
+    np.testing.assert_array_equal(sp.vstack([b for _, _, b in blocks]).toarray(), X.toarray())

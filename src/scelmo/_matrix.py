@@ -35,6 +35,8 @@ def storage_format(matrix: Any) -> str:
 def to_float32_block(block: Any) -> np.ndarray | sp.csr_matrix:
     """A block as float32 CSR or float32 ndarray (no copy when already so)."""
     if sp.issparse(block):
+        if sp.isspmatrix_csr(block) and block.dtype == np.float32:
+            return block  # csr_matrix(block) would copy it (scipy 1.17)
         block = sp.csr_matrix(block)
         if block.dtype != np.float32:
             block = block.astype(np.float32)

@@ -130,7 +130,8 @@ class TableProduct:
     def _numba_sparse(self, block: sp.csr_matrix, out: np.ndarray) -> None:
         from ._numba_kernel import csr_tiles_product
 
-        block = sp.csr_matrix(block)
+        if block.format != "csr":
+            block = block.tocsr()
         data = np.ascontiguousarray(block.data, dtype=np.float32)
         target = (
             out if out.flags.c_contiguous and out.dtype == np.float32 else np.empty(out.shape, np.float32)
