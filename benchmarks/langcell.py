@@ -63,6 +63,7 @@ set ``SCELMO_DATA_DIR`` to a folder holding ``geneformer_v1/*.pkl``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import sys
 import time
@@ -479,27 +480,21 @@ def bench_zeroshot(
                 ctm = F.softmax(ctm, dim=-1)
                 out[batch] = (0.1 * sim + 0.9 * ctm).numpy()
 
-    def ours(index: np.ndarray, out: np.ndarray) -> None:
-        scores = langcell_zeroshot(
-            fast, tokens.subset(index), CLASS_TEXTS, alpha=0.1, batch_size=32, progress=False
-        )
-        out[index] = scores.probs
-
-    def ours_top_k(index: np.ndarray, out: np.ndarray) -> None:
+    def ours(index: np.ndarray, out: np.ndarray, top_k: int | None = None) -> None:
         scores = langcell_zeroshot(
             fast,
             tokens.subset(index),
             CLASS_TEXTS,
             alpha=0.1,
             batch_size=32,
-            ctm_top_k=ctm_top_k,
+            ctm_top_k=top_k,
             progress=False,
         )
         out[index] = scores.probs
 
     procedures = [("original", original), ("ours", ours)]
     if ctm_top_k is not None:
-        procedures.append(("top_k", ours_top_k))
+        procedures.append(("top_k", functools.partial(ours, top_k=ctm_top_k)))
     warm = np.arange(4)
     for _, func in procedures:
         func(warm, np.zeros((n_cells, len(CLASS_TEXTS))))

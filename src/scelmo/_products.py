@@ -33,34 +33,27 @@ DENSE_BLOCK_BYTES = 1 << 27
 DENSE_GEMM_MIN_DENSITY = 0.02
 
 
-def torch_available() -> bool:
-    """Whether torch can be imported (without importing it twice)."""
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, checked without importing it (torch is slow to import)."""
     import importlib.util
 
-    return importlib.util.find_spec("torch") is not None
-
-
-def numba_available() -> bool:
-    """Whether numba can be imported (it comes with scanpy; checked without importing it)."""
-    import importlib.util
-
-    return importlib.util.find_spec("numba") is not None
+    return importlib.util.find_spec(module) is not None
 
 
 def resolve_backend(backend: Backend) -> str:
     """The kernel ``"auto"`` stands for here: numba, else torch, else numpy/scipy per block."""
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}.")
-    if backend == "torch" and not torch_available():
+    if backend == "torch" and not installed("torch"):
         from ._optional import import_optional
 
         import_optional("torch", "models", purpose="backend='torch'")
-    if backend == "numba" and not numba_available():
+    if backend == "numba" and not installed("numba"):
         raise ImportError("backend='numba' needs numba, which is not installed: pip install numba")
     if backend == "auto":
-        if numba_available():
+        if installed("numba"):
             return "numba"
-        return "torch" if torch_available() else "auto"
+        return "torch" if installed("torch") else "auto"
     return backend
 
 
@@ -143,7 +136,7 @@ class TableProduct:
         except Exception as err:  # the kernel failed to compile on this platform
             if not self._chose_numba:
                 raise
-            fallback = "torch" if torch_available() else "auto"
+            fallback = "torch" if installed("torch") else "auto"
             logger.warning(
                 "numba kernel unavailable (%s: %s); using backend %r", type(err).__name__, err, fallback
             )
