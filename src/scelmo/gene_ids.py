@@ -30,6 +30,7 @@ __all__ = [
     "gene_table",
     "infer_id_type",
     "is_ensembl",
+    "resolve_symbols",
     "strip_version",
     "symbol_to_ensembl",
 ]
@@ -351,3 +352,72 @@ def symbol_to_ensembl(source: Source = "hgnc") -> dict[str, str]:
     'ENSG00000141510'
     """
     return dict(_maps(source)[1])
+
+
+@lru_cache(maxsize=2)
+def _hgnc_other_symbols(folder: str, path: str, sha256: str) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """Previous symbol -> Ensembl ids, and alias symbol -> Ensembl ids (each sorted, unique)."""
+    table = _gene_table(folder, path, sha256)
+    found: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
+    for column, into in (("previous_symbols", found[0]), ("aliases", found[1])):
+        for ensembl_id, text in table[column].items():
+            for symbol in text.split(","):
+                if symbol:
+                    into.setdefault(symbol, set()).add(str(ensembl_id))
+    previous, aliases = ({k: tuple(sorted(v)) for k, v in d.items()} for d in found)
+    return previous, aliases
+
+
+def resolve_symbols(names: Iterable[str]) -> pd.DataFrame:
+    """Resolve gene names to HGNC genes, through previous and alias symbols where needed.
+
+    One rule for every place that turns a name into a gene: an Ensembl id (any version) is
+    itself; a current symbol (a key of :func:`symbol_to_ensembl`) wins over everything else;
+    otherwise a previous symbol that HGNC gives to exactly one current gene, then an alias
+    symbol of exactly one gene. A name shared by several genes is left unresolved: it says
+    nothing reliable about which gene was measured.
+
+    Parameters
+    ----------
+    names
+        Gene symbols or Ensembl ids, e.g. ``adata.var_names``.
+
+    Returns
+    -------
+    One row per name, in order, indexed by the name: ``ensembl_id`` (without version, ``""``
+    when unresolved), ``symbol`` (the current HGNC symbol, ``""`` when unresolved) and ``how``:
+    ``"ensembl"``, ``"symbol"``, ``"previous"``, ``"alias"``, ``"ambiguous"`` (a previous or
+    alias symbol of several genes) or ``"unknown"``.
+
+    Examples
+    --------
+    >>> from scelmo.gene_ids import resolve_symbols
+    >>> resolve_symbols(["CD3E", "IL8", "ENSG00000141510.17"])["how"].tolist()  # doctest: +SKIP
+    ['symbol', 'previous', 'ensembl']
+    >>> resolve_symbols(["IL8"]).loc["IL8", "symbol"]  # doctest: +SKIP
+    'CXCL8'
+    """
+    names = [str(n) for n in _as_names(names)]
+    folder, path, sha256 = _table_source()
+    to_symbol, to_ensembl = _hgnc_maps(folder, path, sha256)
+    previous, aliases = _hgnc_other_symbols(folder, path, sha256)
+    ensembl_like = is_ensembl(names)
+    stripped = strip_version(names)
+    rows = []
+    for name, is_id, key in zip(names, ensembl_like, stripped, strict=True):
+        if is_id:
+            rows.append((str(key), to_symbol.get(str(key), ""), "ensembl"))
+        elif name in to_ensembl:
+            rows.append((to_ensembl[name], to_symbol.get(to_ensembl[name], name), "symbol"))
+        else:
+            for how, lookup in (("previous", previous), ("alias", aliases)):
+                candidates = lookup.get(name, ())
+                if len(candidates) == 1:
+                    rows.append((candidates[0], to_symbol.get(candidates[0], ""), how))
+                    break
+                if candidates:
+                    rows.append(("", "", "ambiguous"))
+                    break
+            else:
+                rows.append(("", "", "unknown"))
+    return pd.DataFrame(rows, columns=["ensembl_id", "symbol", "how"], index=pd.Index(names, name="name"))
