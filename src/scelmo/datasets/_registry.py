@@ -2,7 +2,9 @@
 
 The built-in entries are data (``registry.toml`` next to this module). Entries a user adds
 with :func:`register` and folders or files pointed at with :func:`register_local` are kept in
-``registry.json`` inside :func:`data_dir`, so they survive the session.
+``registry.json`` inside :func:`data_dir`, so they survive the session. An entry is a download
+(``url``), a file of an installed package, a file placed by hand, or a member of another
+entry that is a zip archive (``archive`` and ``member``; see ``_archives``).
 """
 
 from __future__ import annotations
@@ -19,24 +21,54 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import pandas as pd
 
 from scelmo._logging import logger
 
-from ._hashing import file_sha256, path_sha256
+from . import _archives
+from ._hashing import file_md5, file_sha256, path_sha256
 
 #: Environment variable that moves the data folder.
 ENV_VAR = "SCELMO_DATA_DIR"
+#: Environment variable with the base URL of a mirror: downloads come from ``<mirror>/<filename>``.
+MIRROR_VAR = "SCELMO_DATA_MIRROR"
 #: File in the data folder that keeps user registrations.
 USER_REGISTRY = "registry.json"
 UNKNOWN = "unknown"
+#: Columns of :func:`available`.
+COLUMNS = [
+    "name",
+    "description",
+    "license",
+    "source",
+    "note",
+    "sha256",
+    "md5",
+    "archive",
+    "kind",
+    "present",
+    "path",
+]
 
-_TEXT_KEYS = ("license", "source", "description")
-_KEYS = {"url", "sha256", "filename", "package", "path", "extra", "local_only", *_TEXT_KEYS}
+_TEXT_KEYS = ("license", "source", "description", "note")
+_KEYS = {
+    "url",
+    "sha256",
+    "md5",
+    "filename",
+    "package",
+    "path",
+    "extra",
+    "local_only",
+    "archive",
+    "member",
+    *_TEXT_KEYS,
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def data_dir() -> Path:
@@ -82,18 +114,31 @@ def _check_entry(name: str, raw: dict[str, Any], *, origin: str) -> dict[str, An
         raise ValueError(
             f"Invalid {where}: sha256 must be 64 hex digits or 'unknown', got {raw.get('sha256')!r}."
         )
+    md5 = str(raw.get("md5", "")).lower().removeprefix("md5:")
+    if "md5" in raw and not _MD5.match(md5):
+        raise ValueError(f"Invalid {where}: md5 must be 32 hex digits, got {raw.get('md5')!r}.")
     has_url, has_package, local_only = "url" in raw, "package" in raw, bool(raw.get("local_only"))
-    if has_url + has_package + local_only != 1:
+    has_archive = "archive" in raw
+    if has_url + has_package + local_only + has_archive != 1:
         raise ValueError(
             f"Invalid {where}: give exactly one of `url` (downloaded), `package` and `path` (a file inside "
-            "an installed Python package) or `local_only = true` (placed by hand)."
+            "an installed Python package), `local_only = true` (placed by hand) or `archive` and `member` "
+            "(a file inside another entry that is a zip archive)."
         )
     if has_package and "path" not in raw:
         raise ValueError(
             f"Invalid {where}: a `package` entry needs the `path` of the file inside the package."
         )
+    if has_archive != ("member" in raw):
+        raise ValueError(
+            f"Invalid {where}: `archive` and `member` go together (the member's path in the archive)."
+        )
+    if has_archive:
+        _archives.check_member_name(str(raw["member"]), where=where)
     entry = {key: raw[key] for key in raw if key in _KEYS}
     entry["sha256"] = sha
+    if "md5" in raw:
+        entry["md5"] = md5
     entry["local_only"] = local_only
     for key in _TEXT_KEYS:
         entry[key] = str(raw.get(key, ""))
@@ -101,6 +146,8 @@ def _check_entry(name: str, raw: dict[str, Any], *, origin: str) -> dict[str, An
         filename = raw.get("filename")
         if filename is None and has_url:
             filename = f"{name}/{PurePosixPath(urlparse(raw['url']).path).name or name}"
+        if filename is None and has_archive:
+            filename = f"{raw['archive']}/{raw['member']}"
         if filename is None:
             raise ValueError(f"Invalid {where}: a local-only entry needs the `filename` where it is placed.")
         parts = PurePosixPath(filename).parts
@@ -113,11 +160,21 @@ def _check_entry(name: str, raw: dict[str, Any], *, origin: str) -> dict[str, An
 
 
 @lru_cache(maxsize=1)
-def _builtin_entries() -> dict[str, dict[str, Any]]:
+def _builtin_registry() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     text = resources.files("scelmo.datasets").joinpath("registry.toml").read_text(encoding="utf-8")
-    return {
-        name: _check_entry(name, raw, origin="registry.toml") for name, raw in tomllib.loads(text).items()
+    raw_entries = tomllib.loads(text)
+    # A retired name is kept only to say what replaced it.
+    retired = {name: str(raw["retired"]) for name, raw in raw_entries.items() if "retired" in raw}
+    entries = {
+        name: _check_entry(name, raw, origin="registry.toml")
+        for name, raw in raw_entries.items()
+        if name not in retired
     }
+    return entries, retired
+
+
+def _builtin_entries() -> dict[str, dict[str, Any]]:
+    return _builtin_registry()[0]
 
 
 def _user_state() -> dict[str, dict[str, Any]]:
@@ -154,7 +211,7 @@ def _entries() -> dict[str, dict[str, Any]]:
 
 
 def entry(name: str) -> dict[str, Any]:
-    """The registry entry ``name``: its url or package, sha256, filename, license, source, description.
+    """The registry entry ``name``: its url, package or archive, hashes, filename, license, source, notes.
 
     Parameters
     ----------
@@ -163,7 +220,9 @@ def entry(name: str) -> dict[str, Any]:
 
     Returns
     -------
-    A copy of the entry's fields (``sha256`` is ``"unknown"`` where none is published).
+    A copy of the entry's fields (``sha256`` is ``"unknown"`` where none is published; ``md5``
+    is there when the host publishes only that; ``archive`` and ``member`` for a file inside a
+    zip archive that is itself an entry).
 
     Examples
     --------
@@ -172,6 +231,9 @@ def entry(name: str) -> dict[str, Any]:
     'ab9dc40973fa'
     """
     entries = _entries()
+    retired = _builtin_registry()[1]
+    if name not in entries and name in retired:
+        raise KeyError(f"The data entry {name!r} was removed: {retired[name]}")
     if name not in entries:
         close = difflib.get_close_matches(name, list(entries), n=3)
         hint = f" Did you mean {close}?" if close else ""
@@ -192,9 +254,13 @@ def register(
     path: str | None = None,
     extra: str | None = None,
     local_only: bool = False,
+    archive: str | None = None,
+    member: str | None = None,
+    md5: str | None = None,
     license: str = "",
     source: str = "",
     description: str = "",
+    note: str = "",
 ) -> None:
     """Add a data entry of your own (for example a gene table you host), kept across sessions.
 
@@ -216,8 +282,16 @@ def register(
         The scelmo extra that installs ``package``, named in the error when it is missing.
     local_only
         Instead of ``url``: a file placed at ``filename`` by hand.
-    license, source, description
-        Shown by :func:`available`.
+    archive, member
+        Instead of ``url``: the file ``member`` (its path inside the zip archive, or a bare file
+        name that only one entry has) of the zip archive that is the entry ``archive``.
+        :func:`fetch` verifies the archive, extracts only this member and records its sha256;
+        default ``filename`` is ``ARCHIVE/MEMBER``.
+    md5
+        Hex MD5 digest of the file, for hosts that publish no sha256 (Zenodo); checked when
+        ``sha256`` is ``"unknown"``.
+    license, source, description, note
+        Shown by :func:`available`; ``note`` is for caveats (e.g. where a hash comes from).
 
     Examples
     --------
@@ -245,9 +319,13 @@ def register(
         "path": path,
         "extra": extra,
         "local_only": local_only or None,
+        "archive": archive,
+        "member": member,
+        "md5": md5,
         "license": license,
         "source": source,
         "description": description,
+        "note": note,
     }
     raw = {"sha256": sha256, **{key: value for key, value in fields.items() if value is not None}}
     checked = _check_entry(name, raw, origin="register()")
@@ -309,6 +387,14 @@ def register_local(
             f"Cannot register {target} as {name!r}: its sha256 is {actual}, but {what} is {expected}. "
             "It is a different or incomplete version; use the published file, or pass `sha256=` of the "
             "version you mean to use."
+        )
+    md5 = entries.get(name, {}).get("md5")
+    if expected == UNKNOWN and md5 and (target.is_dir() or file_md5(target) != md5):
+        observed = "a folder" if target.is_dir() else f"a file with md5 {file_md5(target)}"
+        raise ValueError(
+            f"Cannot register {target} as {name!r}: it is {observed}, but the registry's published md5 "
+            f"is {md5}. It is a different or incomplete version; use the published file, or pass `sha256=` "
+            "of the version you mean to use."
         )
     kind = "folder" if target.is_dir() else "file"
     state = _user_state()
@@ -402,21 +488,40 @@ def _fetch_placed(name: str, entry: dict[str, Any], target: Path) -> Path:
     return target
 
 
+def _verified_by(entry: dict[str, Any]) -> str | None:
+    """The published hash a downloaded file is checked against, as ``algorithm:hex``; None if none."""
+    if entry["sha256"] != UNKNOWN:
+        return f"sha256:{entry['sha256']}"
+    if entry.get("md5"):
+        return f"md5:{entry['md5']}"
+    return None
+
+
+def _digest(path: Path, verified_by: str) -> str:
+    algorithm = verified_by.split(":", 1)[0]
+    return f"{algorithm}:{file_sha256(path) if algorithm == 'sha256' else file_md5(path)}"
+
+
+def _url(entry: dict[str, Any]) -> str:
+    mirror = os.environ.get(MIRROR_VAR)
+    if mirror:
+        return f"{mirror.rstrip('/')}/{quote(entry['filename'])}"
+    return entry["url"]
+
+
 def _download(name: str, entry: dict[str, Any], target: Path, *, progressbar: bool) -> Path:
     import pooch
     import requests
 
-    url, expected = entry["url"], entry["sha256"]
+    url, expected = _url(entry), _verified_by(entry)
     stale = None
     if target.exists():
-        if expected == UNKNOWN:
+        if expected is None:
             return target
-        stale = file_sha256(target)
+        stale = _digest(target, expected)
         if stale == expected:
             return target
-        logger.warning(
-            "%s has sha256 %s, not the registered %s: downloading it again", target, stale, expected
-        )
+        logger.warning("%s has %s, not the registered %s: downloading it again", target, stale, expected)
     target.parent.mkdir(parents=True, exist_ok=True)
     if urlparse(url).scheme in ("http", "https"):
         # Large chunks: pooch's default of 1 KiB makes a 1 GB file a million writes.
@@ -432,43 +537,153 @@ def _download(name: str, entry: dict[str, Any], target: Path, *, progressbar: bo
     except (requests.RequestException, OSError, EOFError) as err:
         tmp.unlink(missing_ok=True)
         note = (
-            f"\nThe file already there has sha256 {stale}, not the registered {expected}, so it was not used."
+            f"\nThe file already there has {stale}, not the registered {expected}, so it was not used."
             if stale
             else ""
         )
-        checksum = f"(its sha256 must be {expected}); " if expected != UNKNOWN else ""
+        checksum = f"(its {expected.replace(':', ' must be ', 1)}); " if expected else ""
         raise OSError(
             f"Could not download {name!r} from {url} ({type(err).__name__}: {err}).{note}\n"
             f"If this machine is offline, download that URL elsewhere and save the file as\n    {target}\n"
             f"{checksum}fetch then uses it without downloading. Or point the entry "
             f"at a copy you already have: scelmo.datasets.register_local({name!r}, path)."
         ) from err
-    actual = file_sha256(tmp)
-    if expected != UNKNOWN and actual != expected:
+    actual = _digest(tmp, expected or "sha256:")
+    if expected is not None and actual != expected:
         tmp.unlink(missing_ok=True)
+        algorithm = expected.split(":", 1)[0]
         raise ValueError(
-            f"The file downloaded for {name!r} from {url} has sha256 {actual}, but {expected} is expected. "
-            "The download was corrupted, or the server now serves a different version; the file was "
-            "discarded. Try again, and if it persists check the source before changing the hash."
+            f"The file downloaded for {name!r} from {url} has {algorithm} {actual.split(':', 1)[1]}, but "
+            f"{expected.split(':', 1)[1]} is expected. The download was corrupted, or the server now serves a "
+            "different version; the file was discarded. Try again, and if it persists check the source "
+            "before changing the hash."
         )
     os.replace(tmp, target)
-    if expected == UNKNOWN:
+    if expected is None:
         warnings.warn(
             f"The registry has no sha256 for {name!r}, so the file downloaded from {url} cannot be verified. "
-            f"Its sha256 is {actual}: check the file, then pin that hash (for a built-in entry, in "
-            f"registry.toml; for your own, with scelmo.datasets.register({name!r}, sha256=..., ...)).",
+            f"Its sha256 is {actual.split(':', 1)[1]}: check the file, then pin that hash (for a built-in "
+            f"entry, in registry.toml; for your own, with scelmo.datasets.register({name!r}, sha256=..., ...)).",
             UserWarning,
             stacklevel=3,
         )
     return target
 
 
+def _manifest(archive: str) -> Path:
+    return data_dir() / "extracted" / f"{archive}.json"
+
+
+def _archive_verified_by(archive: str) -> str | None:
+    """The hash :func:`fetch` checks the archive entry ``archive`` against on this machine.
+
+    For an archive pointed at with :func:`register_local`, that is the sha256 pinned then (which
+    was checked against the published md5 or sha256, or given by the user); otherwise the
+    published hash, or ``None`` when there is none.
+    """
+    found = entry(archive)
+    if "archive" in found:
+        raise ValueError(
+            f"The archive entry {archive!r} is itself an archive member; nested archives are not supported."
+        )
+    record = _user_state()["local"].get(archive)
+    if record is not None:
+        return f"sha256:{record['sha256']}"
+    return _verified_by(found)
+
+
+def _fetch_member(name: str, found: dict[str, Any], target: Path, *, progressbar: bool) -> Path:
+    archive = found["archive"]
+    verified_by = _archive_verified_by(archive)
+    manifest = _manifest(archive)
+    record = _archives.recorded_member(manifest, found["filename"], verified_by=verified_by)
+    if record is not None and target.is_file():
+        actual = file_sha256(target)
+        if actual == record["sha256"]:
+            return target
+        logger.warning(
+            "%s has sha256 %s, not the %s recorded when it was extracted from %r: extracting it again",
+            target,
+            actual,
+            record["sha256"],
+            archive,
+        )
+    archive_path = fetch(archive, progressbar=progressbar)
+    if archive_path.is_dir():
+        raise ValueError(
+            f"{name!r} is a member of {archive!r}, but that entry is the folder {archive_path}, not a zip archive."
+        )
+    logger.info("extracting %r from %s to %s", found["member"], archive_path, target)
+    sha256, size, member = _archives.extract_member(archive_path, found["member"], target)
+    if found["sha256"] != UNKNOWN and sha256 != found["sha256"]:
+        target.unlink(missing_ok=True)
+        raise ValueError(
+            f"The member {member!r} extracted from {archive_path} for {name!r} has sha256 {sha256}, but "
+            f"{found['sha256']} is registered; it was deleted. The archive is another version."
+        )
+    _archives.record_member(
+        manifest,
+        found["filename"],
+        archive=archive,
+        verified_by=verified_by,
+        archive_sha256=file_sha256(archive_path),
+        record={"entry": name, "member": member, "sha256": sha256, "size": size},
+    )
+    return target
+
+
+def verified_sha256(name: str) -> str | None:
+    """The sha256 that entry ``name``'s file must have to be trusted on this machine, if any.
+
+    That is the registry's sha256 when one is published, and for a member of a zip archive
+    (an entry with ``archive``) the sha256 recorded when :func:`fetch` extracted it from the
+    archive after the archive's own hash (md5 or sha256) matched. Code that must not read
+    unverified bytes (unpickling) checks the file against this digest right before reading it,
+    so a member changed after extraction is refused.
+
+    Parameters
+    ----------
+    name
+        A registry entry.
+
+    Returns
+    -------
+    The hex digest, or ``None`` when nothing verifies the file (no published hash, or an
+    archive member not yet extracted from a verified archive).
+
+    Examples
+    --------
+    >>> import scelmo as se
+    >>> se.datasets.verified_sha256("geneformer_v1_token_dictionary")[:12]
+    'ab9dc40973fa'
+    """
+    found = entry(name)
+    if found["sha256"] != UNKNOWN:
+        return found["sha256"]
+    if "archive" in found and name not in _user_state()["local"]:
+        verified_by = _archive_verified_by(found["archive"])
+        if verified_by is None:
+            return None
+        record = _archives.recorded_member(
+            _manifest(found["archive"]), found["filename"], verified_by=verified_by
+        )
+        return None if record is None else str(record["sha256"])
+    return None
+
+
 def fetch(name: str, *, progressbar: bool = True) -> Path:
     """The local path of a registry entry, downloading or resolving it and checking its sha256.
 
     - Downloadable entries are saved under :func:`data_dir`. A file already there with the
-      registered sha256 is used as is, without any network access; one with another hash is
-      downloaded again. A download is moved into place only once its hash matches.
+      registered sha256 (or md5, for hosts that publish only md5) is used as is, without any
+      network access; one with another hash is downloaded again. A download is moved into place
+      only once its hash matches. With ``$SCELMO_DATA_MIRROR`` set, files are downloaded from
+      ``<mirror>/<filename>`` instead of their url (a copy of the data folder on a local server).
+    - Archive members (entries with ``archive`` and ``member``) are extracted, alone and
+      atomically, from their verified zip archive (fetched first), and the sha256 of the
+      extracted file is recorded (see :func:`verified_sha256`). A member already extracted with
+      that sha256 is used as is, even if the archive was deleted since; one with other bytes is
+      extracted again.
     - Package entries resolve a file inside an installed Python package (without importing it).
     - Local-only entries (and anything registered with :func:`register_local`) are never
       downloaded: the path placed or registered is checked and returned.
@@ -490,7 +705,8 @@ def fetch(name: str, *, progressbar: bool = True) -> Path:
         If the download fails; the message names the URL and the full path where to put the
         file by hand.
     ValueError
-        If a file's sha256 differs from the registered one.
+        If a file's sha256 (or md5) differs from the registered one, or an archive member is
+        missing from the archive or would be extracted outside the data folder.
     ImportError
         If the package that ships the data is not installed (the message names the scelmo extra).
     FileNotFoundError
@@ -525,6 +741,8 @@ def fetch(name: str, *, progressbar: bool = True) -> Path:
     target = data_dir() / found["filename"]
     if found["local_only"]:
         return _fetch_placed(name, found, target)
+    if "archive" in found:
+        return _fetch_member(name, found, target, progressbar=progressbar)
     return _download(name, found, target, progressbar=progressbar)
 
 
@@ -546,9 +764,12 @@ def available() -> pd.DataFrame:
     Returns
     -------
     One row per entry with columns ``name``, ``description``, ``license``, ``source``,
-    ``sha256``, ``kind`` (``"download"``, ``"package"`` or ``"local"``), ``present`` (a file
-    or folder exists at ``path``; :func:`fetch` checks its hash) and ``path`` (where it is or
-    would be kept; ``None`` for data of a package that is not installed).
+    ``note`` (caveats, e.g. a hash known from a single third-party source), ``sha256``
+    (``"unknown"`` when unpublished), ``md5`` (where the host publishes only md5, else ``""``),
+    ``archive`` (for a member of a zip archive: the archive's entry, else ``""``), ``kind``
+    (``"download"``, ``"member"``, ``"package"`` or ``"local"``), ``present`` (a file or folder
+    exists at ``path``; :func:`fetch` checks its hash) and ``path`` (where it is or would be
+    kept; ``None`` for data of a package that is not installed).
 
     Examples
     --------
@@ -560,19 +781,27 @@ def available() -> pd.DataFrame:
     rows = []
     for name, found in _entries().items():
         path = _where(name, found)
-        kind = "package" if "package" in found else "local" if found["local_only"] else "download"
+        if "package" in found:
+            kind = "package"
+        elif found["local_only"]:
+            kind = "local"
+        elif "archive" in found:
+            kind = "member"
+        else:
+            kind = "download"
         rows.append(
             {
                 "name": name,
                 "description": found["description"],
                 "license": found["license"],
                 "source": found["source"],
+                "note": found["note"],
                 "sha256": found["sha256"],
+                "md5": found.get("md5", ""),
+                "archive": found.get("archive", ""),
                 "kind": kind,
                 "present": path is not None and path.exists(),
                 "path": None if path is None else str(path),
             }
         )
-    return pd.DataFrame(
-        rows, columns=["name", "description", "license", "source", "sha256", "kind", "present", "path"]
-    )
+    return pd.DataFrame(rows, columns=COLUMNS)
