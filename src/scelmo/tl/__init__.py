@@ -2,6 +2,7 @@
 
 from ..annotation._metrics import annotation_metrics
 from ._benchmark import benchmark
+from ._cell_sentence_embed import cell_sentence_embed
 from ._elmo_embed import elmo_embed
 from ._in_silico_knockout import in_silico_knockout
 from ._knn_annotate import knn_annotate
@@ -11,6 +12,7 @@ from ._zeroshot_annotate import zeroshot_annotate
 __all__ = [
     "annotation_metrics",
     "benchmark",
+    "cell_sentence_embed",
     "elmo_embed",
     "in_silico_knockout",
     "knn_annotate",

@@ -1,0 +1,206 @@
+"""``tl.cell_sentence_embed``: GenePT-s, each cell's top gene symbols embedded as one text."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+from anndata import AnnData
+
+from .._anndata import check_key, expression_matrix, h5ad_safe
+from .._logging import logger
+from ..cell_sentences import DEFAULT_N_GENES, iter_cell_sentences, sentence_symbols
+from ..text._cache import TextCache, resolve_cache
+from ..text._progress import progress_bar
+from ..text.encoders import CachedEncoder, TextEncoder, get_encoder
+
+#: Cells whose sentences are built and sent to the encoder together; every finished encoder
+#: batch inside is stored in the cache at once, so this only bounds memory.
+_CELLS_PER_ROUND = 4096
+
+
+def cell_sentence_embed(
+    adata: AnnData,
+    *,
+    encoder: str | os.PathLike | TextEncoder = "local",
+    n_genes: int = DEFAULT_N_GENES,
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    cache: bool | str | os.PathLike | TextCache = True,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    encoder_kwargs: dict[str, Any] | None = None,
+    chunk_size: int = _CELLS_PER_ROUND,
+    progress: bool = True,
+    key_added: str = "X_genept_s",
+    copy: bool = False,
+) -> AnnData | None:
+    """Embed each cell as the text of its most expressed gene symbols (GenePT-s).
+
+    A cell becomes the sentence of its ``n_genes`` most expressed gene symbols, highest first,
+    joined by spaces (the text Cell2Sentence also uses), and the sentence is embedded by a
+    text encoder. Zeros are never in a sentence, ties keep the order of ``var_names``, Ensembl
+    ids are written as their HGNC symbols; see :mod:`scelmo.cell_sentences` for the exact
+    rule. Sentences are embedded through the package's text cache: every finished batch is
+    stored, so an interrupted run resumes where it stopped, a rerun encodes nothing, and cells
+    with the same sentence are encoded once.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (cells x genes) with gene symbols or Ensembl ids as names.
+        Counts and log-normalised values give the same sentences (ranks within a cell).
+    encoder
+        ``"local"`` (default: the bundled all-MiniLM-L6-v2, offline, 384-d), ``"openai"``
+        (``text-embedding-ada-002``, GenePT's model), ``"openai:<model>"``, a model folder, or a
+        :class:`~scelmo.text.TextEncoder`; see :func:`scelmo.text.get_encoder`.
+    n_genes
+        Symbols per sentence at most. Encoders truncate long texts: all-MiniLM-L6-v2 reads
+        256 word pieces, and a gene symbol takes about 3.3, so the default (60) fits every
+        cell of the evaluation data; words past the encoder's limit are silently dropped by
+        the encoder (the least expressed genes of the sentence).
+    layer
+        Use ``adata.layers[layer]`` instead of ``X``.
+    use_raw
+        Use ``adata.raw``; ``None`` means: when ``adata.raw`` exists and no ``layer`` is given
+        (scanpy's convention).
+    cache
+        Keep vectors on disk (``True``: in ``cache_dir``, default ``data_dir()/cache``;
+        ``False``: off; or a path or :class:`~scelmo.text.TextCache`).
+    cache_dir
+        Folder of the cache when ``cache=True``.
+    batch_size
+        Sentences per encoder batch (default: the encoder's own).
+    encoder_kwargs
+        Options for the encoder class (``device=``, ``api_key=``, ...).
+    chunk_size
+        Cells whose sentences are built at a time (memory only; results do not depend on it).
+    progress
+        Show a progress bar over cells.
+    key_added
+        Embeddings go to ``adata.obsm[key_added]``, parameters to ``adata.uns[key_added]``.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or a copy of ``adata`` when ``copy=True``; sets
+
+    ``adata.obsm[key_added]``
+        float32 array ``(n_obs, dim)``: the encoder's vector of each cell's sentence. Cells
+        with no expressed gene get zeros and a warning.
+    ``adata.uns[key_added]``
+        ``params`` (encoder, model, n_genes, matrix, encoder settings), ``genes`` (id type,
+        genes without a symbol and examples), ``n_empty_cells``, ``n_unique_sentences``,
+        ``n_encoded`` (sentences newly encoded, the rest came from the cache) and
+        ``mean_genes_per_cell``.
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scelmo as se
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> se.tl.cell_sentence_embed(adata, n_genes=30)  # doctest: +SKIP
+    >>> adata.obsm["X_genept_s"].shape  # doctest: +SKIP
+    (700, 384)
+    """
+    check_key(key_added)
+    kwargs = dict(encoder_kwargs or {})
+    if batch_size is not None:
+        if isinstance(encoder, TextEncoder):
+            raise TypeError("batch_size= cannot change an encoder instance; set batch_size when creating it.")
+        kwargs["batch_size"] = batch_size
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    text_encoder = get_encoder(encoder, **kwargs)
+    store = resolve_cache(cache, cache_dir)
+    if store is not None:
+        text_encoder = CachedEncoder(text_encoder, cache=store)
+    if copy:
+        if adata.isbacked:
+            raise ValueError("copy=True is not supported for backed AnnData; embed in place instead.")
+        adata = adata.copy()
+    matrix, var_names, source = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    words, genes_report = sentence_symbols(var_names)
+    if genes_report["n_without_symbol"] == genes_report["n_genes"]:
+        raise ValueError(
+            f"None of the {genes_report['n_genes']} genes of {source} has a symbol "
+            f"(e.g. {genes_report['without_symbol_examples'][:3]}); cell sentences need human gene "
+            "symbols or human Ensembl ids as var_names (for mouse data see scelmo.pp.map_orthologs)."
+        )
+
+    n_obs = matrix.shape[0]
+    embedding: np.ndarray | None = None
+    empty = np.zeros(n_obs, dtype=bool)
+    n_words = 0
+    unique: set[str] = set()
+    n_encoded = 0
+    with progress_bar(total=n_obs, desc="Embedding cell sentences", enabled=progress, unit="cell") as bar:
+        blocks = iter_cell_sentences(matrix, words, n_genes=n_genes, chunk_size=chunk_size)
+        for start, stop, sentences in blocks:
+            texts = np.array(sentences, dtype=object)
+            filled = texts != ""
+            empty[start:stop] = ~filled
+            n_words += sum(s.count(" ") + 1 for s in sentences if s)
+            unique.update(texts[filled])
+            rows = np.flatnonzero(filled)
+            bar.update(int((~filled).sum()))
+            if not len(rows):
+                continue
+            # Identical sentences (frequent for short sentences or sparse data) are encoded once.
+            distinct, inverse = np.unique(texts[rows].astype(str), return_inverse=True)
+            cells_per_text = np.bincount(inverse, minlength=len(distinct))
+            vectors_of: np.ndarray | None = None
+            for positions, vectors in text_encoder.encode_batches(distinct.tolist(), progress=False):
+                if vectors_of is None:
+                    vectors_of = np.empty((len(distinct), vectors.shape[1]), dtype=np.float32)
+                vectors_of[positions] = vectors
+                bar.update(int(cells_per_text[positions].sum()))
+            assert vectors_of is not None
+            if embedding is None:
+                embedding = np.zeros((n_obs, vectors_of.shape[1]), dtype=np.float32)
+            embedding[start + rows] = vectors_of[inverse]
+            n_encoded += text_encoder.last_stats.get("encoded", 0) if store is not None else len(distinct)
+    if embedding is None:
+        raise ValueError(
+            f"No cell of {source} has an expressed gene with a symbol, so there is nothing to embed."
+        )
+    n_empty = int(empty.sum())
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} cells have no expressed gene with a symbol; their {key_added} rows are zeros.",
+            UserWarning,
+            stacklevel=2,
+        )
+    encoder_params = text_encoder.params()
+    adata.obsm[key_added] = embedding
+    adata.uns[key_added] = h5ad_safe({
+        "params": {
+            "method": "GenePT-s (cell sentences)",
+            "encoder": encoder_params.pop("encoder"),
+            "model": encoder_params.pop("model"),
+            "n_genes": int(n_genes),
+            "layer": layer,
+            "use_raw": source == "raw",
+            "matrix": source,
+            "encoder_params": encoder_params,
+        },
+        "genes": genes_report,
+        "n_empty_cells": n_empty,
+        "n_unique_sentences": len(unique),
+        "n_encoded": int(n_encoded),
+        "mean_genes_per_cell": float(n_words / max(n_obs - n_empty, 1)),
+    })
+    logger.info(
+        "added obsm[%r] (%d x %d, %d genes per sentence, %d sentences encoded, %d from the cache) "
+        "and uns[%r]",
+        key_added,
+        *embedding.shape,
+        n_genes,
+        n_encoded,
+        len(unique) - n_encoded,
+        key_added,
+    )
+    return adata if copy else None
