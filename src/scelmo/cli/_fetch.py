@@ -11,8 +11,10 @@ __all__ = ["add_parser", "run"]
 
 DESCRIPTION = """\
 Download a data file of the registry (gene tables, Geneformer dictionaries) into
-SCELMO_DATA_DIR, check its sha256, and print its path. A file already there with the
-right hash is not downloaded again. Entries that cannot be downloaded (the LangCell
+SCELMO_DATA_DIR, check its sha256 (or md5, where the host publishes only that), and print
+its path. A file already there with the right hash is not downloaded again. Files inside a
+zip archive (GenePT's tables on Zenodo, KIND "member") are extracted alone from the verified
+archive, which is downloaded first. Entries that cannot be downloaded (the LangCell
 checkpoint) are pointed at a copy you have with --local."""
 
 EPILOG = """\
@@ -20,8 +22,12 @@ examples:
   # what is in the registry, and what is already on this machine
   scelmo fetch --list
 
-  # the Geneformer V1 token dictionary (hash-checked); prints its path
-  scelmo fetch geneformer_v1_token_dictionary
+  # GenePT's ada-002 table: the Zenodo zip is downloaded once (md5-checked), the table
+  # extracted from it; prints the table's path
+  scelmo fetch genept_ada_text
+
+  # the same from a copy of the zip you downloaded by hand (its md5 is checked)
+  scelmo fetch genept_v2_archive --local ~/Downloads/GenePT_emebdding_v2.zip
 
   # register the LangCell checkpoint folder you downloaded (for `scelmo annotate --method langcell`)
   scelmo fetch langcell --local ~/models/langcell_ckpt
