@@ -274,3 +274,21 @@ def test_trailing_dot_pickle_name_reads_as_a_pickle(tmp_path):
     path = tmp_path / "GenePT_gene_protein_embedding_model_3_text.pickle."
     digest = _write_genept_pickle(path, {"CD3E": [1.0, 2.0, 3.0]})
     assert se.GeneEmbeddings.read(path, sha256=digest).dim == 3
+
+
+def test_from_dict_with_aliases_sharing_a_vector_and_with_fresh_objects():
+    shared = [1.0, 2.0]
+    table = se.GeneEmbeddings.from_dict({"CXCL8": shared, "IL8": shared, "CD3E": [3.0, 4.0]})
+    np.testing.assert_array_equal(table.vectors, [[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]])
+
+    class Fresh(dict):
+        # A new list on every lookup: freed objects must not be mistaken for earlier ones.
+        def __getitem__(self, gene):
+            return [float(len(gene)), float(ord(gene[0]))]
+
+    fresh = Fresh.fromkeys(["A", "BB", "CCC"])
+    np.testing.assert_array_equal(
+        se.GeneEmbeddings.from_dict(fresh).vectors, [[1.0, 65.0], [2.0, 66.0], [3.0, 67.0]]
+    )
+    with pytest.raises(ValueError, match=r"different lengths.*\{2: \['A', 'C'\], 1: \['B'\]\}"):
+        se.GeneEmbeddings.from_dict({"A": shared, "B": [1.0], "C": [5.0, 6.0]})

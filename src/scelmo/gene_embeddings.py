@@ -170,22 +170,39 @@ class GeneEmbeddings:
         if not mapping:
             raise ValueError("The mapping is empty: no genes to build a table from.")
         genes = list(mapping)
-        rows = []
+        matrix: np.ndarray | None = None
         dims: dict[int, list[str]] = {}
-        for gene in genes:
-            vector = np.asarray(mapping[gene], dtype=np.float64)
+        # GenePT's keys include aliases that share their gene's list object: each object is
+        # converted once. The objects are kept referenced so that no id() is reused meanwhile.
+        converted: dict[int, int] = {}
+        objects = []
+        for row, gene in enumerate(genes):
+            value = mapping[gene]
+            first = converted.get(id(value))
+            if first is not None:
+                matrix[row] = matrix[first]
+                continue
+            vector = np.asarray(value, dtype=np.float32)
             if vector.ndim == 2 and vector.shape[0] == 1:
                 vector = vector[0]
             if vector.ndim != 1:
                 raise ValueError(
                     f"Vector of gene {gene!r} has shape {vector.shape}; expected (d,) or (1, d)."
                 )
-            dims.setdefault(vector.shape[0], []).append(gene)
-            rows.append(vector)
+            examples = dims.setdefault(vector.shape[0], [])
+            if len(examples) < 3:
+                examples.append(gene)
+            if matrix is None:
+                # One float32 matrix filled row by row: a 93,800 x 1536 table never exists as
+                # a list of float64 rows plus their stacked copy.
+                matrix = np.empty((len(genes), vector.shape[0]), dtype=np.float32)
+            if vector.shape[0] == matrix.shape[1]:
+                matrix[row] = vector
+                converted[id(value)] = row
+                objects.append(value)
         if len(dims) > 1:
-            summary = {d: names[:3] for d, names in dims.items()}
-            raise ValueError(f"Vectors have different lengths (length: example genes): {summary}")
-        return cls(genes, np.vstack(rows), provenance=provenance)
+            raise ValueError(f"Vectors have different lengths (length: example genes): {dims}")
+        return cls(genes, matrix, provenance=provenance)
 
     @classmethod
     def from_dataframe(
