@@ -81,7 +81,7 @@ def test_threads_can_share_a_cache(tmp_path: Path) -> None:
 
     def work(worker: int) -> None:
         for i in range(20):
-            cache.put_vectors("enc", "m", [f"w{worker}-{i}"], np.full((1, 4), worker, dtype=np.float32))
+            cache.put_vectors("enc", "m", [f"w{worker}-{i}"], np.full((1, 4), worker + 1, dtype=np.float32))
             assert f"w{worker}-{i}" in cache.get_vectors("enc", "m", [f"w{worker}-{i}"])
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
@@ -90,16 +90,16 @@ def test_threads_can_share_a_cache(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert cache.count(encoder="enc") == 160
-    assert cache.get_vectors("enc", "m", ["w7-19"])["w7-19"].tolist() == [7.0] * 4
+    assert cache.get_vectors("enc", "m", ["w7-19"])["w7-19"].tolist() == [8.0] * 4
 
 
 def test_many_keys_are_looked_up_in_chunks(tmp_path: Path) -> None:
     cache = TextCache(tmp_path)
     texts = [f"gene {i}" for i in range(1234)]
-    cache.put_vectors("enc", "m", texts, np.arange(1234, dtype=np.float32)[:, None])
+    cache.put_vectors("enc", "m", texts, np.arange(1, 1235, dtype=np.float32)[:, None])
     got = cache.get_vectors("enc", "m", texts)
     assert len(got) == 1234
-    assert got["gene 1000"][0] == 1000.0
+    assert got["gene 1000"][0] == 1001.0
 
 
 def test_cached_encoder_encodes_only_missing_unique_texts(tmp_path: Path) -> None:

@@ -182,8 +182,8 @@ def test_killed_run_keeps_finished_batches_and_rerun_sends_only_the_rest(
             proc.wait()
         service.release.set()
     assert proc.returncode == -signal.SIGKILL
-    assert proc.stdout is not None
-    assert proc.stdout.read().decode().strip() == "heavy modules imported: []"
+    stdout, _ = proc.communicate()
+    assert stdout.decode().strip() == "heavy modules imported: []"
     assert TextCache(tmp_path).count(encoder="openai") == answered * batch
 
     service.reset()

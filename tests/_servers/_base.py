@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +21,22 @@ class Fault:
 
 
 @dataclass
+class Raw:
+    """An answer body sent as these exact bytes (not JSON-encoded): broken JSON, an HTML page."""
+
+    data: bytes
+    content_type: str = "application/json"
+
+
+@dataclass
 class Request:
-    """One request as the server saw it."""
+    """One request as the server saw it; ``received`` is its arrival time (``time.monotonic()``)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
+    received: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -36,10 +46,15 @@ class FakeService:
     """Base class: subclasses implement :meth:`handle` (method, path, request) -> (status, headers, payload).
 
     Use as a context manager; ``url`` is the root. ``requests`` lists every request,
-    ``answered`` counts the real (non-fault) answers.
+    ``answered`` counts the real (non-fault) answers. ``delay`` slows every answer, faults
+    included, by that many seconds. After ``answer_limit`` real answers the server stops
+    answering (it holds requests until ``release`` is set), or, with ``over_limit_status``,
+    answers that status to every further request.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.over_limit_status: int | None = None
         self.requests: list[Request] = []
         self.answered = 0
         self._admitted = 0
@@ -78,6 +93,7 @@ class FakeService:
             self.answered = 0
             self._admitted = 0
             self.answer_limit = None
+            self.over_limit_status = None
             self.held = 0
 
     # -- subclass hooks --------------------------------------------------------------------------
@@ -97,6 +113,7 @@ class FakeService:
             handler.path.split("?")[0],
             {k.lower(): v for k, v in handler.headers.items()},
             handler.rfile.read(length) if length else b"",
+            time.monotonic(),
         )
         with self._lock:
             self.requests.append(request)
@@ -104,6 +121,8 @@ class FakeService:
             fault = queue.popleft() if queue else None
             # Counted on arrival, so that concurrent requests cannot slip past the limit.
             hold = fault is None and self.answer_limit is not None and self._admitted >= self.answer_limit
+            if hold and self.over_limit_status is not None:
+                hold, fault = False, Fault(self.over_limit_status)
             if hold:
                 self.held += 1
             elif fault is None:
@@ -112,6 +131,8 @@ class FakeService:
             # Simulates a server that stopped answering: the client waits until it is killed.
             self.release.wait(timeout=60)
             fault = Fault(503)
+        if self.delay:
+            time.sleep(self.delay)
         if fault is not None:
             status, headers = fault.status, fault.headers
             payload = (
@@ -124,10 +145,13 @@ class FakeService:
             if 200 <= status < 300:
                 with self._lock:
                     self.answered += 1
-        data = json.dumps(payload).encode()
+        if isinstance(payload, Raw):
+            data, content_type = payload.data, payload.content_type
+        else:
+            data, content_type = json.dumps(payload).encode(), "application/json"
         try:
             handler.send_response(status)
-            handler.send_header("content-type", "application/json")
+            handler.send_header("content-type", content_type)
             handler.send_header("content-length", str(len(data)))
             for key, value in headers.items():
                 handler.send_header(key, value)
@@ -151,7 +175,12 @@ class FakeService:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that hangs up (killed, interrupted) is part of the tests, not an error.
+                pass
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -4,6 +4,10 @@ Answers follow the real JSON formats (list object with ``data[i].embedding`` / `
 ``usage``; base64-encoded little-endian float32 when the client asks for
 ``encoding_format="base64"``, which the ``openai`` client does by default; ``chat.completion``
 objects; ``{"error": {...}}`` bodies for errors).
+
+It can also be told to answer badly, the way a broken or misconfigured OpenAI-compatible
+server does (:meth:`OpenAIService.answer_badly`): NaN or all-zero vectors, vectors of another
+size, vectors of several sizes, an empty ``data`` list, broken JSON, an HTML page with status 200.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
 
-from ._base import FakeService, Request
+from ._base import FakeService, Raw, Request
+
+_HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Proxy login</body></html>"
 
 
 def fake_embedding(text: str, dim: int = 16) -> np.ndarray:
@@ -45,7 +53,12 @@ class OpenAIService(FakeService):
         finish out of order.
     empty_for
         Chat prompts containing one of these strings get an empty answer.
+    delay
+        Every answer is delayed by this many seconds (a slow server).
     """
+
+    #: What :meth:`answer_badly` can send instead of a good embeddings answer.
+    BAD_ANSWERS = ("nan", "zero", "size", "ragged", "empty", "garbage", "html", "floats")
 
     embeddings_path = "/v1/embeddings"
     chat_path = "/v1/chat/completions"
@@ -57,8 +70,12 @@ class OpenAIService(FakeService):
         api_key: str = "sk-test",
         max_delay: float = 0.0,
         empty_for: tuple[str, ...] = (),
+        delay: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(delay=delay)
+        self._bad: deque[tuple[str, int | None]] = deque()
+        self._bad_chat: deque[str] = deque()
+        self._bad_lock = threading.Lock()
         self.dim = dim
         self.api_key = api_key
         self.max_delay = max_delay
@@ -68,6 +85,31 @@ class OpenAIService(FakeService):
     @property
     def url(self) -> str:
         return f"{self.root}/v1"
+
+    def answer_badly(self, kind: str, *, times: int = 1, dim: int | None = None, chat: bool = False) -> None:
+        """The next ``times`` embeddings answers (after the scripted faults) are bad, with status 200.
+
+        With ``chat=True``, the next chat answers instead (``"garbage"`` and ``"html"`` only).
+
+        ``kind``: ``"nan"`` (one vector has a NaN), ``"zero"`` (one vector is all zeros),
+        ``"size"`` (every vector has ``dim`` values), ``"ragged"`` (the last vector is one
+        value short), ``"empty"`` (``data`` is ``[]``), ``"garbage"`` (truncated JSON),
+        ``"html"`` (an HTML page, ``text/html``), ``"floats"`` (float lists although base64 was
+        asked for: allowed by some servers, and correct).
+        """
+        if kind not in self.BAD_ANSWERS or (chat and kind not in ("garbage", "html")):
+            raise ValueError(f"unknown bad answer {kind!r}; one of {self.BAD_ANSWERS}")
+        with self._bad_lock:
+            if chat:
+                self._bad_chat.extend([kind] * times)
+            else:
+                self._bad.extend([(kind, dim)] * times)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._bad_lock:
+            self._bad.clear()
+            self._bad_chat.clear()
 
     def error_body(self, status: int, message: str) -> Any:
         kind = {429: ("requests", "rate_limit_exceeded"), 401: ("invalid_request_error", "invalid_api_key")}
@@ -94,9 +136,27 @@ class OpenAIService(FakeService):
             return 400, {}, self.error_body(400, "'$.input' is invalid.")
         dim = body.get("dimensions") or self.dim
         encoding = body.get("encoding_format", "float")
+        with self._bad_lock:
+            bad, bad_dim = self._bad.popleft() if self._bad else (None, None)
+        if bad == "garbage":
+            return 200, {}, Raw(b'{"object": "list", "data": [{"object": "embedding", "index": 0, "embe')
+        if bad == "html":
+            return 200, {}, Raw(_HTML_PAGE, "text/html; charset=utf-8")
+        if bad == "floats":
+            encoding = "float"
         data = []
         for index, text in enumerate(texts):
             vector = fake_embedding(text, self.dim)[:dim]
+            if bad == "size":
+                assert bad_dim is not None, "answer_badly('size') needs dim="
+                vector = fake_embedding(text, bad_dim)
+            elif bad == "nan" and index == 0:
+                vector = vector.copy()
+                vector[1] = np.nan
+            elif bad == "zero" and index == 0:
+                vector = np.zeros_like(vector)
+            elif bad == "ragged" and index == len(texts) - 1:
+                vector = vector[:-1]
             value: Any = (
                 base64.b64encode(vector.astype("<f4").tobytes()).decode()
                 if encoding == "base64"
@@ -105,6 +165,8 @@ class OpenAIService(FakeService):
             data.append({"object": "embedding", "index": index, "embedding": value})
         # The API does not promise data in input order; `index` is what counts.
         data.reverse()
+        if bad == "empty":
+            data = []
         tokens = sum(len(t.split()) for t in texts)
         payload = {
             "object": "list",
@@ -115,6 +177,12 @@ class OpenAIService(FakeService):
         return 200, {"x-request-id": f"req_{len(self.requests)}"}, payload
 
     def _chat(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        with self._bad_lock:
+            bad = self._bad_chat.popleft() if self._bad_chat else None
+        if bad == "garbage":
+            return 200, {}, Raw(b'{"id": "chatcmpl-1", "object": "chat.completion", "choi')
+        if bad == "html":
+            return 200, {}, Raw(_HTML_PAGE, "text/html; charset=utf-8")
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
         content = "" if any(s in user for s in self.empty_for) else fake_chat_answer(user)
         payload = {

@@ -6,16 +6,22 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CACHE_FILENAME", "TextCache", "default_cache_dir", "resolve_cache"]
+__all__ = ["CACHE_FILENAME", "CacheError", "TextCache", "default_cache_dir", "resolve_cache"]
 
 CACHE_FILENAME = "text_cache.sqlite"
-_SCHEMA_VERSION = "1"
+#: File names taken as the SQLite file itself; any other path is a folder.
+SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
+# Version 2 added a checksum per vector (version-1 files are upgraded in place).
+_SCHEMA_VERSION = "2"
 # SQLite allows at most 999 bound parameters per statement in old builds; stay well below.
 _LOOKUP_CHUNK = 500
 
@@ -41,9 +47,23 @@ CREATE TABLE IF NOT EXISTS vectors (
     dim INTEGER NOT NULL,
     data BLOB NOT NULL,
     created TEXT NOT NULL,
+    checksum TEXT,
     PRIMARY KEY (encoder, model, text_sha256)
 );
 """
+# After the upgrade of a version-1 file, which has no checksum column before it.
+_INDEXES = "CREATE INDEX IF NOT EXISTS vectors_dim ON vectors (encoder, model, dim);"
+
+
+class CacheError(RuntimeError):
+    """The cache file cannot be used: damaged, not a SQLite file, locked, or not writable.
+
+    Examples
+    --------
+    >>> from scelmo.text._cache import CacheError
+    >>> issubclass(CacheError, RuntimeError)
+    True
+    """
 
 
 def _sha256(text: str) -> str:
@@ -52,6 +72,29 @@ def _sha256(text: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _checksum(encoder: str, model: str, text_sha256: str, dim: int, data: bytes) -> str:
+    """sha256 over the whole entry, so that a changed vector, size or key is noticed."""
+    head = "\0".join((encoder, model, text_sha256, str(dim))).encode("utf-8")
+    return hashlib.sha256(head + b"\0" + data).hexdigest()
+
+
+def _vector_problem(vector: np.ndarray) -> str | None:
+    """Why a vector must not be used or stored, or None."""
+    if not np.isfinite(vector).all():
+        return "not finite"
+    if not vector.any():
+        return "all zero"
+    return None
+
+
+def _blocking_file(folder: Path) -> Path:
+    """The existing file among ``folder`` and its parents that stops the folder being created."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return candidate
+    return folder
 
 
 def default_cache_dir() -> Path:
@@ -83,7 +126,15 @@ class TextCache:
         NULL: the service answered that it has no text, which is also worth remembering.
     ``vectors``
         Text embeddings, keyed by ``(encoder, model, sha256(text))``, with the text, the
-        dimension and the vector as little-endian float32 bytes. Nothing is pickled.
+        dimension, the vector as little-endian float32 bytes and a sha256 checksum of the
+        entry. Nothing is pickled.
+
+    Nothing bad is stored or served: :meth:`put_vectors` refuses vectors that are not finite,
+    all zero, or of another size than the ones already cached for that encoder and model;
+    :meth:`get_vectors` skips (with a warning) entries whose checksum, length or values are
+    wrong, so that the caller encodes them again and replaces them. A damaged file raises a
+    :class:`~scelmo.text._cache.CacheError` that names it; :meth:`forget` deletes the answers of
+    one source or encoder and keeps the rest.
 
     Writes are committed per call of :meth:`put_texts` / :meth:`put_vectors`, so callers that
     write once per finished batch keep everything finished when a run is interrupted. The
@@ -110,27 +161,112 @@ class TextCache:
 
     def __init__(self, path: str | os.PathLike | None = None, *, timeout: float = 60.0) -> None:
         path = Path(default_cache_dir() if path is None else path).expanduser()
-        if path.suffix not in {".sqlite", ".sqlite3", ".db"}:
+        if path.suffix not in SQLITE_SUFFIXES:
+            if path.exists() and not path.is_dir():
+                raise ValueError(
+                    f"The cache path {path} is a file, not a folder: give a folder (the cache is "
+                    f"{CACHE_FILENAME} in it) or a file ending in .sqlite."
+                )
             path = path / CACHE_FILENAME
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(
+                f"The cache folder {path.parent} cannot be created: {_blocking_file(path.parent)} is a file. "
+                "Give a folder or a file ending in .sqlite."
+            ) from None
         self.path = path
+        self.timeout = timeout
         self._lock = threading.RLock()
+        self._warned: set[tuple[str, str]] = set()
         # One connection shared by threads: sqlite3 serialises calls itself only when
         # check_same_thread is off *and* we hold our own lock around each statement group.
-        self._conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (_SCHEMA_VERSION,)
-            )
-            (version,) = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            self._conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as err:
+            raise CacheError(self._explain(err, opening=True)) from None
+        try:
+            with self._lock, self._guard(opening=True):
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(_SCHEMA)
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (_SCHEMA_VERSION,)
+                )
+                version = self._upgrade()
+                self._conn.executescript(_INDEXES)
+        except BaseException:
+            self._conn.close()
+            raise
         if version != _SCHEMA_VERSION:
+            self._conn.close()
             raise RuntimeError(
                 f"The cache file {path} has schema version {version}, this scelmo reads version "
                 f"{_SCHEMA_VERSION}. Use another cache_dir= or delete the file to start a new cache."
             )
+
+    def _upgrade(self) -> str:
+        """Bring a version-1 file to version 2 (a checksum column); returns the file's version."""
+        (version,) = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version != "1":
+            return version
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have upgraded the file since the read above.
+            (version,) = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if version == "1":
+                # Entries of version 1 keep a NULL checksum: their values are still checked.
+                self._conn.execute("ALTER TABLE vectors ADD COLUMN checksum TEXT")
+                self._conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,)
+                )
+                version = _SCHEMA_VERSION
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return version
+
+    def _explain(self, err: sqlite3.Error, *, opening: bool) -> str:
+        text = str(err)
+        if isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return (
+                f"The text cache {self.path} stayed locked by another process for {self.timeout:.0f} s "
+                f"({text}); wait for that process or use another cache_dir=."
+            )
+        if isinstance(err, sqlite3.OperationalError) and ("readonly" in text or "unable to open" in text):
+            return (
+                f"The text cache {self.path} cannot be opened for writing ({text}); check the permissions "
+                "of the file and its folder, or use another cache_dir=."
+            )
+        what = "is not a readable SQLite database" if opening else "is damaged"
+        return (
+            f"The text cache {self.path} {what} ({text}). It holds only answers that can be fetched "
+            "again (gene texts, text vectors): delete it (or move it aside) and rerun, or pass "
+            "another cache_dir= or cache=False."
+        )
+
+    @contextmanager
+    def _guard(self, *, opening: bool = False) -> Iterator[None]:
+        """Turn SQLite's errors into a :class:`CacheError` that names the file and what to do."""
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            raise CacheError(self._explain(err, opening=opening)) from err
+
+    def _write(self, statements: Iterable[tuple[str, Sequence | Iterable[Sequence]]]) -> None:
+        """Run ``(sql, rows)`` pairs in one transaction: all are committed, or none."""
+        with self._lock, self._guard():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in statements:
+                    self._conn.executemany(sql, rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                # Also on Ctrl-C: a half-written batch is never committed.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     def __repr__(self) -> str:
         return f"TextCache({str(self.path)!r})"
@@ -167,7 +303,7 @@ class TextCache:
         by_hash = {_sha256(k): k for k in keys}
         found: dict[str, str | None] = {}
         hashes = list(by_hash)
-        with self._lock:
+        with self._lock, self._guard():
             for start in range(0, len(hashes), _LOOKUP_CHUNK):
                 chunk = hashes[start : start + _LOOKUP_CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -199,14 +335,7 @@ class TextCache:
         rows = [(source, model, _sha256(k), k, v, created) for k, v in answers.items()]
         if not rows:
             return
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?, ?, ?)", rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        self._write([("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?, ?, ?)", rows)])
 
     # -- vectors ---------------------------------------------------------------------------------
 
@@ -224,7 +353,9 @@ class TextCache:
 
         Returns
         -------
-        ``text -> float32 vector`` for the texts found; missing texts are absent.
+        ``text -> float32 vector`` for the texts found; missing texts are absent. An entry that
+        fails its check (checksum, length, NaN or infinite values, all zeros) counts as missing,
+        with a warning: a caller that encodes it again replaces it.
 
         Examples
         --------
@@ -237,22 +368,40 @@ class TextCache:
         texts = list(dict.fromkeys(texts))
         by_hash = {_sha256(t): t for t in texts}
         found: dict[str, np.ndarray] = {}
+        rejected: Counter[str] = Counter()
         hashes = list(by_hash)
-        with self._lock:
+        with self._lock, self._guard():
             for start in range(0, len(hashes), _LOOKUP_CHUNK):
                 chunk = hashes[start : start + _LOOKUP_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
-                    f"SELECT text_sha256, dim, data FROM vectors WHERE encoder = ? AND model = ? "
+                    f"SELECT text_sha256, dim, data, checksum FROM vectors WHERE encoder = ? AND model = ? "
                     f"AND text_sha256 IN ({marks})",
                     (encoder, model, *chunk),
                 ).fetchall()
-                for digest, dim, data in rows:
-                    vec = np.frombuffer(data, dtype="<f4")
-                    if vec.shape != (dim,):
-                        # A truncated row (disk trouble) is treated as absent and recomputed.
+                for digest, dim, data, checksum in rows:
+                    if len(data) != 4 * dim:
+                        rejected["wrong length"] += 1
                         continue
-                    found[by_hash[digest]] = vec.astype(np.float32)
+                    if checksum is not None and checksum != _checksum(encoder, model, digest, dim, data):
+                        rejected["checksum mismatch"] += 1
+                        continue
+                    vec = np.frombuffer(data, dtype="<f4").astype(np.float32)
+                    problem = _vector_problem(vec)
+                    if problem is not None:
+                        rejected[problem] += 1
+                        continue
+                    found[by_hash[digest]] = vec
+        if rejected:
+            n = sum(rejected.values())
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in rejected.items())
+            warnings.warn(
+                f"{n} cached vector{'s' if n > 1 else ''} in {self.path} (encoder {encoder!r}, model "
+                f"{model!r}) failed {'their' if n > 1 else 'its'} check ({reasons}); "
+                f"{'they are' if n > 1 else 'it is'} treated as missing, encoded again and replaced.",
+                UserWarning,
+                stacklevel=2,
+            )
         return {t: found[t] for t in texts if t in found}
 
     def put_vectors(self, encoder: str, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
@@ -265,7 +414,9 @@ class TextCache:
         texts
             The exact texts, one per row of ``vectors``.
         vectors
-            ``(len(texts), dim)`` array; stored as float32.
+            ``(len(texts), dim)`` array; stored as float32 with a checksum. Refused (nothing of
+            the batch is stored) when a vector is not finite or all zero, or when the cache holds
+            vectors of another size for this encoder and model.
 
         Examples
         --------
@@ -281,22 +432,50 @@ class TextCache:
             raise ValueError(
                 f"put_vectors needs one row per text: got {len(texts)} texts and an array of shape {vectors.shape}."
             )
-        created = _now()
-        dim = vectors.shape[1]
-        rows = [
-            (encoder, model, _sha256(t), t, dim, np.ascontiguousarray(v).tobytes(), created)
-            for t, v in zip(texts, vectors, strict=True)
-        ]
-        if not rows:
+        if not len(texts):
             return
-        with self._lock:
+        dim = vectors.shape[1]
+        if dim == 0:
+            raise ValueError("put_vectors refuses vectors of size 0.")
+        for text, vector in zip(texts, vectors, strict=True):
+            problem = _vector_problem(vector)
+            if problem is not None:
+                raise ValueError(
+                    f"put_vectors refuses the vector of {text[:60]!r}: it is {problem}; "
+                    "nothing of this batch was cached."
+                )
+        created = _now()
+        rows = []
+        for t, v in zip(texts, vectors, strict=True):
+            digest, data = _sha256(t), np.ascontiguousarray(v).tobytes()
+            rows.append(
+                (encoder, model, digest, t, dim, data, created, _checksum(encoder, model, digest, dim, data))
+            )
+        with self._lock, self._guard():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO vectors (encoder, model, text_sha256, text, dim, data, created, "
+                    "checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                # Checked after the insert, so that entries of another size that this batch
+                # replaces do not count; the index makes it a lookup, not a scan.
+                other = self._conn.execute(
+                    "SELECT dim FROM vectors WHERE encoder = ? AND model = ? AND (dim < ? OR dim > ?) LIMIT 1",
+                    (encoder, model, dim, dim),
+                ).fetchone()
+                if other is not None:
+                    raise ValueError(
+                        f"The cache {self.path} holds {other[0]}-d vectors for encoder {encoder!r}, model "
+                        f"{model!r}; these are {dim}-d. One cache entry never mixes sizes: remove the old "
+                        f"ones with TextCache({str(self.path)!r}).forget(encoder={encoder!r}, model={model!r})."
+                    )
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     # -- housekeeping ----------------------------------------------------------------------------
 
@@ -337,8 +516,98 @@ class TextCache:
         if model is not None:
             sql += " AND model = ?"
             params += (model,)
-        with self._lock:
+        with self._lock, self._guard():
             (n,) = self._conn.execute(sql, params).fetchone()
+        return n
+
+    def dims(self, encoder: str, model: str) -> dict[int, int]:
+        """How many vectors of each size the cache holds for an encoder and model.
+
+        Parameters
+        ----------
+        encoder, model
+            As in :meth:`get_vectors`.
+
+        Returns
+        -------
+        ``size -> number of vectors``: one entry, or none. (A file of schema version 1, written
+        before sizes were checked, may hold several; :class:`~scelmo.text.CachedEncoder` repairs it.)
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> from scelmo.text import TextCache
+        >>> cache = TextCache(tempfile.mkdtemp())
+        >>> cache.put_vectors("openai", "m", ["a", "b"], np.ones((2, 3)))
+        >>> cache.dims("openai", "m")
+        {3: 2}
+        """
+        with self._lock, self._guard():
+            rows = self._conn.execute(
+                "SELECT dim, COUNT(*) FROM vectors WHERE encoder = ? AND model = ? GROUP BY dim",
+                (encoder, model),
+            ).fetchall()
+        return {int(dim): int(n) for dim, n in rows}
+
+    def forget(
+        self,
+        *,
+        source: str | None = None,
+        encoder: str | None = None,
+        model: str | None = None,
+        dim: int | None = None,
+    ) -> int:
+        """Delete the cached answers of one text source or one encoder, keeping everything else.
+
+        Parameters
+        ----------
+        source
+            Delete text answers of this source.
+        encoder
+            Delete vectors of this encoder (give ``source`` or ``encoder``).
+        model
+            Only this model key.
+        dim
+            Only vectors of this size.
+
+        Returns
+        -------
+        The number of entries deleted.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> from scelmo.text import TextCache
+        >>> cache = TextCache(tempfile.mkdtemp())
+        >>> cache.put_vectors("openai", "m", ["a"], np.ones((1, 2)))
+        >>> cache.put_texts("llm", "gpt", {"prompt": "answer"})
+        >>> cache.forget(encoder="openai"), cache.count(source="llm")
+        (1, 1)
+        """
+        if (source is None) == (encoder is None):
+            raise ValueError("Give exactly one of source= (text answers) or encoder= (vectors).")
+        if dim is not None and encoder is None:
+            raise ValueError("dim= applies to vectors: give encoder= with it.")
+        table, column, value = (
+            ("texts", "source", source) if source is not None else ("vectors", "encoder", encoder)
+        )
+        sql = f"DELETE FROM {table} WHERE {column} = ?"
+        params: tuple = (value,)
+        if model is not None:
+            sql += " AND model = ?"
+            params += (model,)
+        if dim is not None:
+            sql += " AND dim = ?"
+            params += (int(dim),)
+        with self._lock, self._guard():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = self._conn.execute(sql, params).rowcount
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
         return n
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -11,9 +12,11 @@ from ._retry import RETRY_STATUS, Failure
 
 __all__ = [
     "DEFAULT_OPENAI_URL",
+    "BadAnswer",
     "classify_openai_error",
     "make_openai_client",
     "public_url",
+    "read_json",
     "resolve_base_url",
 ]
 
@@ -41,6 +44,48 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+class BadAnswer(Exception):
+    """A successful HTTP answer whose content is not what the OpenAI format promises.
+
+    Treated as a failed request: retried, then reported with the URL and what came back.
+    """
+
+
+def _snippet(text: str, limit: int = 80) -> str:
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def read_json(raw: Any, url: str) -> Any:
+    """The JSON body of a raw ``openai`` response (``.with_raw_response``), or :class:`BadAnswer`.
+
+    Parameters
+    ----------
+    raw
+        The client's raw response object (it has ``http_response``, an ``httpx.Response``).
+    url
+        The endpoint, without credentials, named in the error.
+
+    Raises
+    ------
+    BadAnswer
+        For an HTML page, an empty body or a body that is not JSON, saying which.
+    """
+    response = raw.http_response
+    status = response.status_code
+    content_type = response.headers.get("content-type", "no content-type")
+    text = response.text
+    if not text.strip():
+        raise BadAnswer(f"{url} answered an empty body (status {status}, {content_type})")
+    if "html" in content_type.lower() or text.lstrip()[:1] == "<":
+        raise BadAnswer(f"{url} answered an HTML page (status {status}, {content_type}): {_snippet(text)}")
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise BadAnswer(
+            f"{url} answered a body that is not JSON (status {status}, {content_type}): {_snippet(text)}"
+        ) from None
+
+
 def make_openai_client(*, api_key: str | None, base_url: str | None, timeout: float, purpose: str) -> Any:
     """An ``openai.OpenAI`` client with its own retries off (we retry, with our policy).
 
@@ -60,9 +105,11 @@ def make_openai_client(*, api_key: str | None, base_url: str | None, timeout: fl
 
 
 def classify_openai_error(err: BaseException) -> Failure | None:
-    """Which OpenAI client errors are worth retrying (429, 5xx, timeouts, connection errors)."""
+    """Which errors are worth retrying: 429, 5xx, timeouts, connection errors, answers in another format."""
     import openai
 
+    if isinstance(err, BadAnswer):
+        return Failure(True, str(err))
     if isinstance(err, openai.APIStatusError):
         from ._retry import parse_retry_after
 

@@ -1,20 +1,30 @@
-"""Retries with exponential backoff for calls to web services (OpenAI, mygene.info)."""
+"""Calls to web services (OpenAI, mygene.info): retries with exponential backoff, run concurrently, stoppable."""
 
 from __future__ import annotations
 
 import email.utils
 import math
+import queue
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from .._logging import logger
 
-__all__ = ["RetryPolicy", "ServiceError", "call_with_retries", "parse_retry_after"]
+__all__ = [
+    "Cancelled",
+    "RetryPolicy",
+    "ServiceError",
+    "call_with_retries",
+    "parse_retry_after",
+    "run_concurrently",
+]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: HTTP status codes worth retrying: timeout, conflict/lock, rate limit, server errors.
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524})
@@ -29,6 +39,10 @@ class ServiceError(RuntimeError):
     >>> issubclass(ServiceError, RuntimeError)
     True
     """
+
+
+class Cancelled(Exception):
+    """A request that was not sent (again) because the caller stopped: Ctrl-C, or another request failed."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,7 @@ def call_with_retries(
     classify: Callable[[BaseException], Failure | None],
     what: str,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> T:
     """Call ``fn`` and repeat it on retryable failures.
 
@@ -170,7 +185,10 @@ def call_with_retries(
     what
         Names the request in messages, for example ``"OpenAI embeddings request (64 texts)"``.
     sleep
-        The wait function.
+        The wait function (when there is no ``stop``).
+    stop
+        When set, no further attempt is made: :class:`Cancelled` is raised before the next
+        attempt, and a wait between attempts ends at once.
 
     Returns
     -------
@@ -180,6 +198,8 @@ def call_with_retries(
     ------
     ServiceError
         When a failure is not retryable or the retries are exhausted; chained to the last error.
+    Cancelled
+        When ``stop`` was set before an attempt.
 
     Examples
     --------
@@ -200,6 +220,8 @@ def call_with_retries(
     """
     attempt = 0
     while True:
+        if stop is not None and stop.is_set():
+            raise Cancelled(what)
         attempt += 1
         try:
             return fn()
@@ -224,4 +246,88 @@ def call_with_retries(
             logger.info(
                 "%s: %s; retry %d/%d in %.2f s", what, failure.description, attempt, policy.max_retries, wait
             )
-            sleep(wait)
+            if stop is None:
+                sleep(wait)
+            elif stop.wait(wait):
+                raise Cancelled(what) from err
+
+
+_DONE, _FAILED, _CANCELLED = "done", "failed", "cancelled"
+
+
+def run_concurrently(
+    work: Callable[[T, threading.Event], R], items: Sequence[T], *, max_workers: int, name: str
+) -> Iterator[tuple[int, R]]:
+    """Run ``work(item, stop)`` for every item on ``max_workers`` threads; yield results as they finish.
+
+    ``work`` gets a ``stop`` event to pass to :func:`call_with_retries`. When an item fails,
+    ``stop`` is set: no new request is started and retries end, the items already in flight
+    are finished and yielded, then the failure is raised. When the caller stops iterating
+    (Ctrl-C while waiting, an error of its own, or closing the generator), ``stop`` is set and
+    the generator returns at once: the threads are daemon threads, so a request still in
+    flight neither delays the caller nor the exit of the interpreter (its answer is dropped).
+
+    Parameters
+    ----------
+    work
+        The request for one item.
+    items
+        What to request.
+    max_workers
+        Requests in flight at once.
+    name
+        Prefix of the thread names.
+
+    Yields
+    ------
+    index
+        Position of the item in ``items``.
+    result
+        What ``work`` returned for it.
+
+    Examples
+    --------
+    >>> from scelmo.text._retry import run_concurrently
+    >>> sorted(run_concurrently(lambda x, stop: x * x, [1, 2, 3], max_workers=2, name="demo"))
+    [(0, 1), (1, 4), (2, 9)]
+    """
+    stop = threading.Event()
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(items)):
+        todo.put(index)
+    results: queue.Queue[tuple[int, str, object]] = queue.Queue()
+
+    def worker() -> None:
+        while True:
+            try:
+                index = todo.get_nowait()
+            except queue.Empty:
+                return
+            if stop.is_set():
+                results.put((index, _CANCELLED, None))
+                continue
+            try:
+                value = work(items[index], stop)
+            except Cancelled:
+                results.put((index, _CANCELLED, None))
+            except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+                results.put((index, _FAILED, err))
+            else:
+                results.put((index, _DONE, value))
+
+    for number in range(min(max_workers, len(items))):
+        threading.Thread(target=worker, name=f"{name}-{number}", daemon=True).start()
+    error: BaseException | None = None
+    try:
+        for _ in range(len(items)):
+            index, status, value = results.get()
+            if status == _FAILED:
+                if error is None:
+                    error = value  # type: ignore[assignment]
+                    stop.set()
+            elif status == _DONE:
+                yield index, value  # type: ignore[misc]
+    finally:
+        stop.set()
+    if error is not None:
+        raise error

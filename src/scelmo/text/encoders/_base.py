@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -134,11 +135,17 @@ class TextEncoder(ABC):
         texts = check_texts(texts)
         out: np.ndarray | None = None
         filled = np.zeros(len(texts), dtype=bool)
-        for positions, vectors in self.encode_batches(texts, progress=progress):
-            if out is None:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[positions] = vectors
-            filled[positions] = True
+        # closing(): on Ctrl-C or an error, the encoder's requests stop at once, not at garbage collection.
+        with closing(self.encode_batches(texts, progress=progress)) as batches:
+            for positions, vectors in batches:
+                if out is None:
+                    out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+                elif vectors.shape[1] != out.shape[1]:
+                    raise RuntimeError(
+                        f"{self!r} returned vectors of {vectors.shape[1]} values after vectors of {out.shape[1]}."
+                    )
+                out[positions] = vectors
+                filled[positions] = True
         if out is None:
             return np.empty((0, self.dim or 0), dtype=np.float32)
         if not filled.all():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,9 @@ class CachedEncoder(TextEncoder):
     Vectors are keyed by ``(encoder.name, encoder.cache_model, sha256(text))``. Each batch is
     committed as soon as the wrapped encoder yields it, so an interrupted run keeps what was
     finished and the next run encodes only what is missing. Identical texts are encoded once.
+    Cached entries that fail their check (see :meth:`~scelmo.text.TextCache.get_vectors`) are
+    encoded again and replaced; new vectors of another size than the cached ones stop the run
+    with an error that says how to remove the old ones.
 
     Parameters
     ----------
@@ -115,16 +120,11 @@ class CachedEncoder(TextEncoder):
             return np.concatenate(groups), np.repeat(vectors, counts, axis=0)
 
         name, model = self.encoder.name, self.encoder.cache_model
+        size = self._settle_size(name, model)
         found = self.cache.get_vectors(name, model, unique)
         self.last_stats = {"texts": len(texts), "unique": len(unique), "cached": len(found), "encoded": 0}
         if found:
             hit_idx = [i for i, t in enumerate(unique) if t in found]
-            dims = {found[unique[i]].shape[0] for i in hit_idx}
-            if len(dims) > 1:
-                raise RuntimeError(
-                    f"The cache {self.cache.path} holds vectors of different sizes {sorted(dims)} for "
-                    f"encoder {name!r}, model {model!r}; delete that file or use another cache_dir=."
-                )
             yield expand(hit_idx, np.stack([found[unique[i]] for i in hit_idx]))
         missing_idx = [i for i, t in enumerate(unique) if t not in found]
         if not missing_idx:
@@ -140,15 +140,58 @@ class CachedEncoder(TextEncoder):
         missing_texts = [unique[i] for i in missing_idx]
         done = 0
         try:
-            for local_positions, vectors in self.encoder.encode_batches(missing_texts, progress=progress):
-                batch_texts = [missing_texts[p] for p in local_positions]
-                self.cache.put_vectors(name, model, batch_texts, vectors)
-                done += len(batch_texts)
-                self.last_stats["encoded"] = done
-                yield expand([missing_idx[p] for p in local_positions], np.asarray(vectors, dtype=np.float32))
+            # closing(): on Ctrl-C or an error here, the encoder stops its requests at once.
+            with closing(self.encoder.encode_batches(missing_texts, progress=progress)) as batches:
+                for local_positions, vectors in batches:
+                    vectors = np.asarray(vectors, dtype=np.float32)
+                    if size is not None and vectors.shape[1] != size:
+                        raise RuntimeError(
+                            f"{self.encoder} answered {vectors.shape[1]}-d vectors, but the cache "
+                            f"{self.cache.path} holds {size}-d vectors for encoder {name!r}, model {model!r}. "
+                            "If the model behind it changed, remove the old vectors (other cached answers "
+                            f"are kept): TextCache({str(self.cache.path)!r}).forget(encoder={name!r}, "
+                            f"model={model!r}); otherwise check the encoder's settings."
+                        )
+                    size = vectors.shape[1]
+                    batch_texts = [missing_texts[p] for p in local_positions]
+                    self.cache.put_vectors(name, model, batch_texts, vectors)
+                    done += len(batch_texts)
+                    self.last_stats["encoded"] = done
+                    yield expand([missing_idx[p] for p in local_positions], vectors)
         except ServiceError as err:
             cached = len(found) + done
             raise ServiceError(
                 f"{err}\n{cached} of {len(unique)} texts are already cached in {self.cache.path}; "
                 f"a rerun encodes only the other {len(unique) - cached}."
             ) from err
+
+    def _settle_size(self, name: str, model: str) -> int | None:
+        """The size of the cached vectors of this encoder; removes those of other sizes.
+
+        Files of schema version 1 could hold several sizes for one encoder and model (a
+        server that changed sizes between batches). The size the encoder announces wins,
+        else the most common one; the others are removed (and encoded again when needed).
+        """
+        sizes = self.cache.dims(name, model)
+        if len(sizes) <= 1:
+            return next(iter(sizes), None)
+        ranked = sorted(sizes.items(), key=lambda item: -item[1])
+        keep = self.encoder.dim if self.encoder.dim in sizes else ranked[0][0]
+        if keep != self.encoder.dim and ranked[0][1] == ranked[1][1]:
+            raise RuntimeError(
+                f"The cache {self.cache.path} holds as many {ranked[0][0]}-d as {ranked[1][0]}-d vectors for "
+                f"encoder {name!r}, model {model!r}, and the encoder does not say its size. Remove the wrong "
+                f"ones with TextCache({str(self.cache.path)!r}).forget(encoder={name!r}, model={model!r}, "
+                "dim=<the wrong size>)."
+            )
+        for dim, n in sizes.items():
+            if dim != keep:
+                self.cache.forget(encoder=name, model=model, dim=dim)
+                warnings.warn(
+                    f"{n} cached vectors of size {dim} in {self.cache.path} (encoder {name!r}, model {model!r}) "
+                    f"disagree with the {sizes[keep]} of size {keep}; they were removed and are encoded again "
+                    "when needed.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        return keep

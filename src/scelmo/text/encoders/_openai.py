@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from typing import Any
 
 import numpy as np
 
 from .._openai import (
     DEFAULT_OPENAI_URL,
+    BadAnswer,
     classify_openai_error,
     make_openai_client,
     public_url,
+    read_json,
     resolve_base_url,
 )
 from .._progress import progress_bar
-from .._retry import RetryPolicy, call_with_retries
+from .._retry import RetryPolicy, call_with_retries, run_concurrently
 from ._base import TextEncoder, check_texts
 
 __all__ = ["OpenAIEncoder"]
@@ -26,14 +30,82 @@ __all__ = ["OpenAIEncoder"]
 _KNOWN_DIMS = {"text-embedding-ada-002": 1536, "text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
 
 
+def _vector(embedding: Any) -> np.ndarray | None:
+    """One ``embedding`` field: base64 little-endian float32, or a list of numbers; None if neither."""
+    if isinstance(embedding, str):
+        try:
+            data = base64.b64decode(embedding, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return np.frombuffer(data, dtype="<f4").astype(np.float32) if len(data) % 4 == 0 else None
+    if isinstance(embedding, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in embedding
+    ):
+        return np.asarray(embedding, dtype=np.float32)
+    return None
+
+
+def parse_embeddings(payload: Any, n_texts: int, url: str) -> np.ndarray:
+    """The ``(n_texts, dim)`` vectors of an embeddings answer, in input order, checked.
+
+    Every vector must be there once (by ``index``), all of one size, finite and not all zero;
+    anything else raises :class:`~scelmo.text._openai.BadAnswer` naming ``url`` and what it sent.
+
+    Examples
+    --------
+    >>> from scelmo.text.encoders._openai import parse_embeddings
+    >>> answer = {"data": [{"index": 1, "embedding": [0.0, 2.0]}, {"index": 0, "embedding": [1.0, 0.0]}]}
+    >>> parse_embeddings(answer, 2, "http://localhost/v1/embeddings")
+    array([[1., 0.],
+           [0., 2.]], dtype=float32)
+    """
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        keys = sorted(payload)[:6] if isinstance(payload, dict) else type(payload).__name__
+        raise BadAnswer(f"{url} answered JSON without a 'data' list (got {keys})")
+    if not data:
+        raise BadAnswer(f"{url} answered no vectors ('data' is empty) for {n_texts} texts")
+    if len(data) != n_texts:
+        raise BadAnswer(f"{url} answered {len(data)} vectors for {n_texts} texts")
+    vectors: list[np.ndarray | None] = [None] * n_texts
+    for position, item in enumerate(data):
+        index = item.get("index", position) if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < n_texts or vectors[index] is not None:
+            raise BadAnswer(
+                f"{url} answered an item with a missing, repeated or out-of-range 'index' ({index!r})"
+            )
+        vector = _vector(item.get("embedding"))
+        if vector is None:
+            raise BadAnswer(
+                f"{url} answered an 'embedding' that is neither base64 float32 nor a list of numbers"
+            )
+        vectors[index] = vector
+    sizes = list(dict.fromkeys(len(v) for v in vectors))  # type: ignore[arg-type]
+    if len(sizes) > 1:
+        shown = " and ".join(str(n) for n in sizes[:3])
+        raise BadAnswer(f"{url} answered vectors of different sizes ({shown} values)")
+    array = np.stack(vectors)  # type: ignore[arg-type]
+    if sizes[0] == 0:
+        raise BadAnswer(f"{url} answered empty vectors")
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        raise BadAnswer(f"{url} answered NaN or infinite values in vector {int(np.flatnonzero(bad)[0])}")
+    zero = ~array.any(axis=1)
+    if zero.any():
+        raise BadAnswer(f"{url} answered an all-zero vector (vector {int(np.flatnonzero(zero)[0])})")
+    return array
+
+
 class OpenAIEncoder(TextEncoder):
     """Embed texts with the OpenAI embeddings API (``client.embeddings.create``).
 
     Texts are sent in batches, several batches at a time (a thread pool of
     ``max_concurrency``). A batch that fails with HTTP 429, 408, 409 or 5xx, a timeout or a
     connection error is retried with exponential backoff, honouring the server's
-    ``Retry-After``; after ``max_retries`` retries a :class:`~scelmo.text.ServiceError` says
-    what failed. Wrapped in :class:`~scelmo.text.CachedEncoder` (as
+    ``Retry-After``, and so is an answer that is not in the OpenAI format or holds bad
+    vectors (NaN, all zero, another size than asked for or than the earlier answers); after
+    ``max_retries`` retries a :class:`~scelmo.text.ServiceError` names the URL and what came
+    back. On Ctrl-C no further request is sent and the call returns at once. Wrapped in :class:`~scelmo.text.CachedEncoder` (as
     :func:`scelmo.pp.build_gene_embeddings` does), every finished batch is stored at once,
     so a rerun sends only what is missing.
 
@@ -98,6 +170,14 @@ class OpenAIEncoder(TextEncoder):
         self.retry = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
         self.timeout = float(timeout)
         self._dim: int | None = dimensions or _KNOWN_DIMS.get(model)
+        # The size every answer must have, and why; learned from the first answer when unknown.
+        # A model's published size binds only at OpenAI's URL (another server may reuse the name).
+        self._expected: int | None = None
+        self._expected_why = ""
+        if dimensions is not None:
+            self._expected, self._expected_why = dimensions, f"dimensions={dimensions} was asked for"
+        elif model in _KNOWN_DIMS and public_url(self.base_url) == DEFAULT_OPENAI_URL:
+            self._expected, self._expected_why = _KNOWN_DIMS[model], f"the size of {model}"
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -146,28 +226,42 @@ class OpenAIEncoder(TextEncoder):
                 )
         return self._client
 
-    def _request(self, batch: list[str]) -> np.ndarray:
+    @property
+    def endpoint(self) -> str:
+        """The embeddings URL, without credentials (named in errors)."""
+        return f"{public_url(self.base_url)}/embeddings"
+
+    def _check_size(self, vectors: np.ndarray) -> None:
+        size = vectors.shape[1]
+        with self._client_lock:
+            if self._expected is None:
+                self._expected, self._expected_why = size, "the size of its earlier answers"
+            expected, why = self._expected, self._expected_why
+        if size != expected:
+            raise BadAnswer(f"{self.endpoint} answered {size} values per vector, expected {expected} ({why})")
+        self._dim = size
+
+    def _request(self, batch: list[str], stop: threading.Event | None = None) -> np.ndarray:
         client = self._get_client()
         extra = {"dimensions": self.dimensions} if self.dimensions is not None else {}
 
-        def call() -> Any:
-            return client.embeddings.create(model=self.model, input=batch, **extra)
+        def call() -> np.ndarray:
+            # The raw answer, read here: the client's own parsing turns an HTML page or broken
+            # JSON into errors that do not say what came back.
+            raw = client.embeddings.with_raw_response.create(
+                model=self.model, input=batch, encoding_format="base64", **extra
+            )
+            vectors = parse_embeddings(read_json(raw, self.endpoint), len(batch), self.endpoint)
+            self._check_size(vectors)
+            return vectors
 
-        response = call_with_retries(
+        return call_with_retries(
             call,
             policy=self.retry,
             classify=classify_openai_error,
-            what=f"OpenAI embeddings request ({len(batch)} texts, model {self.model!r})",
+            what=f"OpenAI embeddings request to {self.endpoint} ({len(batch)} texts, model {self.model!r})",
+            stop=stop,
         )
-        items = sorted(response.data, key=lambda item: item.index)
-        if len(items) != len(batch) or [item.index for item in items] != list(range(len(batch))):
-            raise RuntimeError(
-                f"The embeddings endpoint answered {len(items)} vectors for {len(batch)} texts; "
-                "the server at base_url does not follow the OpenAI format."
-            )
-        vectors = np.asarray([item.embedding for item in items], dtype=np.float32)
-        self._dim = vectors.shape[1]
-        return vectors
 
     def encode_batches(
         self, texts: Sequence[str], *, progress: bool = False
@@ -175,7 +269,8 @@ class OpenAIEncoder(TextEncoder):
         """Send batches concurrently; yields ``(positions, vectors)`` as requests finish.
 
         When a request fails for good, no new requests are started, the ones in flight are
-        finished and yielded, and then the error is raised.
+        finished and yielded, and then the error is raised. When the caller stops (Ctrl-C,
+        closing the generator), no new request is started and nothing is waited for.
 
         Examples
         --------
@@ -194,35 +289,21 @@ class OpenAIEncoder(TextEncoder):
         if not texts:
             return
         self._get_client()  # a missing API key should fail before any thread starts
-        starts = range(0, len(texts), self.batch_size)
-        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="scelmo-openai")
-        pending: dict[Future, np.ndarray] = {}
-        error: BaseException | None = None
-        try:
-            for start in starts:
-                positions = np.arange(start, min(start + self.batch_size, len(texts)))
-                future = pool.submit(self._request, [texts[i] for i in positions])
-                pending[future] = positions
-            with progress_bar(
-                total=len(pending), desc=f"OpenAI embeddings ({self.model})", enabled=progress
-            ) as bar:
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        positions = pending.pop(future)
-                        if future.cancelled():
-                            continue
-                        exc = future.exception()
-                        if exc is not None:
-                            if error is None:
-                                error = exc
-                                # Stop sending; requests already in flight still finish and are kept.
-                                for other in pending:
-                                    other.cancel()
-                            continue
-                        bar.update(1)
-                        yield positions, future.result()
-        finally:
-            pool.shutdown(wait=error is not None, cancel_futures=True)
-        if error is not None:
-            raise error
+        batches = [
+            np.arange(start, min(start + self.batch_size, len(texts)))
+            for start in range(0, len(texts), self.batch_size)
+        ]
+
+        def request(positions: np.ndarray, stop: threading.Event) -> np.ndarray:
+            return self._request([texts[i] for i in positions], stop)
+
+        runs = run_concurrently(request, batches, max_workers=self.max_concurrency, name="scelmo-openai")
+        with (
+            closing(runs),
+            progress_bar(
+                total=len(batches), desc=f"OpenAI embeddings ({self.model})", enabled=progress
+            ) as bar,
+        ):
+            for k, vectors in runs:
+                bar.update(1)
+                yield batches[k], vectors

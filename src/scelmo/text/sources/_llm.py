@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from typing import Any
 
 from ..._logging import logger
 from .._cache import TextCache
-from .._openai import classify_openai_error, make_openai_client, public_url, resolve_base_url
+from .._openai import (
+    BadAnswer,
+    classify_openai_error,
+    make_openai_client,
+    public_url,
+    read_json,
+    resolve_base_url,
+)
 from .._progress import progress_bar
-from .._retry import RetryPolicy, ServiceError, call_with_retries
+from .._retry import RetryPolicy, ServiceError, call_with_retries, run_concurrently
 
 __all__ = ["SCELMO_GENE_PROMPT", "SCELMO_MODEL", "llm_descriptions"]
+
+
+def _chat_content(payload: Any, url: str) -> str | None:
+    """The first choice's text of a chat completion answer; :class:`BadAnswer` if it has none."""
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not isinstance(choices, list):
+        keys = sorted(payload)[:6] if isinstance(payload, dict) else type(payload).__name__
+        raise BadAnswer(f"{url} answered JSON without a 'choices' list (got {keys})")
+    if not choices:
+        return None
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if content is not None and not isinstance(content, str):
+        raise BadAnswer(f"{url} answered a message whose 'content' is a {type(content).__name__}, not text")
+    return content
+
 
 #: The prompt of scELMo (Liu et al. 2023); ``{gene}`` is replaced by the symbol.
 SCELMO_GENE_PROMPT = (
@@ -44,9 +68,10 @@ def llm_descriptions(
     """Ask a chat model to describe each gene (``client.chat.completions.create``), one request per gene.
 
     Requests run concurrently (``max_concurrency``) and are retried with exponential backoff
-    on 429, 5xx, timeouts and connection errors, honouring ``Retry-After``. Each answer is
-    cached as soon as it arrives, keyed by the model, its settings and the exact prompt, so
-    an interrupted run resumes where it stopped and a rerun asks nothing.
+    on 429, 5xx, timeouts, connection errors and answers that are not a chat completion (an
+    HTML page, broken JSON), honouring ``Retry-After``. Each answer is cached as soon as it
+    arrives, keyed by the model, its settings and the exact prompt, so an interrupted run
+    resumes where it stopped and a rerun asks nothing; on Ctrl-C no further request is sent.
 
     Parameters
     ----------
@@ -132,56 +157,49 @@ def llm_descriptions(
     if max_tokens is not None:
         extra["max_tokens"] = max_tokens
 
-    def ask(gene: str) -> str | None:
+    endpoint = f"{public_url(url)}/chat/completions"
+
+    def ask(gene: str, stop: threading.Event) -> str | None:
         messages = [{"role": "user", "content": prompts[gene]}]
         if system_prompt:
             messages.insert(0, {"role": "system", "content": system_prompt})
-        response = call_with_retries(
-            lambda: client.chat.completions.create(model=model, messages=messages, **extra),
+
+        def call() -> str | None:
+            raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, **extra)
+            return _chat_content(read_json(raw, endpoint), endpoint)
+
+        content = call_with_retries(
+            call,
             policy=policy,
             classify=classify_openai_error,
-            what=f"chat completion for {gene!r} ({model})",
+            what=f"chat completion for {gene!r} ({model}) from {endpoint}",
+            stop=stop,
         )
-        content = response.choices[0].message.content if response.choices else None
         return content.strip() if content and content.strip() else None
 
-    pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="scelmo-llm")
-    pending: dict[Future, str] = {pool.submit(ask, gene): gene for gene in todo}
-    error: BaseException | None = None
+    runs = run_concurrently(ask, todo, max_workers=max_concurrency, name="scelmo-llm")
     try:
-        with progress_bar(
-            total=len(todo), desc=f"Gene text from {model}", enabled=progress, unit="gene"
-        ) as bar:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    gene = pending.pop(future)
-                    if future.cancelled():
-                        continue
-                    if future.exception() is not None:
-                        if error is None:
-                            error = future.exception()
-                            for other in pending:
-                                other.cancel()
-                        continue
-                    answer = future.result()
-                    texts[gene] = answer
-                    # An empty answer is not cached: a rerun asks again.
-                    if cache is not None and answer is not None:
-                        cache.put_texts("llm", cache_model, {prompts[gene]: answer})
-                    bar.update(1)
-    finally:
-        pool.shutdown(wait=error is not None, cancel_futures=True)
-    if error is not None:
+        with (
+            closing(runs),
+            progress_bar(
+                total=len(todo), desc=f"Gene text from {model}", enabled=progress, unit="gene"
+            ) as bar,
+        ):
+            for k, answer in runs:
+                gene = todo[k]
+                texts[gene] = answer
+                # An empty answer is not cached: a rerun asks again.
+                if cache is not None and answer is not None:
+                    cache.put_texts("llm", cache_model, {prompts[gene]: answer})
+                bar.update(1)
+    except ServiceError as error:
         n_cached = sum(1 for v in texts.values() if v is not None)
-        if isinstance(error, ServiceError):
-            where = (
-                f" in {cache.path}; a rerun asks only for the rest."
-                if cache is not None
-                else " (no cache: pass cache=True to keep them)."
-            )
-            raise ServiceError(
-                f"{error}\n{n_cached} of {len(genes)} genes' texts are already cached{where}"
-            ) from error
-        raise error
+        where = (
+            f" in {cache.path}; a rerun asks only for the rest."
+            if cache is not None
+            else " (no cache: pass cache=True to keep them)."
+        )
+        raise ServiceError(
+            f"{error}\n{n_cached} of {len(genes)} genes' texts are already cached{where}"
+        ) from error
     return texts, provenance
