@@ -154,6 +154,36 @@ def test_user_registrations_persist_as_json(data_dir, http_server):
     assert saved["entries"]["table"]["description"] == "ours"
 
 
+def test_md5_only_entries_are_checked_by_md5(data_dir, http_server):
+    content = b"a zip from a host that publishes md5 only"
+    md5 = hashlib.md5(content).hexdigest()
+    ds.register(
+        "zenodo_like", url=http_server.add("records/1/files/a.zip", content), sha256="unknown", md5=md5
+    )
+    assert ds.entry("zenodo_like")["md5"] == md5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # verified by md5: no "cannot be verified" warning
+        path = ds.fetch("zenodo_like", progressbar=False)
+        assert ds.fetch("zenodo_like", progressbar=False) == path
+    assert http_server.requests == ["/records/1/files/a.zip"]
+    path.write_bytes(b"truncated")
+    assert ds.fetch("zenodo_like", progressbar=False).read_bytes() == content
+    assert len(http_server.requests) == 2
+
+
+def test_register_checks_md5_and_archive_members(data_dir):
+    with pytest.raises(ValueError, match="md5 must be 32 hex digits"):
+        ds.register("mine", url="https://example.org/x.zip", sha256="unknown", md5="abc")
+    with pytest.raises(ValueError, match="`archive` and `member` go together"):
+        ds.register("mine", archive="genept_v2_archive", sha256="unknown")
+    with pytest.raises(ValueError, match="exactly one of"):
+        ds.register(
+            "mine", url="https://example.org/x", archive="genept_v2_archive", member="a", sha256="unknown"
+        )
+    ds.register("mine", archive="genept_v2_archive", member="GenePT_emebdding_v2/x.pickle.", sha256="unknown")
+    assert ds.entry("mine")["filename"] == "genept_v2_archive/GenePT_emebdding_v2/x.pickle."
+
+
 # --- local-only entries and register_local ---------------------------------------------------
 
 
