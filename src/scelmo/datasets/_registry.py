@@ -632,6 +632,39 @@ def _fetch_member(name: str, found: dict[str, Any], target: Path, *, progressbar
     return target
 
 
+def can_verify(name: str) -> bool:
+    """Whether entry ``name``'s bytes can be verified by a hash before they are read.
+
+    True when the registry publishes the file's sha256, or when the file is a member of a zip
+    archive whose own sha256 or md5 is published (the member is then checked against the
+    sha256 recorded when it was extracted from the verified archive; see
+    :func:`verified_sha256`). Pickled files of entries for which this is False are unpickled
+    only when the caller says it trusts them.
+
+    Parameters
+    ----------
+    name
+        A registry entry.
+
+    Returns
+    -------
+    ``True`` or ``False``.
+
+    Examples
+    --------
+    >>> import scelmo as se
+    >>> se.datasets.can_verify("genept_ada_text")
+    True
+    """
+    found = entry(name)
+    if found["sha256"] != UNKNOWN:
+        return True
+    if "archive" in found:
+        archive = entry(found["archive"])
+        return archive["sha256"] != UNKNOWN or bool(archive.get("md5"))
+    return False
+
+
 def verified_sha256(name: str) -> str | None:
     """The sha256 that entry ``name``'s file must have to be trusted on this machine, if any.
 
