@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,16 +229,20 @@ def test_a_vector_altered_on_disk_is_detected_and_encoded_again(service: OpenAIS
     altered = expected(["something else"])[0].astype("<f4").tobytes()  # right length, other values
     with sqlite3.connect(cache / CACHE_FILENAME) as conn:
         conn.execute("UPDATE vectors SET data = ? WHERE text = ?", (altered, "gamma gene"))
+        # Text where bytes belong, of the right length.
+        conn.execute("UPDATE vectors SET data = ? WHERE text = ?", ("x" * 64, "delta gene"))
     service.reset()
     with pytest.warns(
-        UserWarning, match=r"1 cached vectors? .* failed (its|their) check \(checksum mismatch: 1\)"
+        UserWarning, match=r"2 cached vectors .* failed their check \(checksum mismatch: 1, malformed: 1\)"
     ):
         vectors = encoder_for(service, cache).encode(TEXTS)
     np.testing.assert_array_equal(vectors, expected(TEXTS))
-    assert sent(service) == ["gamma gene"]
+    assert sent(service) == ["delta gene", "gamma gene"]
     # Repaired on disk: the next run sends nothing and warns nothing.
     service.reset()
-    np.testing.assert_array_equal(encoder_for(service, cache).encode(TEXTS), expected(TEXTS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(encoder_for(service, cache).encode(TEXTS), expected(TEXTS))
     assert service.requests == []
 
 

@@ -354,7 +354,7 @@ class TextCache:
         Returns
         -------
         ``text -> float32 vector`` for the texts found; missing texts are absent. An entry that
-        fails its check (checksum, length, NaN or infinite values, all zeros) counts as missing,
+        fails its check (checksum, malformed, NaN or infinite values, all zeros) counts as missing,
         with a warning: a caller that encodes it again replaces it.
 
         Examples
@@ -380,8 +380,8 @@ class TextCache:
                     (encoder, model, *chunk),
                 ).fetchall()
                 for digest, dim, data, checksum in rows:
-                    if len(data) != 4 * dim:
-                        rejected["wrong length"] += 1
+                    if not isinstance(data, bytes) or not isinstance(dim, int) or len(data) != 4 * dim:
+                        rejected["malformed"] += 1
                         continue
                     if checksum is not None and checksum != _checksum(encoder, model, digest, dim, data):
                         rejected["checksum mismatch"] += 1
@@ -394,7 +394,7 @@ class TextCache:
                     found[by_hash[digest]] = vec
         if rejected:
             n = sum(rejected.values())
-            reasons = ", ".join(f"{reason}: {count}" for reason, count in rejected.items())
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(rejected.items()))
             warnings.warn(
                 f"{n} cached vector{'s' if n > 1 else ''} in {self.path} (encoder {encoder!r}, model "
                 f"{model!r}) failed {'their' if n > 1 else 'its'} check ({reasons}); "
@@ -461,10 +461,18 @@ class TextCache:
                 )
                 # Checked after the insert, so that entries of another size that this batch
                 # replaces do not count; the index makes it a lookup, not a scan.
-                other = self._conn.execute(
-                    "SELECT dim FROM vectors WHERE encoder = ? AND model = ? AND (dim < ? OR dim > ?) LIMIT 1",
-                    (encoder, model, dim, dim),
-                ).fetchone()
+                # Two range lookups on the index (an OR of both would scan this model's entries).
+                other = (
+                    self._conn.execute(
+                        "SELECT dim FROM vectors WHERE encoder = ? AND model = ? AND dim < ? LIMIT 1",
+                        (encoder, model, dim),
+                    ).fetchone()
+                    or self._conn.execute(
+                        "SELECT dim FROM vectors WHERE encoder = ? AND model = ? AND dim > ? "
+                        "AND typeof(dim) = 'integer' LIMIT 1",
+                        (encoder, model, dim),
+                    ).fetchone()
+                )
                 if other is not None:
                     raise ValueError(
                         f"The cache {self.path} holds {other[0]}-d vectors for encoder {encoder!r}, model "
@@ -547,7 +555,8 @@ class TextCache:
                 "SELECT dim, COUNT(*) FROM vectors WHERE encoder = ? AND model = ? GROUP BY dim",
                 (encoder, model),
             ).fetchall()
-        return {int(dim): int(n) for dim, n in rows}
+        # A damaged entry (a size that is not a number) is no size; get_vectors skips it.
+        return {dim: int(n) for dim, n in rows if isinstance(dim, int)}
 
     def forget(
         self,
