@@ -367,9 +367,9 @@ print("finished", flush=True)
 def test_ctrl_c_stops_requests_at_once_and_keeps_finished_batches(
     service: OpenAIService, cache: Path
 ) -> None:
-    # A slow server (0.4 s an answer) that answers 4 batches, then fails every request (the
-    # client retries them); SIGINT arrives 0.15 s after a request, far from the next one.
-    service.delay = 0.4
+    # A slow server (0.6 s an answer) that answers 4 batches, then fails every request (the
+    # client retries them); SIGINT arrives 0.2 s after a request, far from the next one.
+    service.delay = 0.6
     service.answer_limit = 4
     service.over_limit_status = 503
     code = textwrap.dedent(_CLIENT.format(n=200, model=MODEL, url=service.url, cache=str(cache)))
@@ -382,7 +382,7 @@ def test_ctrl_c_stops_requests_at_once_and_keeps_finished_batches(
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the client never got going: {proc.communicate(timeout=5)[1].decode()[-2000:]}")
             time.sleep(0.005)
-        time.sleep(max(0.0, service.requests[-1].received + 0.15 - time.monotonic()))
+        time.sleep(max(0.0, service.requests[-1].received + 0.2 - time.monotonic()))
         signalled = time.monotonic()
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
@@ -393,11 +393,12 @@ def test_ctrl_c_stops_requests_at_once_and_keeps_finished_batches(
     stdout, stderr = (out.decode() for out in proc.communicate())
     assert "KeyboardInterrupt" in stderr
     assert proc.returncode in (-signal.SIGINT, 130), stderr[-2000:]
-    # The package stops at once; the whole exit, interpreter shutdown included, takes seconds at
-    # most (the shutdown alone takes about 2 s on a busy 2-core machine).
+    # The package hands control back at once (before the fix: after every retry of the requests
+    # in flight). What follows is the interpreter tearing down the ~1,700 modules that
+    # `import scelmo` loads, 0.5-4 s depending on the machine's load.
     assert stdout.startswith("ready\nexiting at "), stdout
     assert float(stdout.split()[-1]) - signalled < 0.5
-    assert took < 5.0
+    assert took < 8.0
     late = [r.received - signalled for r in service.requests if r.received > signalled]
     assert late == [], f"{len(late)} requests after Ctrl-C, the last {max(late):.1f} s after it"
     # The 4 finished batches are in the cache, with the served vectors; nothing else is.
@@ -411,7 +412,7 @@ def test_ctrl_c_stops_requests_at_once_and_keeps_finished_batches(
 
 def test_ctrl_c_stops_llm_requests_at_once(service: OpenAIService, cache: Path) -> None:
     """The LLM text source shares the request runner; Ctrl-C in the calling thread stops it."""
-    service.delay = 0.3
+    service.delay = 0.5
     service.answer_limit = 2
     service.over_limit_status = 503
     genes = [f"GENE{i}" for i in range(30)]
@@ -420,7 +421,7 @@ def test_ctrl_c_stops_llm_requests_at_once(service: OpenAIService, cache: Path) 
     def press_ctrl_c() -> None:
         while len(service.requests) < 4:  # 2 answers, then failed tries being retried
             time.sleep(0.005)
-        time.sleep(max(0.0, service.requests[-1].received + 0.1 - time.monotonic()))
+        time.sleep(max(0.0, service.requests[-1].received + 0.15 - time.monotonic()))
         signalled.append(time.monotonic())
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
@@ -433,7 +434,7 @@ def test_ctrl_c_stops_llm_requests_at_once(service: OpenAIService, cache: Path) 
     returned = time.monotonic()
     presser.join()
     assert returned - signalled[0] < 0.5
-    time.sleep(0.8)  # longer than an answer takes: a worker still retrying would have sent again
+    time.sleep(1.0)  # longer than an answer takes: a worker still retrying would have sent again
     assert [r for r in service.requests if r.received > signalled[0]] == []
     answered = [r.json()["messages"][0]["content"] for r in service.requests[:2]]
     with TextCache(cache) as store:
