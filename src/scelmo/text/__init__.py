@@ -10,7 +10,7 @@ imported only when used.
 """
 
 from . import encoders, sources
-from ._cache import TextCache, default_cache_dir, resolve_cache
+from ._cache import CacheError, TextCache, default_cache_dir, resolve_cache
 from ._retry import RetryPolicy, ServiceError
 from .encoders import (
     CachedEncoder,
@@ -22,6 +22,7 @@ from .encoders import (
 )
 
 __all__ = [
+    "CacheError",
     "CachedEncoder",
     "LocalEncoder",
     "OpenAIEncoder",
