@@ -392,6 +392,230 @@ def test_annotate_langcell_with_a_checkpoint_folder(work, capsys, monkeypatch, d
     assert written.uns["zeroshot"]["params"]["ctm_top_k"] == 2
 
 
+# ----------------------------------------------------------------------------- options reach the library
+#: Keyword parameters of tl.zeroshot_annotate (and of LangCell's scorer, its method options) that
+#: have no flag of their own, and why. Every other one must have a flag: a new library option
+#: fails test_every_zero_shot_option_has_a_flag until `scelmo annotate` offers it.
+NO_FLAG = {
+    "copy": "the command always writes a new file",
+    "encoder": "--encoder names the encoder; an encoder object cannot be given on a command line",
+    "tokens_key": "the command tokenizes into obsm['langcell_tokens'] itself (pp.tokenize)",
+    "text_tokenizer": "a tokenizer object; the checkpoint's own is used",
+    "dtype": "a torch dtype object; the command runs the checkpoint's dtype",
+    "max_pairs": "memory per batch only: the probabilities do not change",
+    "max_tokens": "memory per batch only: the probabilities do not change",
+    "progress": "--quiet",
+}
+#: Parameters whose flag is not --NAME-WITH-DASHES.
+FLAG_OF = {
+    "labels_or_texts": "--labels",
+    "gene_embeddings": "--genes",
+    "cache": "--no-cache",
+    "use_ctm": "--no-ctm",
+}
+
+
+def _option_strings(parser_name: str) -> set[str]:
+    from scelmo.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    return {s for action in sub.choices[parser_name]._actions for s in action.option_strings}
+
+
+def test_every_zero_shot_option_has_a_flag():
+    import inspect
+
+    from scelmo.annotation._langcell_zeroshot import langcell_scores
+
+    flags = _option_strings("annotate")
+    missing = []
+    checked = ((se.tl.zeroshot_annotate, {"adata"}), (langcell_scores, {"adata", "texts", "model"}))
+    for function, skip in checked:
+        for name, parameter in inspect.signature(function).parameters.items():
+            if name in skip or name in NO_FLAG or parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                continue
+            flag = FLAG_OF.get(name, "--" + name.replace("_", "-"))
+            if flag not in flags:
+                missing.append(f"{function.__name__}({name}=...) -> {flag}")
+    assert not missing, f"options without a `scelmo annotate` flag: {missing}"
+
+
+@pytest.fixture(scope="module")
+def embedded(built, work) -> Path:
+    """pbmc embedded with the marker gene table (for --score cell)."""
+    result, table_path = built
+    assert result.returncode == 0, result.stderr
+    adata = ad.read_h5ad(work / "pbmc.h5ad")
+    se.tl.elmo_embed(adata, se.GeneEmbeddings.read(table_path), min_coverage=0.0, progress=False)
+    adata.write_h5ad(work / "embedded.h5ad")
+    return work / "embedded.h5ad"
+
+
+#: flag arguments -> (library keyword arguments, what uns[key]['params'] records).
+ZEROSHOT_FLAGS = {
+    "--no-contrast": (["--no-contrast"], {"contrast": False}, {"contrast": False}),
+    "--n-genes": (["--n-genes", "4"], {"n_genes": 4}, {"n_genes": 4}),
+    "--refine": (["--refine", "1"], {"refine": 1}, {"refine": 1}),
+    "--no-gene-mentions": (["--no-gene-mentions"], {"gene_mentions": False}, {"gene_mentions": False}),
+    "--mention-weight": (["--mention-weight", "2.5"], {"mention_weight": 2.5}, {"mention_weight": 2.5}),
+    "--no-rematch": (["--no-rematch"], {"rematch": False}, {"rematch": False}),
+    "--no-scale": (["--no-scale"], {"scale": False}, {"scale": False}),
+    "--no-centre": (
+        ["--score", "cell", "--no-centre"],
+        {"score": "cell", "centre": False},
+        {"centre": False},
+    ),
+    "--temperature": (["--temperature", "0.25"], {"temperature": 0.25}, {"temperature": 0.25}),
+    "--ontology-gap": (["--ontology-gap", "0.3"], {"ontology_gap": 0.3}, {"ontology_gap": 0.3}),
+    "--threshold": (["--threshold", "0.6"], {"threshold": 0.6}, {"threshold": 0.6}),
+    "--min-margin": (["--min-margin", "0.2"], {"min_margin": 0.2}, {"min_margin": 0.2}),
+    "--descriptions": (["--descriptions", "name"], {"descriptions": "name"}, {"descriptions": "name"}),
+    "--no-abstain": (["--no-abstain"], {"abstain": False}, {"abstain": False}),
+    "--abstain-level": (["--abstain-level", "0.2"], {"abstain_level": 0.2}, {"abstain_level": 0.2}),
+}
+
+
+@pytest.mark.parametrize("flag", list(ZEROSHOT_FLAGS))
+def test_zero_shot_flags_reach_the_library(flag, built, embedded, work, capsys, monkeypatch):
+    import inspect
+
+    arguments, kwargs, recorded = ZEROSHOT_FLAGS[flag]
+    if not set(kwargs) <= set(inspect.signature(se.tl.zeroshot_annotate).parameters):
+        pytest.skip(f"this version of tl.zeroshot_annotate has no {set(kwargs)} option")
+    _, table_path = built
+    labels = "B cell,T cell,natural killer cell,monocyte"
+    out = f"flag{flag.strip('-')}.h5ad"
+    code, _out, err = in_process(
+        work, capsys, monkeypatch,
+        "annotate", "embedded.h5ad", "-o", out, "--genes", str(table_path), "--labels", labels, "-q", *arguments,
+    )  # fmt: skip
+    assert code == 0, err
+    written = ad.read_h5ad(work / out)
+    params = written.uns["zeroshot"]["params"]
+    for name, value in recorded.items():
+        assert params[name] == value, name
+    # The same numbers as the library called with the option.
+    expected = ad.read_h5ad(embedded)
+    se.tl.zeroshot_annotate(
+        expected, parse_labels(labels), gene_embeddings=se.GeneEmbeddings.read(table_path), **kwargs
+    )
+    np.testing.assert_allclose(
+        written.obsm["zeroshot_probs"], expected.obsm["zeroshot_probs"], rtol=1e-5, atol=1e-6
+    )
+    assert written.obs["zeroshot"].astype(str).tolist() == expected.obs["zeroshot"].astype(str).tolist()
+
+
+def test_zero_shot_flags_left_out_leave_the_library_defaults(built, embedded, work, capsys, monkeypatch):
+    import inspect
+
+    _, table_path = built
+    code, _out, err = in_process(
+        work, capsys, monkeypatch,
+        "annotate", "embedded.h5ad", "-o", "defaults.h5ad", "--genes", str(table_path),
+        "--labels", "B cell,T cell", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    params = ad.read_h5ad(work / "defaults.h5ad").uns["zeroshot"]["params"]
+    defaults = {k: p.default for k, p in inspect.signature(se.tl.zeroshot_annotate).parameters.items()}
+    for name in ("contrast", "n_genes", "refine", "gene_mentions", "mention_weight", "rematch", "scale"):
+        assert params[name] == defaults[name], name
+
+
+def test_elmo_options_are_refused_with_langcell_and_knn(work, capsys, monkeypatch):
+    code, _out, err = in_process(
+        work, capsys, monkeypatch,
+        "annotate", "pbmc.h5ad", "-o", "x.h5ad", "--method", "langcell", "--labels", "B cell,T cell",
+        "--temperature", "0.5", "--no-contrast",
+    )  # fmt: skip
+    assert code == 1
+    assert "--contrast, --temperature: options of --method elmo, not langcell" in err
+    code, _out, err = in_process(
+        work, capsys, monkeypatch,
+        "annotate", "pbmc.h5ad", "-o", "x.h5ad", "--labels", "B cell,T cell", "--alpha", "0.5",
+    )  # fmt: skip
+    assert code == 1
+    assert "--alpha/--ctm/--no-ctm/--ctm-top-k are for --method langcell" in err
+    assert not (work / "x.h5ad").exists()
+
+
+def test_annotate_langcell_options_and_gene_column(work, capsys, monkeypatch, data_folder):
+    """--alpha, --no-ctm and --gene-column reach LangCell's scorer and the tokenizer."""
+    pytest.importorskip("torch")
+    if not (data_folder / "geneformer_v1").is_dir():
+        pytest.skip("needs the Geneformer V1 dictionaries in the data folder")
+    from _langcell_fixtures import write_checkpoint
+
+    checkpoint = write_checkpoint(work / "langcell_options_ckpt", seed=4, with_vocab=True).path
+    adata = ad.read_h5ad(work / "pbmc.h5ad")[:30].copy()
+    counts = np.random.default_rng(1).poisson(np.expm1(adata.raw.X.toarray())).astype(np.float32)
+    by_symbol = ad.AnnData(counts, obs=adata.obs.copy(), var=adata.raw.var.copy())
+    # The file names its genes by number; the symbols sit in a column.
+    numbered = by_symbol.copy()
+    numbered.var["symbol"] = numbered.var_names.to_numpy()
+    numbered.var_names = [str(i) for i in range(numbered.n_vars)]
+    numbered.write_h5ad(work / "numbered_counts.h5ad")
+    labels = "T cell,B cell,monocyte"
+    code, _out, err = in_process(
+        work, capsys, monkeypatch,
+        "annotate", "numbered_counts.h5ad", "-o", "langcell_options.h5ad", "--method", "langcell",
+        "--model", str(checkpoint), "--labels", labels, "--batch-size", "8", "--alpha", "0.5", "--no-ctm",
+        "--gene-column", "symbol", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    written = ad.read_h5ad(work / "langcell_options.h5ad")
+    params = written.uns["zeroshot"]["params"]
+    assert (params["alpha"], params["use_ctm"]) == (0.5, False)
+    assert written.uns["langcell_tokens"]["params"]["gene_id_key"] == "symbol"
+    expected = by_symbol.copy()
+    se.pp.tokenize(expected)
+    se.tl.zeroshot_annotate(
+        expected, parse_labels(labels), method="langcell", model=str(checkpoint), alpha=0.5, use_ctm=False,
+        progress=False,
+    )  # fmt: skip
+    np.testing.assert_array_equal(
+        written.obsm["langcell_tokens"].toarray(), expected.obsm["langcell_tokens"].toarray()
+    )
+    np.testing.assert_allclose(
+        written.obsm["zeroshot_probs"], expected.obsm["zeroshot_probs"], rtol=1e-5, atol=1e-6
+    )
+    assert list(written.var_names) == [str(i) for i in range(by_symbol.n_vars)]
+
+
+def test_embed_reads_gene_names_from_a_var_column(work, pbmc, capsys, monkeypatch):
+    numbered = pbmc.copy()
+    raw = numbered.raw.to_adata()
+    raw.var["symbol"] = raw.var_names.to_numpy()
+    raw.var_names = [str(i) for i in range(raw.n_vars)]
+    numbered.raw = raw
+    numbered.write_h5ad(work / "numbered.h5ad")
+    # Without the column, the error points at --gene-column (not only --id-type).
+    code, _out, err = in_process(
+        work, capsys, monkeypatch, "embed", "numbered.h5ad", "-o", "numbered_elmo.h5ad", "-g", "random.npz"
+    )
+    assert code == 1
+    assert "--gene-column" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, err = in_process(
+        work, capsys, monkeypatch,
+        "embed", "numbered.h5ad", "-o", "numbered_elmo.h5ad", "-g", "random.npz", "--gene-column", "symbol", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    written = ad.read_h5ad(work / "numbered_elmo.h5ad")
+    expected = pbmc.copy()
+    se.tl.elmo_embed(expected, se.GeneEmbeddings.read(work / "random.npz"), progress=False)
+    np.testing.assert_allclose(written.obsm["X_elmo"], expected.obsm["X_elmo"], rtol=1e-5, atol=1e-6)
+    assert written.uns["X_elmo"]["params"]["gene_column"] == "symbol"
+    # The file keeps its own gene names.
+    assert list(written.raw.var_names) == list(raw.var_names)
+    code, _out, err = in_process(
+        work, capsys, monkeypatch,
+        "embed", "numbered.h5ad", "-o", "other.h5ad", "-g", "random.npz", "--gene-column", "gene_symbols",
+    )  # fmt: skip
+    assert code == 1
+    assert "adata.raw.var has no column 'gene_symbols' (its columns: symbol)" in err
+
+
 def test_label_lists_and_files(tmp_path):
     assert parse_labels("B cell, T cell ,,monocyte,B cell") == ["B cell", "T cell", "monocyte"]
     names = tmp_path / "labels.txt"
@@ -593,14 +817,15 @@ def test_annotate_elmo_zero_shot_labels_the_cell_types(built, jobs, work, pbmc):
     assert snapshot(work / "pbmc.h5ad") == jobs["annotate_input"]
     written = ad.read_h5ad(work / "jobs" / "zeroshot.h5ad")
     labels = written.obs["zeroshot"].astype(str)
-    assert set(labels) <= set(MARKERS)
+    assert set(labels) <= {*MARKERS, "unknown"}  # unsure cells may abstain
     assert written.obsm["zeroshot_probs"].shape == (pbmc.n_obs, 4)
     np.testing.assert_allclose(written.obsm["zeroshot_probs"].sum(1), 1, rtol=1e-5)
     assert written.obs["zeroshot_score"].between(0, 1).all()
     assert written.uns["zeroshot"]["method"] == "elmo"
     assert list(written.uns["zeroshot"]["classes"]) == list(MARKERS)
     coarse = pbmc.obs["bulk_labels"].map(COARSE).astype(str)
-    known = (coarse != "nan").to_numpy()
+    known = (coarse != "nan").to_numpy() & (labels != "unknown").to_numpy()
+    assert known.sum() > 200  # abstention (the library's default) leaves most cells labelled
     assert (labels.to_numpy()[known] == coarse.to_numpy()[known]).mean() > 0.75
     # The library in this process gives the same probabilities (class texts come from the cache).
     expected = pbmc.copy()
@@ -613,3 +838,4 @@ def test_annotate_elmo_zero_shot_labels_the_cell_types(built, jobs, work, pbmc):
     np.testing.assert_allclose(
         written.obsm["zeroshot_probs"], expected.obsm["zeroshot_probs"], rtol=1e-5, atol=1e-6
     )
+    assert labels.tolist() == expected.obs["zeroshot"].astype(str).tolist()

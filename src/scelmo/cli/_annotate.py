@@ -3,17 +3,60 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ._files import check_output, read_h5ad, read_text_lines, write_h5ad, write_table
-from ._matrix import add_matrix_arguments, check_matrix, matrix_of, require_counts
+from ._matrix import add_matrix_arguments, check_matrix, genes_from_column, matrix_of, require_counts
 from ._runtime import CLIError, add_command, add_h5ad_input_output
 from ._tables import add_table_arguments, build_table, choose_table, load_table, table_summary
 
 __all__ = ["add_parser", "parse_labels", "read_labels_file", "run"]
 
 METHODS = ("elmo", "langcell", "knn")
+
+#: Options of ``tl.zeroshot_annotate`` for method elmo (by parameter name), passed only when given,
+#: so that the library's defaults (shown in --help) hold otherwise.
+ELMO_OPTIONS = (
+    "contrast",
+    "n_genes",
+    "refine",
+    "gene_mentions",
+    "mention_weight",
+    "rematch",
+    "centre",
+    "scale",
+    "abstain",
+    "abstain_level",
+    "temperature",
+)
+#: Options of LangCell's scorer (``method_kwargs`` of ``tl.zeroshot_annotate``) passed when given.
+LANGCELL_OPTIONS = ("alpha", "use_ctm")
+
+
+@lru_cache(maxsize=1)
+def _defaults() -> dict[str, Any]:
+    """The library's defaults of the zero-shot options, for --help."""
+    from ..annotation._langcell_zeroshot import langcell_scores
+    from ..tl import zeroshot_annotate
+
+    found: dict[str, Any] = {}
+    for function in (zeroshot_annotate, langcell_scores):
+        for name, parameter in inspect.signature(function).parameters.items():
+            found.setdefault(name, parameter.default)
+    return found
+
+
+def _default(name: str) -> str:
+    value = _defaults().get(name, inspect.Parameter.empty)
+    if value is inspect.Parameter.empty or value is None:
+        return "default: none"
+    if isinstance(value, bool):
+        return f"default: {'on' if value else 'off'}"
+    return f"default: {value}"
+
 
 DESCRIPTION = """\
 Label cells and write obs[KEY] (predicted label, or "unknown"), obs[KEY_score] (its
@@ -82,6 +125,21 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         metavar="P",
         help="cells whose two best classes differ by less than P are labelled unknown",
     )
+    parser.add_argument(
+        "--ontology-gap",
+        type=float,
+        metavar="P",
+        help="zero-shot: classes within P (probability) of the best one are merged into their nearest "
+        "common Cell Ontology ancestor (class names must be Cell Ontology terms); "
+        + _default("ontology_gap"),
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help="elmo: probabilities are softmax(score / T); changes confidences (and so --threshold), never "
+        "the top class; default: 1 for standardised scores, 0.05 for raw cosines (--no-scale)",
+    )
 
     zeroshot = parser.add_argument_group("zero-shot classes (elmo, langcell)")
     labels = zeroshot.add_mutually_exclusive_group()
@@ -106,29 +164,57 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         "cosine of obsm[--use-rep] to the class texts; default %(default)s",
     )
     elmo.add_argument(
-        "--n-genes", type=int, default=10, metavar="N", help="signature genes per class; default %(default)s"
+        "--n-genes", type=int, metavar="N", help=f"signature genes per class; {_default('n_genes')}"
     )
     elmo.add_argument(
-        "--refine", type=int, default=3, metavar="N", help="self-training rounds; default %(default)s"
+        "--refine", type=int, metavar="N", help=f"self-training rounds (0: none); {_default('refine')}"
     )
     elmo.add_argument(
-        "--no-gene-mentions",
-        dest="gene_mentions",
-        action="store_false",
-        help="ignore the genes a class text names (e.g. 'CD14+' -> CD14, 'CD56' -> NCAM1)",
+        "--contrast",
+        action=argparse.BooleanOptionalAction,
+        help="subtract each gene's mean similarity over the classes, so that genes similar to every "
+        f"class text do not count; {_default('contrast')}",
+    )
+    elmo.add_argument(
+        "--gene-mentions",
+        action=argparse.BooleanOptionalAction,
+        help="use the genes a class text names (e.g. 'CD14+' -> CD14, 'CD56' -> NCAM1); "
+        + _default("gene_mentions"),
     )
     elmo.add_argument(
         "--mention-weight",
         type=float,
-        default=4.0,
         metavar="W",
-        help="weight of a named gene, in standard deviations of text affinity; default %(default)s",
+        help=f"weight of a named gene, in standard deviations of text affinity; {_default('mention_weight')}",
     )
     elmo.add_argument(
-        "--no-rematch",
-        dest="rematch",
-        action="store_false",
-        help="keep each class's own refined signature (no one-to-one rematch after self-training)",
+        "--rematch",
+        action=argparse.BooleanOptionalAction,
+        help="after self-training, give the refined signatures to the classes one to one, by agreement "
+        f"with their texts (--no-rematch: each class keeps its own); {_default('rematch')}",
+    )
+    elmo.add_argument(
+        "--scale",
+        action=argparse.BooleanOptionalAction,
+        help=f"standardise each class score over the cells; {_default('scale')}",
+    )
+    elmo.add_argument(
+        "--centre",
+        action=argparse.BooleanOptionalAction,
+        help=f"--score cell: subtract the mean cell embedding first; {_default('centre')}",
+    )
+    elmo.add_argument(
+        "--abstain",
+        action=argparse.BooleanOptionalAction,
+        help="--score genes: compare each class signature with random genes of the same expression "
+        "level: classes whose genes are not co-expressed take no cells, cells that express their best "
+        f"class's genes no more than random ones are labelled unknown; {_default('abstain')}",
+    )
+    elmo.add_argument(
+        "--abstain-level",
+        type=float,
+        metavar="P",
+        help=f"level of those comparisons with random signatures, in (0, 1); {_default('abstain_level')}",
     )
     langcell = parser.add_argument_group("langcell zero-shot")
     langcell.add_argument(
@@ -138,7 +224,17 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         "(set up with `scelmo fetch langcell --local DIR`)",
     )
     langcell.add_argument(
-        "--gene-id-key", metavar="COLUMN", help="var column with Ensembl ids or symbols (default: var_names)"
+        "--alpha",
+        type=float,
+        metavar="A",
+        help="weight of the similarity probabilities; 1 - A goes to cell-text matching (CTM); "
+        + _default("alpha"),
+    )
+    langcell.add_argument(
+        "--ctm",
+        dest="use_ctm",
+        action=argparse.BooleanOptionalAction,
+        help="cell-text matching (--no-ctm: similarity only, much faster); " + _default("use_ctm"),
     )
     langcell.add_argument(
         "--ctm-top-k",
@@ -169,7 +265,20 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         raw_default="elmo: the matrix `scelmo embed` used, else adata.raw when present; langcell: adata.X",
     )
     add_table_arguments(parser, batch_help="texts per encoder batch (langcell: cells per batch, default 32)")
+    parser.add_argument(
+        "--gene-column",
+        "--gene-id-key",
+        dest="gene_column",
+        metavar="COLUMN",
+        help="elmo, langcell: a var column (raw.var when adata.raw is read) with the gene symbols or "
+        "Ensembl ids, for files whose var_names are neither (default: var_names)",
+    )
     parser.set_defaults(handler=run, prog=parser.prog)
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The options among ``names`` given on the command line (``None``: left to the library)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def parse_labels(text: str) -> list[str]:
@@ -246,8 +355,15 @@ def _method(args: argparse.Namespace) -> str:
             raise CLIError("give the classes: --labels 'B cell,T cell,...' or --labels-file FILE")
     if method != "elmo" and (args.genes or args.source or args.encoder or args.save_genes):
         raise CLIError(f"--genes/--source/--encoder/--save-genes are for --method elmo, not {method}")
-    if method != "langcell" and (args.model or args.gene_id_key or args.ctm_top_k is not None):
-        raise CLIError("--model/--gene-id-key/--ctm-top-k are for --method langcell")
+    if method != "langcell" and (args.model or args.ctm_top_k is not None or _given(args, LANGCELL_OPTIONS)):
+        raise CLIError("--model/--alpha/--ctm/--no-ctm/--ctm-top-k are for --method langcell")
+    elmo_given = [f"--{n.replace('_', '-')}" for n in _given(args, ELMO_OPTIONS)]
+    if method != "elmo" and elmo_given:
+        # tl.zeroshot_annotate does not hand its temperature to LangCell's scorer.
+        note = " (LangCell's scorer does not take a temperature here)" if "--temperature" in elmo_given else ""
+        raise CLIError(f"{', '.join(elmo_given)}: options of --method elmo, not {method}{note}")
+    if method == "knn" and (args.ontology_gap is not None or args.gene_column):
+        raise CLIError("--ontology-gap/--gene-column are not used by knn (it compares embeddings)")
     if method == "knn" and (args.layer or args.use_raw is not None or args.device or args.batch_size):
         raise CLIError("--layer/--use-raw/--device/--batch-size are not used by knn (it compares embeddings)")
     return method
@@ -301,6 +417,8 @@ def run(args: argparse.Namespace) -> int:
     key = args.key_added or ("knn" if method == "knn" else "zeroshot")
     out = check_output(args.output, suffix=".h5ad", force=args.force, inputs=[args.input])
     options: dict[str, Any] = {"threshold": args.threshold, "min_margin": args.min_margin, "key_added": key}
+    if method != "knn" and args.ontology_gap is not None:
+        options["ontology_gap"] = args.ontology_gap
 
     if method == "knn":
         adata = read_h5ad(args.input)
@@ -328,25 +446,23 @@ def run(args: argparse.Namespace) -> int:
         adata = read_h5ad(args.input)
         check_matrix(adata, layer=args.layer, use_raw=args.use_raw)
         if method == "elmo":
-            table = _elmo_table(adata, choice, args, progress=progress)
-            tl.zeroshot_annotate(
-                adata,
-                classes,
-                method="elmo",
-                gene_embeddings=table,
-                encoder=args.encoder if choice.kind != "build" else None,
-                descriptions=args.descriptions,
-                score=args.score,
-                use_rep=args.use_rep,
-                layer=args.layer,
-                use_raw=args.use_raw,
-                n_genes=args.n_genes,
-                refine=args.refine,
-                gene_mentions=args.gene_mentions,
-                mention_weight=args.mention_weight,
-                rematch=args.rematch,
-                **options,
-            )
+            with genes_from_column(adata, args.gene_column, layer=args.layer, use_raw=args.use_raw):
+                table = _elmo_table(adata, choice, args, progress=progress)
+                tl.zeroshot_annotate(
+                    adata,
+                    classes,
+                    method="elmo",
+                    gene_embeddings=table,
+                    encoder=args.encoder if choice.kind != "build" else None,
+                    descriptions=args.descriptions,
+                    score=args.score,
+                    use_rep=args.use_rep,
+                    layer=args.layer,
+                    use_raw=args.use_raw,
+                    cache=args.cache,
+                    **_given(args, ELMO_OPTIONS),
+                    **options,
+                )
         else:
             _langcell(adata, classes, args, options, progress=progress)
     write_h5ad(adata, out, force=args.force)
@@ -391,7 +507,7 @@ def _langcell(adata, classes, args: argparse.Namespace, options: dict[str, Any],
             adata,
             layer=args.layer,
             use_raw=bool(args.use_raw),
-            gene_id_key=args.gene_id_key,
+            gene_id_key=args.gene_column,
             key_added=tokens_key,
         )
     tl.zeroshot_annotate(
@@ -405,5 +521,6 @@ def _langcell(adata, classes, args: argparse.Namespace, options: dict[str, Any],
         device=args.device,
         ctm_top_k=args.ctm_top_k,
         progress=progress,
+        **_given(args, LANGCELL_OPTIONS),
         **options,
     )

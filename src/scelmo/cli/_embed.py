@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._files import check_output, read_h5ad, write_h5ad, write_table
-from ._matrix import add_matrix_arguments, check_matrix
+from ._matrix import add_matrix_arguments, check_matrix, genes_from_column
 from ._runtime import CLIError, add_command, add_h5ad_input_output, one_line
 from ._tables import add_table_arguments, build_table, choose_table, load_table, table_summary
 
@@ -29,6 +29,9 @@ examples:
 
   # GenePT's published table from the registry (no published sha256: check it, then --trusted)
   scelmo embed pbmc.h5ad -o pbmc_genept.h5ad --genes genept_ada_text --trusted --key-added X_genept
+
+  # var_names are numbers; the symbols are in var['gene_symbols']
+  scelmo embed counts.h5ad -o counts_elmo.h5ad --gene-column gene_symbols --genes pbmc_genes.npz
 """
 
 
@@ -79,6 +82,12 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         default="auto",
         help="what the data's gene names are; default %(default)s (detected)",
     )
+    group.add_argument(
+        "--gene-column",
+        metavar="COLUMN",
+        help="a var column (raw.var when adata.raw is read) with the gene symbols or Ensembl ids, "
+        "for files whose var_names are neither; the output keeps the original var_names",
+    )
     add_matrix_arguments(parser, raw_default="adata.raw when present, unless --layer is given")
     add_table_arguments(parser)
     parser.set_defaults(handler=run, prog=parser.prog)
@@ -104,32 +113,40 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_table(args, force=args.force)
     adata = read_h5ad(args.input)
     check_matrix(adata, layer=args.layer, use_raw=args.use_raw)
-    if choice.kind == "build":
-        _, var_names, _ = expression_matrix(adata, layer=args.layer, use_raw=args.use_raw)
-        table = build_table(var_names, args, progress=progress)
-    else:
-        table = load_table(choice, trusted=args.trusted, progress=progress)
-    try:
-        elmo_embed(
-            adata,
-            table,
-            mode=args.mode,
-            layer=args.layer,
-            use_raw=args.use_raw,
-            renormalize=args.renormalize,
-            key_added=args.key_added,
-            id_type=args.id_type,
-            min_coverage=args.min_coverage,
-            progress=progress,
-        )
-    except ValueError as err:
-        message = one_line(err)
-        if message.startswith("No gene of the data matches the table"):
-            # The library's advice names Python arguments; give the command line's.
-            raise CLIError(
-                message.split(" Pass ", 1)[0] + " Check --id-type, and that the table is for this organism."
-            ) from err
-        raise
+    with genes_from_column(adata, args.gene_column, layer=args.layer, use_raw=args.use_raw):
+        if choice.kind == "build":
+            _, var_names, _ = expression_matrix(adata, layer=args.layer, use_raw=args.use_raw)
+            table = build_table(var_names, args, progress=progress)
+        else:
+            table = load_table(choice, trusted=args.trusted, progress=progress)
+        try:
+            elmo_embed(
+                adata,
+                table,
+                mode=args.mode,
+                layer=args.layer,
+                use_raw=args.use_raw,
+                renormalize=args.renormalize,
+                key_added=args.key_added,
+                id_type=args.id_type,
+                min_coverage=args.min_coverage,
+                progress=progress,
+            )
+        except ValueError as err:
+            message = one_line(err)
+            if message.startswith("No gene of the data matches the table"):
+                # The library's advice names Python arguments; give the command line's.
+                hint = (
+                    " Check --gene-column, --id-type, and that the table is for this organism."
+                    if args.gene_column
+                    else " If the var_names are not gene symbols or Ensembl ids (numbers, say), name the var "
+                    "column that holds them with --gene-column; else check --id-type, and that the table "
+                    "is for this organism."
+                )
+                raise CLIError(message.split(" Pass ", 1)[0] + hint) from err
+            raise
+    if args.gene_column:
+        adata.uns[args.key_added]["params"]["gene_column"] = args.gene_column
     if choice.kind == "build" and args.save_genes:
         write_table(table, check_output(args.save_genes, suffix=".npz", force=args.force), force=args.force)
         print(f"wrote {args.save_genes}: gene table, {table_summary(table)}")

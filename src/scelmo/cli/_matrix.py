@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +15,7 @@ from ._runtime import CLIError
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["add_matrix_arguments", "check_matrix", "require_counts"]
+__all__ = ["add_matrix_arguments", "check_matrix", "genes_from_column", "require_counts"]
 
 #: Cells read by the quick check that a matrix holds counts.
 _COUNT_CHECK_ROWS = 1000
@@ -106,3 +109,72 @@ def require_counts(matrix: Any, where: str) -> None:
             f"{where} holds {kind} values (e.g. {float(example):.4g}), but raw counts are needed: "
             "point --layer at the counts (or --use-raw if adata.raw holds them)"
         )
+
+
+def _column_values(var: Any, column: str, where: str) -> list[str]:
+    if column not in var.columns:
+        available = ", ".join(map(str, var.columns)) or "none"
+        raise CLIError(f"{where} has no column {column!r} (its columns: {available}); fix --gene-column")
+    values = var[column]
+    names = ["" if missing else str(value) for value, missing in zip(values, values.isna(), strict=True)]
+    if not any(names):
+        raise CLIError(
+            f"{where}[{column!r}] is empty; --gene-column must name a column of gene symbols or ids"
+        )
+    return names
+
+
+@contextmanager
+def genes_from_column(
+    adata: AnnData, column: str | None, *, layer: str | None, use_raw: bool | None
+) -> Iterator[None]:
+    """Within the block, the genes of the matrix a job reads are named by a ``var`` column.
+
+    For files whose var names are neither symbols nor Ensembl ids (integers, say) and whose
+    genes are named in a column. The column is read from ``adata.raw.var`` when the job reads
+    ``adata.raw`` (scanpy's rule: ``use_raw=None`` with no ``layer`` means raw when present),
+    else from ``adata.var``. Missing values become empty names, which match no gene. The
+    original names are back when the block ends, also after an error, so the output keeps them.
+
+    Parameters
+    ----------
+    adata
+        The data (changed in place for the duration of the block).
+    column
+        The ``--gene-column``; ``None`` changes nothing.
+    layer, use_raw
+        The ``--layer`` and ``--use-raw`` options, which decide the matrix.
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np, pandas as pd
+    >>> from scelmo.cli._matrix import genes_from_column
+    >>> adata = ad.AnnData(np.ones((1, 2)), var=pd.DataFrame({"symbol": ["CD3E", "MS4A1"]}, index=["0", "1"]))
+    >>> with genes_from_column(adata, "symbol", layer=None, use_raw=None):
+    ...     adata.var_names.tolist()
+    ['CD3E', 'MS4A1']
+    >>> adata.var_names.tolist()
+    ['0', '1']
+    """
+    if column is None:
+        yield
+        return
+    raw = use_raw if use_raw is not None else (layer is None and adata.raw is not None)
+    var = adata.raw.var if raw else adata.var
+    names = _column_values(var, column, "adata.raw.var" if raw else "adata.var")
+    original = var.index
+    with warnings.catch_warnings():
+        # Two columns may carry one symbol; the jobs handle repeated names.
+        warnings.filterwarnings("ignore", message=".*not unique.*", category=UserWarning)
+        if raw:
+            # Raw has no var_names setter; its var frame is its own.
+            adata.raw.var.index = names
+        else:
+            adata.var_names = names
+    try:
+        yield
+    finally:
+        if raw:
+            adata.raw.var.index = original
+        else:
+            adata.var_names = original
