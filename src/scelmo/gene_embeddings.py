@@ -11,6 +11,8 @@ import datetime as _dt
 import hashlib
 import json
 import warnings
+import zipfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -20,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._atomic import atomic_write
 from ._logging import logger
 
 #: Suffixes read as pickled ``dict[symbol -> vector]`` (the GenePT / scELMo release format).
@@ -337,18 +340,49 @@ class GeneEmbeddings:
 
     @classmethod
     def _read_npz(cls, path: Path) -> GeneEmbeddings:
-        with np.load(path, allow_pickle=False) as archive:
+        fix = (
+            "write it again (GeneEmbeddings.write, `scelmo build-genes`), or fetch it again if it came "
+            "from the data registry."
+        )
+        if path.stat().st_size == 0:
+            raise ValueError(f"The gene table {path} is empty (0 bytes): {fix}")
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as err:
+            raise ValueError(
+                f"The gene table {path} is damaged or incomplete ({_reason(err)}): {fix}"
+            ) from err
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"The gene table {path} is damaged or incomplete (not an .npz archive): {fix}")
+        with archive:
             missing = {"genes", "vectors", "provenance"} - set(archive.files)
             if missing:
-                raise ValueError(f"{path.name} is not a scelmo gene table: it lacks {sorted(missing)}.")
-            genes = archive["genes"].astype(str)
-            vectors = archive["vectors"]
-            provenance = json.loads(str(archive["provenance"]))
+                raise ValueError(f"{path} is not a scelmo gene table: it lacks {sorted(missing)}; {fix}")
+            try:
+                genes = archive["genes"].astype(str)
+                vectors = archive["vectors"]
+                raw_provenance = str(archive["provenance"])
+            except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as err:
+                # A member cut short or with a bad CRC is only noticed when it is read.
+                raise ValueError(
+                    f"The gene table {path} is damaged or incomplete ({_reason(err)}): {fix}"
+                ) from err
+        try:
+            provenance = json.loads(raw_provenance)
+        except ValueError as err:
+            raise ValueError(
+                f"The gene table {path} is damaged: its provenance is not valid JSON ({_reason(err)}); {fix}"
+            ) from err
+        if not isinstance(provenance, dict):
+            raise ValueError(
+                f"The gene table {path} is damaged: its provenance is not a JSON object "
+                f"(a {type(provenance).__name__}); {fix}"
+            )
         table = cls(genes, vectors, provenance=provenance)
         stored = provenance.get("content_hash")
         if stored is not None and stored != table.content_hash:
             raise ValueError(
-                f"{path.name} is corrupted: its content hash {table.content_hash[:12]}... differs from the "
+                f"{path} is corrupted: its content hash {table.content_hash[:12]}... differs from the "
                 f"recorded {stored[:12]}...; rebuild or re-download the table."
             )
         return table
@@ -359,6 +393,15 @@ class GeneEmbeddings:
         The file holds ``genes`` (unicode array), ``vectors`` (float32) and ``provenance``
         (a JSON string with ``content_hash``, ``format_version``, ``saved`` and whatever the
         table was built with: text source, encoder, model, date).
+
+        The file appears whole or not at all: it is written beside ``path``, synced to the disk
+        and then moved over ``path``. A save that fails (a full disk, Ctrl-C) raises and leaves
+        a table already at ``path`` unchanged.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written; the message names it.
 
         Examples
         --------
@@ -376,12 +419,22 @@ class GeneEmbeddings:
             "format_version": FORMAT_VERSION,
             "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
-        np.savez(
-            path,
-            genes=np.asarray(self._genes, dtype=str),
-            vectors=self._vectors,
-            provenance=np.asarray(json.dumps(provenance, sort_keys=True, default=str)),
-        )
+        try:
+            # The temporary file's name ends with `path`'s, so numpy keeps the name as given.
+            with atomic_write(path) as tmp:
+                np.savez(
+                    tmp,
+                    genes=np.asarray(self._genes, dtype=str),
+                    vectors=self._vectors,
+                    provenance=np.asarray(json.dumps(provenance, sort_keys=True, default=str)),
+                )
+        except OSError as err:
+            raise OSError(
+                err.errno,
+                f"Could not save the gene table {path} ({err.strerror or err}): nothing was written, and a "
+                "table already there is unchanged. Free some disk space or choose another folder, then save "
+                "again.",
+            ) from err
 
     save = write
 
@@ -864,6 +917,11 @@ def _match_hgnc(
         if hit is not None:
             positions[i] = hit[0]
             kinds[i] = _link(hows[i], hit[1])
+
+
+def _reason(err: BaseException) -> str:
+    """``err`` as ``Type: message`` on one line."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def _rows_or_zeros(table: GeneEmbeddings, genes: pd.Index) -> np.ndarray:

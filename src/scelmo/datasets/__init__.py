@@ -16,7 +16,16 @@ are then kept in a safe format under ``data_dir()/derived/``.
 
 from ._geneformer import GeneformerDictionaries, geneformer_dictionaries
 from ._pickle import read_trusted_pickle
-from ._registry import available, can_verify, data_dir, entry, fetch, register, register_local, verified_sha256
+from ._registry import (
+    available,
+    can_verify,
+    data_dir,
+    entry,
+    fetch,
+    register,
+    register_local,
+    verified_sha256,
+)
 
 __all__ = [
     "GeneformerDictionaries",

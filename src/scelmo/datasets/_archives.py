@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import stat
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from scelmo._atomic import atomic_open, atomic_write
 from scelmo._logging import logger
 
 from ._hashing import remember_sha256
@@ -88,8 +87,9 @@ def extract_member(archive_path: Path, member: str, target: Path) -> tuple[str, 
     """Extract one member of a zip archive to ``target``, atomically.
 
     The bytes go to a temporary file beside ``target`` and are moved into place only once
-    the whole member was read, its CRC checked by :mod:`zipfile` and its size confirmed, so a
-    half-extracted member is never where it would be found.
+    the whole member was read, its CRC checked by :mod:`zipfile`, its size confirmed and the
+    file synced to the disk (:func:`scelmo._atomic.atomic_write`), so a half-extracted member is
+    never where it would be found.
 
     Parameters
     ----------
@@ -116,32 +116,36 @@ def extract_member(archive_path: Path, member: str, target: Path) -> tuple[str, 
     >>> extract_member(folder / "a.zip", "tables/genes.pickle.", folder / "out" / "genes.pickle.")[1:]
     (5, 'tables/genes.pickle.')
     """
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
     digest = hashlib.sha256()
     size = 0
     try:
         with zipfile.ZipFile(archive_path) as archive:
             info = _find(archive, member, archive_path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as source, open(tmp, "wb") as out:
-                for chunk in iter(lambda: source.read(_CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-        if size != info.file_size:
-            raise ValueError(
-                f"The member {info.filename!r} of {archive_path} gave {size} bytes, not the {info.file_size} "
-                "its archive entry declares."
-            )
-        os.replace(tmp, target)
+            with atomic_write(target) as tmp:
+                with archive.open(info) as source, open(tmp, "wb") as out:
+                    for chunk in iter(lambda: source.read(_CHUNK), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+                if size != info.file_size:
+                    raise ValueError(
+                        f"The member {info.filename!r} of {archive_path} gave {size} bytes, not the "
+                        f"{info.file_size} its archive entry declares."
+                    )
     except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as err:
         # RuntimeError: an encrypted member; NotImplementedError: an unsupported compression.
         raise ValueError(
             f"Could not extract {member!r} from {archive_path} ({type(err).__name__}: {err}). The archive "
             "is damaged or not a plain zip archive: delete it and fetch again."
         ) from err
-    finally:
-        tmp.unlink(missing_ok=True)
+    except OSError as err:
+        # A full disk, most likely: say where, and that nothing half-written was kept.
+        raise OSError(
+            err.errno,
+            f"Could not extract {member!r} from {archive_path} to {target} ({err.strerror or err}); nothing "
+            "was kept. Free some disk space (or move the data folder with SCELMO_DATA_DIR) and fetch again.",
+        ) from err
     sha256 = digest.hexdigest()
     remember_sha256(target, sha256)
     return sha256, size, info.filename
@@ -172,7 +176,8 @@ def recorded_member(path: Path, filename: str, *, verified_by: str | None) -> di
     state = read_manifest(path)
     if state.get("verified_by") != verified_by:
         return None
-    record = state.get("members", {}).get(filename)
+    members = state.get("members")
+    record = members.get(filename) if isinstance(members, dict) else None
     return record if isinstance(record, dict) and "sha256" in record else None
 
 
@@ -185,13 +190,13 @@ def record_member(
     archive_sha256: str,
     record: dict[str, Any],
 ) -> None:
-    """Add the record of one extracted member to the manifest (written whole, then moved in place)."""
+    """Add the record of one extracted member to the manifest (written whole, synced, then moved in place)."""
     state = read_manifest(path)
-    if state.get("verified_by") != verified_by or state.get("archive_sha256") != archive_sha256:
+    stale = state.get("verified_by") != verified_by or state.get("archive_sha256") != archive_sha256
+    if stale or not isinstance(state.get("members"), dict):
         state = {}
     state.update({"archive": archive, "verified_by": verified_by, "archive_sha256": archive_sha256})
     state.setdefault("members", {})[filename] = record
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(state, indent=2, sort_keys=True) + "\n")

@@ -6,15 +6,14 @@ source never reuses an old conversion.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from scelmo._atomic import atomic_write
 from scelmo._logging import logger
 
-from ._registry import data_dir
+from ._folder import data_dir, writable
 
 T = TypeVar("T")
 
@@ -35,25 +34,27 @@ def load_derived(
 ) -> T:
     """Read the derived file if it exists, else ``build`` it, save it with ``write`` and read it back.
 
-    Reading back makes the first call return exactly what later calls will. If the data
-    folder is read-only the converted object is returned without being kept.
+    Reading back makes the first call return exactly what later calls will. The file appears
+    whole or not at all (:func:`scelmo._atomic.atomic_write`); if it cannot be written (a
+    read-only data folder, a full disk) the converted object is returned without being kept.
+    A ``derived`` folder that is a link out of the data folder is refused (``ValueError``).
     """
     path = derived_path(stem, source_sha256, suffix)
     if path.exists():
         try:
             return read(path)
-        except (OSError, ValueError) as err:
-            # A half-written or damaged conversion is rebuilt from the verified source.
-            logger.warning("rebuilding %s, which could not be read (%s)", path, err)
+        except Exception as err:  # noqa: BLE001 - whatever the damage, the source can rebuild it
+            # A half-written or damaged conversion (a truncated gzip ends in EOFError, a bad zip in
+            # BadZipFile) is rebuilt from the verified source.
+            logger.warning("rebuilding %s, which could not be read (%s: %s)", path, type(err).__name__, err)
     obj = build()
-    # Keep the suffix last so that writers which infer compression from it still see it.
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    writable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write(obj, tmp)
-        os.replace(tmp, path)
+        # The temporary name keeps the suffix last, for writers that infer compression from it.
+        with atomic_write(path) as tmp:
+            write(obj, tmp)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         logger.warning("could not keep the converted file %s (%s); it is rebuilt next session", path, err)
         return obj
     logger.info("converted %s to %s", stem, path)

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import tomllib
-import uuid
 import warnings
 from functools import lru_cache
 from importlib import resources
@@ -25,13 +24,13 @@ from urllib.parse import quote, urlparse
 
 import pandas as pd
 
+from scelmo._atomic import atomic_open, atomic_write, remove_temp_files_on_sigterm
 from scelmo._logging import logger
 
 from . import _archives
+from ._folder import ENV_VAR, data_dir, sweep_stale_temp_files, writable  # noqa: F401 - ENV_VAR re-exported
 from ._hashing import file_md5, file_sha256, path_sha256
 
-#: Environment variable that moves the data folder.
-ENV_VAR = "SCELMO_DATA_DIR"
 #: Environment variable with the base URL of a mirror: downloads come from ``<mirror>/<filename>``.
 MIRROR_VAR = "SCELMO_DATA_MIRROR"
 #: File in the data folder that keeps user registrations.
@@ -69,33 +68,6 @@ _KEYS = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
-
-
-def data_dir() -> Path:
-    """The folder where scelmo keeps downloaded and converted data.
-
-    ``$SCELMO_DATA_DIR`` if it is set, otherwise the operating system's cache folder for
-    scelmo (:func:`pooch.os_cache`). The folder is created if it does not exist.
-
-    Returns
-    -------
-    The data folder.
-
-    Examples
-    --------
-    >>> import scelmo as se
-    >>> se.datasets.data_dir().is_dir()
-    True
-
-    Set the variable before using scelmo to keep the data elsewhere, e.g. on a shared disk:
-    ``export SCELMO_DATA_DIR=/shared/scelmo-data``.
-    """
-    import pooch
-
-    env = os.environ.get(ENV_VAR)
-    folder = Path(env).expanduser() if env else Path(pooch.os_cache("scelmo"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _check_entry(name: str, raw: dict[str, Any], *, origin: str) -> dict[str, Any]:
@@ -177,27 +149,61 @@ def _builtin_entries() -> dict[str, dict[str, Any]]:
     return _builtin_registry()[0]
 
 
+def _kind(value: Any) -> str:
+    """How JSON would call ``value``'s type, with its article."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _state_problem(state: Any) -> str | None:
+    """What is wrong with the user registry's content, or None."""
+    if not isinstance(state, dict):
+        return f"it holds {_kind(state)}, not a JSON object"
+    for key in ("entries", "local"):
+        section = state.get(key, {})
+        if not isinstance(section, dict):
+            return f"{key!r} is {_kind(section)}, not a JSON object"
+    for name, raw in state.get("entries", {}).items():
+        if not isinstance(raw, dict):
+            return f"entry {name!r} is {_kind(raw)}, not a JSON object"
+    for name, record in state.get("local", {}).items():
+        if not (
+            isinstance(record, dict)
+            and isinstance(record.get("path"), str)
+            and isinstance(record.get("sha256"), str)
+        ):
+            return f"local entry {name!r} lacks a text 'path' and 'sha256'"
+    return None
+
+
 def _user_state() -> dict[str, dict[str, Any]]:
     path = data_dir() / USER_REGISTRY
-    if not path.exists():
-        return {"entries": {}, "local": {}}
+    fix = "Fix it, or delete it and register your entries again."
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {"entries": {}, "local": {}}
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ValueError(f"The user registry {path} cannot be read ({reason}). {fix}") from err
+    try:
+        state = json.loads(text)
     except ValueError as err:
-        raise ValueError(
-            f"The user registry {path} is not valid JSON ({err}). Fix it, or delete it and register "
-            "your entries again."
-        ) from err
+        raise ValueError(f"The user registry {path} is not valid JSON ({err}). {fix}") from err
+    problem = _state_problem(state)
+    if problem is not None:
+        raise ValueError(f"The user registry {path} is damaged: {problem}. {fix}")
     state.setdefault("entries", {})
     state.setdefault("local", {})
     return state
 
 
 def _save_user_state(state: dict[str, Any]) -> None:
-    path = data_dir() / USER_REGISTRY
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    path = writable(data_dir() / USER_REGISTRY)
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
 def _entries() -> dict[str, dict[str, Any]]:
@@ -522,6 +528,8 @@ def _download(name: str, entry: dict[str, Any], target: Path, *, progressbar: bo
         if stale == expected:
             return target
         logger.warning("%s has %s, not the registered %s: downloading it again", target, stale, expected)
+    writable(target)
+    sweep_stale_temp_files()
     target.parent.mkdir(parents=True, exist_ok=True)
     if urlparse(url).scheme in ("http", "https"):
         # Large chunks: pooch's default of 1 KiB makes a 1 GB file a million writes.
@@ -530,35 +538,32 @@ def _download(name: str, entry: dict[str, Any], target: Path, *, progressbar: bo
         downloader = pooch.downloaders.choose_downloader(url, progressbar=progressbar)
     # Download beside the target and move it in place only once verified, so an interrupted or
     # corrupt download never sits where fetch would find it.
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
     logger.info("downloading %r from %s to %s", name, url, target)
-    try:
-        downloader(url, str(tmp), None)
-    except (requests.RequestException, OSError, EOFError) as err:
-        tmp.unlink(missing_ok=True)
-        note = (
-            f"\nThe file already there has {stale}, not the registered {expected}, so it was not used."
-            if stale
-            else ""
-        )
-        checksum = f"(its {expected.replace(':', ' must be ', 1)}); " if expected else ""
-        raise OSError(
-            f"Could not download {name!r} from {url} ({type(err).__name__}: {err}).{note}\n"
-            f"If this machine is offline, download that URL elsewhere and save the file as\n    {target}\n"
-            f"{checksum}fetch then uses it without downloading. Or point the entry "
-            f"at a copy you already have: scelmo.datasets.register_local({name!r}, path)."
-        ) from err
-    actual = _digest(tmp, expected or "sha256:")
-    if expected is not None and actual != expected:
-        tmp.unlink(missing_ok=True)
-        algorithm = expected.split(":", 1)[0]
-        raise ValueError(
-            f"The file downloaded for {name!r} from {url} has {algorithm} {actual.split(':', 1)[1]}, but "
-            f"{expected.split(':', 1)[1]} is expected. The download was corrupted, or the server now serves a "
-            "different version; the file was discarded. Try again, and if it persists check the source "
-            "before changing the hash."
-        )
-    os.replace(tmp, target)
+    with remove_temp_files_on_sigterm(), atomic_write(target) as tmp:
+        try:
+            downloader(url, str(tmp), None)
+        except (requests.RequestException, OSError, EOFError) as err:
+            note = (
+                f"\nThe file already there has {stale}, not the registered {expected}, so it was not used."
+                if stale
+                else ""
+            )
+            checksum = f"(its {expected.replace(':', ' must be ', 1)}); " if expected else ""
+            raise OSError(
+                f"Could not download {name!r} from {url} ({type(err).__name__}: {err}).{note}\n"
+                f"If this machine is offline, download that URL elsewhere and save the file as\n    {target}\n"
+                f"{checksum}fetch then uses it without downloading. Or point the entry "
+                f"at a copy you already have: scelmo.datasets.register_local({name!r}, path)."
+            ) from err
+        actual = _digest(tmp, expected or "sha256:")
+        if expected is not None and actual != expected:
+            algorithm = expected.split(":", 1)[0]
+            raise ValueError(
+                f"The file downloaded for {name!r} from {url} has {algorithm} {actual.split(':', 1)[1]}, but "
+                f"{expected.split(':', 1)[1]} is expected. The download was corrupted, or the server now serves "
+                "a different version; the file was discarded. Try again, and if it persists check the source "
+                "before changing the hash."
+            )
     if expected is None:
         warnings.warn(
             f"The registry has no sha256 for {name!r}, so the file downloaded from {url} cannot be verified. "
@@ -608,13 +613,18 @@ def _fetch_member(name: str, found: dict[str, Any], target: Path, *, progressbar
             record["sha256"],
             archive,
         )
+    # Both are checked before anything is fetched or extracted.
+    writable(target)
+    writable(manifest)
     archive_path = fetch(archive, progressbar=progressbar)
     if archive_path.is_dir():
         raise ValueError(
             f"{name!r} is a member of {archive!r}, but that entry is the folder {archive_path}, not a zip archive."
         )
     logger.info("extracting %r from %s to %s", found["member"], archive_path, target)
-    sha256, size, member = _archives.extract_member(archive_path, found["member"], target)
+    sweep_stale_temp_files()
+    with remove_temp_files_on_sigterm():
+        sha256, size, member = _archives.extract_member(archive_path, found["member"], target)
     if found["sha256"] != UNKNOWN and sha256 != found["sha256"]:
         target.unlink(missing_ok=True)
         raise ValueError(
@@ -721,6 +731,13 @@ def fetch(name: str, *, progressbar: bool = True) -> Path:
     - Local-only entries (and anything registered with :func:`register_local`) are never
       downloaded: the path placed or registered is checked and returned.
 
+    Every file it writes appears whole or not at all (written beside its destination, synced,
+    then renamed; see :mod:`scelmo._atomic`), and only inside the data folder: symbolic links
+    in it may be read through but are never written through. While a download or an extraction
+    runs, SIGTERM removes the partial file and exits with status 143; partial files that a
+    killed run left (SIGKILL, a power cut) are removed by the next download, once their writer
+    is gone or they have not been modified for an hour.
+
     Parameters
     ----------
     name
@@ -738,8 +755,10 @@ def fetch(name: str, *, progressbar: bool = True) -> Path:
         If the download fails; the message names the URL and the full path where to put the
         file by hand.
     ValueError
-        If a file's sha256 (or md5) differs from the registered one, or an archive member is
-        missing from the archive or would be extracted outside the data folder.
+        If a file's sha256 (or md5) differs from the registered one, an archive member is
+        missing from the archive or would be extracted outside the data folder, or a folder or
+        file it would write is a symbolic link out of the data folder (the message names the
+        link), or the user registry ``registry.json`` is damaged.
     ImportError
         If the package that ships the data is not installed (the message names the scelmo extra).
     FileNotFoundError
