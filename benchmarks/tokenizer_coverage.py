@@ -67,7 +67,8 @@ def coverage(name: str, vocab) -> None:
     gained = sorted(set(after.columns.tolist()) - set(before.columns.tolist()))
     gained_share = umis_per_gene[gained].sum() / total
     print(
-        f"  gained {len(gained)} genes ({gained_share:.2%} of UMIs): {counts['symbol']} current HGNC symbols, "
+        f"  gained {len(gained)} genes ({gained_share:.2%} of UMIs): "
+        f"{counts['symbol']} current HGNC symbols, "
         f"{counts['previous']} previous symbols, {counts['alias']} alias symbols; "
         f"{after.n_duplicated - before.n_duplicated} more columns summed with another column of their gene"
     )
@@ -83,7 +84,8 @@ def coverage(name: str, vocab) -> None:
     token = dict(zip(after.columns.tolist(), after.token_of_column.tolist(), strict=True))
     before_names = {token[j]: genes[j] for j in before.columns.tolist()}
     pairs = [f"{genes[j]}+{before_names[token[j]]}" for j in gained if token[j] in before_names]
-    print(f"  {len(pairs)} gained columns share a token with a column matched before, e.g. {', '.join(pairs[:8])}")
+    shown_pairs = ", ".join(pairs[:8])
+    print(f"  {len(pairs)} gained columns share a token with a column matched before, e.g. {shown_pairs}")
 
 
 def main(argv: list[str]) -> None:

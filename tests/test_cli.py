@@ -301,6 +301,22 @@ def test_build_genes_writes_a_table_read_can_load(built, work):
     assert float(table["CD3E"] @ table["CD3D"]) > float(table["CD3E"] @ table["LYZ"])
 
 
+def test_build_genes_for_ensembl_ids_gives_the_symbol_vectors(built, work, capsys, monkeypatch):
+    """Texts are made for the gene's current symbol: an Ensembl-indexed file needs no other table."""
+    _, table_path = built
+    ids = {"ENSG00000198851": "CD3E", "ENSG00000105374": "NKG7", "ENSG00000090382": "LYZ"}
+    (work / "ensembl.txt").write_text("\n".join(ids) + "\n")
+    code, _out, err = in_process(
+        work, capsys, monkeypatch, "build-genes", "ensembl.txt", "-o", "ensembl.npz", "-q"
+    )
+    assert code == 0, err
+    by_id = se.GeneEmbeddings.read(work / "ensembl.npz")
+    by_symbol = se.GeneEmbeddings.read(table_path)
+    assert list(by_id.genes) == list(ids)  # rows keep the names the file used
+    for ensembl_id, symbol in ids.items():
+        np.testing.assert_allclose(by_id[ensembl_id], by_symbol[symbol], atol=1e-5)
+
+
 def test_build_genes_from_h5ad_var_names(work, monkeypatch):
     from scelmo.cli._build_genes import read_genes
 
