@@ -9,11 +9,13 @@ HTTP server on 127.0.0.1; the killed runs are real ``scelmo fetch`` processes.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import http.server
 import io
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -30,7 +32,7 @@ import scelmo.datasets as ds
 from scelmo import _atomic
 from scelmo.cli import main
 from scelmo.datasets._archives import record_member
-from scelmo.datasets._derived import load_derived
+from scelmo.datasets._derived import derived_path, load_derived
 
 resource = pytest.importorskip("resource")  # POSIX only: file size limits
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals, links and file size limits")
@@ -548,6 +550,41 @@ def test_damaged_gene_table_from_the_registry_says_to_fetch_again(data_dir):
     (data_dir / "mine" / "genes.npz").write_bytes(b"PK\x03\x04 half a zip")
     with pytest.raises(ValueError, match=r"mine/genes\.npz is damaged or incomplete.*fetch it again"):
         se.GeneEmbeddings.load("mine")
+
+
+@pytest.mark.parametrize("cut", [0, 40])
+def test_damaged_trusted_pickle_names_the_file(tmp_path, cut):
+    path = tmp_path / "genes.pickle"
+    path.write_bytes(pickle.dumps({f"G{i}": [float(i)] * 8 for i in range(20)})[:cut])
+    with pytest.raises(ValueError, match="download or write it again") as err:
+        se.GeneEmbeddings.read(path, trusted=True)
+    assert type(err.value) is ValueError  # not EOFError or UnpicklingError
+    assert str(path) in str(err.value)
+    assert ("is empty" if cut == 0 else "damaged or incomplete") in str(err.value)
+
+
+def test_truncated_derived_file_is_rebuilt_from_its_source(data_dir, caplog):
+    builds = []
+
+    def build():
+        builds.append(1)
+        return {"genes": list(range(1000))}
+
+    def write(obj, path):
+        with gzip.open(path, "wt") as handle:
+            json.dump(obj, handle)
+
+    def read(path):
+        with gzip.open(path, "rt") as handle:
+            return json.load(handle)
+
+    first = load_derived("thing", "a" * 64, ".json.gz", build=build, write=write, read=read)
+    path = derived_path("thing", "a" * 64, ".json.gz")
+    path.write_bytes(path.read_bytes()[:-20])  # cut short: gzip raises EOFError
+    assert load_derived("thing", "a" * 64, ".json.gz", build=build, write=write, read=read) == first
+    assert len(builds) == 2
+    assert f"rebuilding {path}, which could not be read (EOFError" in caplog.text
+    assert read(path) == first
 
 
 # --- 15. a damaged registry file, a data folder that is a file ---------------------------------

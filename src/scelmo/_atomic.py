@@ -67,21 +67,29 @@ def temp_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+    # Windows flushes only handles opened for writing; a writer may have made the file read-only.
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_folder(folder: Path) -> None:
     """Make a rename in ``folder`` durable; folders cannot be opened on Windows, so skip there."""
     if sys.platform == "win32":
         return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems (network mounts) do not sync folders; the rename itself is done
-    finally:
-        os.close(fd)
+    # Some file systems (network mounts) cannot open or sync folders; the rename itself is done,
+    # so a failure here must not report the write as failed.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _remove(path: Path) -> None:
@@ -282,7 +290,7 @@ def is_stale(
     path = Path(path)
     try:
         modified = path.lstat().st_mtime
-    except FileNotFoundError:
+    except OSError:  # gone already, or not ours to look at
         return False
     owner = _OWNER.match(path.name)
     if owner is not None and owner["host"] == _HOST:

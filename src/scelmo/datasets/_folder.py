@@ -67,7 +67,8 @@ def data_dir() -> Path:
         ) from err
     except PermissionError as err:
         raise PermissionError(
-            f"Cannot create the scelmo data folder {folder} ({err.strerror}); {fix} that you can write to."
+            f"Cannot create the scelmo data folder {folder} ({err.strerror}); set {ENV_VAR} to a folder "
+            "you can write to."
         ) from err
     return folder
 

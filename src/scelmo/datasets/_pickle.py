@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ def read_trusted_pickle(
     Raises
     ------
     ValueError
-        If neither a matching ``sha256`` nor ``trusted=True`` is given, or if the digest differs.
+        If neither a matching ``sha256`` nor ``trusted=True`` is given, if the digest differs,
+        or if the file is empty or cut short (the message names it).
 
     Examples
     --------
@@ -73,4 +75,14 @@ def read_trusted_pickle(
                 "The file is corrupted, incomplete or a different version: download it again, or pass "
                 "the correct hash."
             )
-    return pd.read_pickle(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"The pickle {path} is empty (0 bytes): download or write it again.")
+    try:
+        return pd.read_pickle(path)
+    except (EOFError, pickle.UnpicklingError) as err:
+        # Only a trusted file gets here damaged: a verified one has the published bytes.
+        reason = " ".join(str(err).split())
+        raise ValueError(
+            f"The pickle {path} is damaged or incomplete ({type(err).__name__}: {reason}): download or "
+            "write it again."
+        ) from err
