@@ -194,7 +194,7 @@ def _file_sha256(path: str) -> str:
     return _sha256(Path(path))
 
 
-def check_table(table: pd.DataFrame) -> pd.DataFrame:
+def _check_table(table: pd.DataFrame) -> pd.DataFrame:
     """A user's orthology table, checked and put in the order :func:`resolve_orthologs` expects."""
     missing = [c for c in _COLUMNS if c not in table.columns]
     if missing:
@@ -241,7 +241,17 @@ class OrthologMap:
     provenance: dict = field(default_factory=dict)
 
     def sources_of(self) -> list[list[str]]:
-        """The input genes summed into each human gene, in input order."""
+        """The input genes summed into each human gene, in input order.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from scelmo.orthology import resolve_orthologs
+        >>> table = pd.DataFrame({"source_id": ["M1", "M2"], "source_symbol": ["Lyz1", "Lyz2"],
+        ...                       "human_id": ["H1", "H1"], "human_symbol": ["LYZ", "LYZ"], "support": [1, 2]})
+        >>> resolve_orthologs(["Lyz1", "Lyz2"], table).sources_of()
+        [['Lyz1', 'Lyz2']]
+        """
         names = self.assignment.index.to_numpy()
         csc = self.matrix.tocsc()
         return [names[csc.indices[csc.indptr[j] : csc.indptr[j + 1]]].tolist() for j in range(csc.shape[1])]
@@ -281,7 +291,7 @@ def resolve_orthologs(
 
     if one_to_many not in ("best", "drop"):
         raise ValueError(f"one_to_many must be 'best' or 'drop', not {one_to_many!r}.")
-    table = check_table(table)
+    table = _check_table(table)
     names = np.array([str(n) for n in var_names], dtype=object)
     ids = is_ensembl(names) if len(names) else np.zeros(0, dtype=bool)
     keys = names.copy()
