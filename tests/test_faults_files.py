@@ -420,6 +420,7 @@ def slow_file(monkeypatch):
         yield server
 
 
+@pytest.mark.slow  # starts a real `scelmo fetch` process
 def test_sigterm_during_fetch_removes_the_partial_download(data_dir, slow_file):
     ds.register("slow", url=slow_file.url, sha256=sha(slow_file.content))
     proc = start_fetch(data_dir, "slow")
@@ -431,6 +432,7 @@ def test_sigterm_during_fetch_removes_the_partial_download(data_dir, slow_file):
     assert partial.name.startswith(f".tmp-{proc.pid}@")  # the writer's pid is in the name
 
 
+@pytest.mark.slow  # starts a real `scelmo fetch` process
 def test_sigkill_during_fetch_leaves_a_file_the_next_fetch_removes(data_dir, slow_file):
     ds.register("slow", url=slow_file.url, sha256=sha(slow_file.content))
     proc = start_fetch(data_dir, "slow")
