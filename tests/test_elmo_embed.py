@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -190,3 +192,44 @@ def test_low_coverage_warns(pbmc):
     adata = pbmc.copy()
     with pytest.warns(UserWarning, match="Only 50 of 765 genes"):
         se.tl.elmo_embed(adata, small, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr", "csc"])
+@pytest.mark.parametrize("mode", ["wa", "aa"])
+def test_overflow_near_the_float32_maximum_is_an_error_naming_the_cells(pbmc, table, kind, mode):
+    X = np.asarray(pbmc.raw.X[:8].toarray(), dtype=np.float32)
+    X[2, :50] = np.finfo(np.float32).max / 4  # finite, but no average of them fits in float32 arithmetic
+    X[5, [i for i, gene in enumerate(pbmc.raw.var_names) if gene in table][:3]] = 3e38
+    matrix = {"dense": X, "csr": sp.csr_matrix(X), "csc": sp.csc_matrix(X)}[kind]
+    adata = ad.AnnData(matrix, var=pd.DataFrame(index=pbmc.raw.var_names))
+    adata.obs_names = [f"cell{i}" for i in range(8)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no numpy overflow warning instead of the error
+        with pytest.raises(ValueError, match="overflow float32") as err:
+            se.tl.elmo_embed(adata, table, mode=mode, progress=False)
+    message = str(err.value)
+    assert "2 of 8 cells ('cell2', 'cell5') overflow float32" in message
+    assert "not log-normalised expression" in message
+    assert "X_elmo" not in adata.obsm
+    assert "X_elmo" not in adata.uns
+    # Large but representable inputs (raw counts of a deep cell) still embed exactly.
+    fine = ad.AnnData(X[[0, 1]] * 1e6, var=pd.DataFrame(index=pbmc.raw.var_names))
+    se.tl.elmo_embed(fine, table, mode=mode, progress=False)
+    expected = seed_reference(X[[0, 1]] * 1e6, pbmc.raw.var_names, table, mode)
+    assert max_relative_error(fine.obsm["X_elmo"], expected) < RTOL
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr", "csc"])
+def test_row_sums_beyond_float32_are_added_in_float64(kind):
+    # Each value and the average fit float32; the row's total (4e38) does not. Before, sparse rows
+    # summed in float32 to inf and silently gave a zero embedding.
+    X = np.array([[2e38, 2e38, 0.0, 0.0], [1.0, 2.0, 0.0, 1.0]], dtype=np.float32)
+    table = se.GeneEmbeddings(
+        ["A", "B", "C", "D"], np.array([[0.01, 0.02], [0.03, 0.0], [1.0, 1.0], [0.5, 0.5]])
+    )
+    matrix = {"dense": X, "csr": sp.csr_matrix(X), "csc": sp.csc_matrix(X)}[kind]
+    adata = ad.AnnData(matrix, var=pd.DataFrame(index=["A", "B", "C", "D"]))
+    se.tl.elmo_embed(adata, table, progress=False)
+    expected = seed_reference(X, adata.var_names, table, "wa")
+    np.testing.assert_allclose(adata.obsm["X_elmo"], expected, rtol=1e-6)
+    np.testing.assert_allclose(adata.obsm["X_elmo"][0], [0.02, 0.01], rtol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scanpy as sc
 from sklearn.model_selection import StratifiedKFold
@@ -97,3 +98,65 @@ def test_errors(pbmc):
         se.tl.knn_annotate(query, other, "bulk_labels", use_rep="X_pca")
     with pytest.raises(ValueError, match="fewer cells than folds"):
         se.tl.knn_annotate(pbmc, None, "bulk_labels", use_rep="X_pca", folds=10)
+
+
+def test_k_larger_than_the_reference_is_lowered_with_a_warning(pbmc):
+    reference, query = pbmc[:12].copy(), pbmc[500:].copy()
+    with pytest.warns(UserWarning, match=r"k=50 is more than the 12 reference cells: using k=12"):
+        se.tl.knn_annotate(query, reference, "bulk_labels", use_rep="X_pca", k=50)
+    classes, expected = _sklearn_votes(
+        reference.obsm["X_pca"], reference.obs["bulk_labels"].astype(str), query.obsm["X_pca"], 12, "uniform"
+    )
+    assert query.uns["knn"]["classes"] == list(classes)
+    np.testing.assert_allclose(query.obsm["knn_probs"], expected, atol=1e-6)
+    assert query.uns["knn"]["params"]["k"] == 50
+    assert query.uns["knn"]["params"]["k_used"] == 12
+    unlabelled = reference.copy()
+    unlabelled.obs["bulk_labels"] = pd.Series(np.nan, index=unlabelled.obs_names, dtype=object)
+    with (
+        pytest.raises(ValueError, match="No reference cell has a 'bulk_labels' label"),
+        pytest.warns(UserWarning, match="12 reference cells have no"),
+    ):
+        se.tl.knn_annotate(query, unlabelled, "bulk_labels", use_rep="X_pca")
+
+
+def test_cells_with_non_finite_vectors_are_never_labelled(pbmc):
+    reference, query = pbmc[:500].copy(), pbmc[500:520].copy()
+    query.obsm["X_pca"][[1, 4]] = np.nan
+    query.obsm["X_pca"][7, 3] = np.inf
+    query.obsm["X_pca"][9] = 0.0  # cosine distance is undefined for a zero vector
+    clean = pbmc[500:520].copy()
+    se.tl.knn_annotate(clean, reference, "bulk_labels", use_rep="X_pca")
+    with pytest.warns(
+        UserWarning,
+        match=r"4 of 20 cells have an embedding \(obsm\['X_pca'\]\) that is not finite or all zeros",
+    ):
+        se.tl.knn_annotate(query, reference, "bulk_labels", use_rep="X_pca")
+    bad = np.zeros(20, dtype=bool)
+    bad[[1, 4, 7, 9]] = True
+    assert (query.obs["knn"][bad] == "unknown").all()
+    assert query.obs["knn_score"][bad].isna().all()
+    assert np.isnan(query.obsm["knn_probs"][bad]).all()
+    assert query.uns["knn"]["n_not_finite"] == 4
+    assert query.uns["knn"]["n_unknown"] == 4
+    # The other cells are labelled exactly as without the bad ones.
+    np.testing.assert_array_equal(query.obs["knn"][~bad].astype(str), clean.obs["knn"][~bad].astype(str))
+    np.testing.assert_allclose(query.obsm["knn_probs"][~bad], clean.obsm["knn_probs"][~bad])
+
+
+def test_a_reference_with_non_finite_vectors_is_refused(pbmc):
+    reference, query = pbmc[:500].copy(), pbmc[500:].copy()
+    reference.obsm["X_pca"][[3, 8]] = np.nan
+    with pytest.raises(
+        ValueError,
+        match=r"reference\.obsm\['X_pca'\] has NaN or infinite values in 2 of 500 reference cells \(",
+    ) as err:
+        se.tl.knn_annotate(query, reference, "bulk_labels", use_rep="X_pca")
+    assert repr(reference.obs_names[3]) in str(err.value)
+    assert "knn" not in query.obs
+    selfref = pbmc.copy()
+    selfref.obsm["X_pca"][0, 0] = np.inf
+    with pytest.raises(
+        ValueError, match=r"the reference in cross-validation\) has NaN or infinite values in 1 of 700"
+    ):
+        se.tl.knn_annotate(selfref, None, "bulk_labels", use_rep="X_pca")

@@ -52,3 +52,52 @@ def h5ad_safe(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def check_key(key: Any, what: str = "key_added") -> str:
+    """Refuse a key that AnnData stores but cannot read back from ``.h5ad``/``.zarr``; return it.
+
+    A key names a group or dataset in the file: it must be a non-empty string without ``/``
+    (a path separator in HDF5 and zarr) or NUL characters, and not ``"."`` or ``".."``.
+    Call it at the top of every function that writes under a user-given key, before any work.
+
+    Parameters
+    ----------
+    key
+        The key to check.
+    what
+        The argument's name, for the message (``"key_added"``, ``"--key-added"``...).
+
+    Returns
+    -------
+    ``key``, unchanged.
+
+    Examples
+    --------
+    >>> from scelmo._anndata import check_key
+    >>> check_key("X_elmo")
+    'X_elmo'
+    >>> check_key("a/b")
+    Traceback (most recent call last):
+    ...
+    ValueError: key_added='a/b' cannot be stored in an .h5ad or .zarr file: it contains '/'. Use letters, digits, '_', '-' or '.', e.g. key_added='a_b'.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a string, got {type(key).__name__} ({key!r}).")
+    problem = None
+    if not key.strip():
+        problem = "it is empty" if not key else "it is only whitespace"
+    elif "/" in key:
+        problem = "it contains '/'"
+    elif "\x00" in key:
+        problem = "it contains a NUL character"
+    elif key in (".", ".."):
+        problem = f"{key!r} names a folder, not an entry"
+    if problem is None:
+        return key
+    suggestion = key.replace("/", "_").replace("\x00", "").strip(". ")
+    hint = f", e.g. {what}={suggestion!r}" if suggestion else ""
+    raise ValueError(
+        f"{what}={key!r} cannot be stored in an .h5ad or .zarr file: {problem}. "
+        f"Use letters, digits, '_', '-' or '.'{hint}."
+    )

@@ -9,7 +9,9 @@ unmatched genes):
 - ``"aa"`` (GenePT-w): ``X @ E / G`` with ``G`` the number of genes in ``X``.
 
 We compute ``X @ E`` first and scale each row afterwards (the same numbers, one pass fewer),
-in float32 and in blocks of rows, so memory is the output plus one block.
+in float32 and in blocks of rows, so memory is the output plus one block. Values so large
+that a cell's product overflows float32 (about 3.4e38; log-normalised expression is below
+~20) raise an error naming the cells instead of returning NaN or infinite embeddings.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def weighted_gene_average(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     backend: Backend = "auto",
     progress: bool = True,
+    cell_names: Any = None,
 ) -> tuple[np.ndarray, EmbeddingStats]:
     """Cell embeddings ``(n_cells, dim)`` in float32 from any supported matrix kind.
 
@@ -73,11 +76,19 @@ def weighted_gene_average(
         Product kernel, see :class:`scelmo._products.TableProduct`.
     progress
         Show a progress bar.
+    cell_names
+        Names of the cells (``adata.obs_names``), for messages; default their positions.
 
     Returns
     -------
     The embeddings and an :class:`EmbeddingStats`. Cells whose weights sum to zero get a zero
     vector (the originals return NaN) and are counted in ``n_empty_cells``.
+
+    Raises
+    ------
+    ValueError
+        If the matrix holds NaN or infinite values, negative values (``wa``), or values so large
+        that a cell's embedding overflows float32 (the message names the cells).
 
     Examples
     --------
@@ -114,6 +125,59 @@ def weighted_gene_average(
     check = _BlockCheck(mode)
     product = TableProduct(table, backend)
 
+    # Overflow is detected on the result below (and reported with the cells' names), not by numpy warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        _accumulate(matrix, storage, table, product, out, totals, check, weights_mask, chunk_size, progress)
+        if mode == "aa":
+            out *= np.float32(1.0 / n_genes)
+            empty = totals == 0
+        else:
+            empty = totals <= 0
+            scale = np.zeros(n_cells, dtype=np.float64)
+            np.divide(1.0, totals, out=scale, where=~empty)
+            out *= scale.astype(np.float32)[:, None]
+        overflow = np.flatnonzero(~np.isfinite(out).all(axis=1) | ~np.isfinite(totals))
+    if overflow.size:
+        raise ValueError(_overflow_message(overflow, n_cells, check.largest, cell_names))
+    n_empty = int(empty.sum())
+    if n_empty:
+        reason = "no expressed matched gene" if renormalize else "zero total expression"
+        warnings.warn(
+            f"{n_empty} of {n_cells} cells have {reason}; they get a zero embedding "
+            f"(first: cell {int(np.flatnonzero(empty)[0])}). Filter them with sc.pp.filter_cells.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return out, EmbeddingStats(
+        n_cells=n_cells, n_empty_cells=n_empty, backend=product.backend, storage=storage
+    )
+
+
+def _overflow_message(rows: np.ndarray, n_cells: int, largest: float, cell_names: Any) -> str:
+    names = [str(cell_names[i]) if cell_names is not None else str(int(i)) for i in rows[:5]]
+    shown = ", ".join(repr(name) for name in names) + (f" and {rows.size - 5} more" if rows.size > 5 else "")
+    return (
+        f"The embeddings of {rows.size} of {n_cells} cells ({shown}) overflow float32 (largest expression value "
+        f"{largest:.3g}): the values are far too large for averaging gene embeddings. The input is probably not "
+        "log-normalised expression: normalise it (sc.pp.normalize_total, then sc.pp.log1p) or point to the "
+        "log-normalised matrix with `layer=` or `use_raw=`."
+    )
+
+
+def _accumulate(
+    matrix: Any,
+    storage: str,
+    table: np.ndarray,
+    product: TableProduct,
+    out: np.ndarray,
+    totals: np.ndarray,
+    check: _BlockCheck,
+    weights_mask: np.ndarray | None,
+    chunk_size: int,
+    progress: bool,
+) -> None:
+    """``out = X @ E`` and ``totals`` = the weight sums, block by block."""
+    n_cells, n_genes = matrix.shape
     if storage == "csc":
         # Row slices of column-major storage rescan every column: walk gene blocks instead.
         bar = tqdm(
@@ -140,34 +204,17 @@ def weighted_gene_average(
             bar.update(stop - start)
         bar.close()
 
-    if mode == "aa":
-        out *= np.float32(1.0 / n_genes)
-        empty = totals == 0
-    else:
-        empty = totals <= 0
-        scale = np.zeros(n_cells, dtype=np.float64)
-        np.divide(1.0, totals, out=scale, where=~empty)
-        out *= scale.astype(np.float32)[:, None]
-    n_empty = int(empty.sum())
-    if n_empty:
-        reason = "no expressed matched gene" if renormalize else "zero total expression"
-        warnings.warn(
-            f"{n_empty} of {n_cells} cells have {reason}; they get a zero embedding "
-            f"(first: cell {int(np.flatnonzero(empty)[0])}). Filter them with sc.pp.filter_cells.",
-            UserWarning,
-            stacklevel=2,
-        )
-    return out, EmbeddingStats(
-        n_cells=n_cells, n_empty_cells=n_empty, backend=product.backend, storage=storage
-    )
-
 
 def _row_weight_sums(block: np.ndarray | sp.csr_matrix, weights_mask: np.ndarray | None) -> np.ndarray:
-    if weights_mask is None:
-        sums = block.sum(axis=1, dtype=np.float64)
-    else:
-        sums = block @ weights_mask.astype(np.float64)
-    return np.asarray(sums, dtype=np.float64).ravel()
+    if weights_mask is not None:
+        return np.asarray(block @ weights_mask.astype(np.float64), dtype=np.float64).ravel()
+    sums = np.asarray(block.sum(axis=1, dtype=np.float64), dtype=np.float64).ravel()
+    overflow = ~np.isfinite(sums)
+    if overflow.any() and sp.issparse(block):
+        # scipy's sparse sum(dtype=float64) still adds in the matrix dtype: a float32 row of huge
+        # values overflows to inf (then a silent zero embedding). Redo those rows in float64.
+        sums[overflow] = np.asarray(sp.csr_matrix(block)[overflow].astype(np.float64).sum(axis=1)).ravel()
+    return sums
 
 
 class _BlockCheck:
@@ -175,6 +222,8 @@ class _BlockCheck:
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
+        #: Largest absolute value seen, for the overflow message.
+        self.largest = 0.0
 
     def __call__(self, block: np.ndarray | sp.csr_matrix, *, offset: int) -> None:
         values = block_values(block)
@@ -191,6 +240,7 @@ class _BlockCheck:
                 "which cannot be averaging weights; is it scaled (sc.pp.scale)? Use log-normalised or "
                 "count data, e.g. `layer='counts'` or `use_raw=True`."
             )
+        self.largest = max(self.largest, float(np.abs(values).max()))
 
 
 def _first_bad_row(block: np.ndarray | sp.csr_matrix, bad_values: np.ndarray) -> int:

@@ -4,11 +4,17 @@ Defaults follow the published evaluation: cosine distance, ``M=16``, ``ef_constr
 ``ef=50``. Votes are a majority (each neighbour counts 1) or distance-weighted (``1 / d``, as
 scikit-learn's ``weights="distance"``; neighbours at distance 0 take all the weight). Ties
 go to the class that comes first in sorted order, as in scikit-learn.
+
+A query whose vector is not finite (or, for the cosine metric, all zeros) has no neighbours:
+it gets no votes (``valid`` is False, its probabilities are NaN) instead of the arbitrary
+neighbours an index returns for it. ``k`` larger than the reference is lowered to the
+reference size with a warning (every query then gets the same votes).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -137,12 +143,61 @@ class HnswIndex:
 
 @dataclass(frozen=True)
 class KnnVotes:
-    """Votes of the neighbours: class fractions per query and the neighbours used."""
+    """Votes of the neighbours: class fractions per query and the neighbours used.
+
+    Attributes
+    ----------
+    classes
+        Class names, in the column order of ``probs``.
+    probs
+        ``(n_queries, n_classes)`` vote shares; NaN rows for queries that could not vote.
+    neighbors, distances
+        ``(n_queries, k)`` neighbours (reference rows, ``-1`` for invalid queries) and distances.
+    valid
+        Queries that got votes: a finite vector (non-zero for the cosine metric).
+    k
+        The number of neighbours used (``k`` lowered to the reference size if needed).
+    """
 
     classes: list[str]
     probs: np.ndarray
     neighbors: np.ndarray
     distances: np.ndarray
+    valid: np.ndarray | None = None
+    k: int | None = None
+
+
+def queryable(vectors: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """Rows that can be searched: finite, and not all zeros for the cosine metric (its distance is undefined).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.annotation._knn import queryable
+    >>> queryable(np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, 0.0]])).tolist()
+    [True, False, False]
+    """
+    vectors = np.asarray(vectors)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.isfinite(vectors).all(axis=1)
+        if metric == "cosine":
+            ok &= (vectors != 0).any(axis=1)
+    return ok
+
+
+def clamp_k(k: int, n_reference: int, *, stacklevel: int = 3) -> int:
+    """``k``, lowered to ``n_reference`` with a warning when the reference is smaller; an empty reference is an error."""
+    if n_reference < 1:
+        raise ValueError("The reference has no labelled cells: nothing to vote with.")
+    if k > n_reference:
+        warnings.warn(
+            f"k={k} is more than the {n_reference} reference cells: using k={n_reference}. Every cell then "
+            "gets the same votes (the reference's class shares); use a larger reference or a smaller k.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+        return n_reference
+    return k
 
 
 def _vote(neighbor_labels: np.ndarray, distances: np.ndarray, n_classes: int, weights: Weights) -> np.ndarray:
@@ -198,7 +253,11 @@ def knn_votes(
     classes = sorted({str(v) for v in reference_labels}) if classes is None else [str(c) for c in classes]
     codes = {c: i for i, c in enumerate(classes)}
     label_codes = np.array([codes[label] for label in reference_labels], dtype=np.int64)
-    k = min(k, len(reference))
+    k = clamp_k(k, len(reference))
+    queries = np.asarray(queries, dtype=np.float32)
+    if queries.ndim != 2:
+        raise ValueError(f"Queries must be a 2-d array (m, d), got shape {queries.shape}.")
+    valid = queryable(queries, metric)
     index = HnswIndex(
         reference,
         metric=metric,
@@ -208,9 +267,14 @@ def knn_votes(
         n_threads=n_threads,
         random_state=random_state,
     )
-    neighbors, distances = index.query(queries, k)
-    probs = _vote(label_codes[neighbors], distances, len(classes), weights)
-    return KnnVotes(classes=classes, probs=probs, neighbors=neighbors, distances=distances)
+    neighbors = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    distances = np.full((queries.shape[0], k), np.nan)
+    probs = np.full((queries.shape[0], len(classes)), np.nan)
+    if valid.any():
+        found, found_distances = index.query(queries[valid], k)
+        neighbors[valid], distances[valid] = found, found_distances
+        probs[valid] = _vote(label_codes[found], found_distances, len(classes), weights)
+    return KnnVotes(classes=classes, probs=probs, neighbors=neighbors, distances=distances, valid=valid, k=k)
 
 
 def cross_validated_votes(
@@ -249,14 +313,17 @@ def cross_validated_votes(
         raise ValueError(
             f"Classes {small[:5]} have fewer cells than folds={folds}; lower `folds` or drop those classes."
         )
-    k = kwargs.pop("k", 10)
     n = len(labels)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    splits = list(splitter.split(embedding, labels))
+    # One warning for all folds: each is voted on by the cells of the other folds.
+    k = clamp_k(kwargs.pop("k", 10), min(train.size for train, _ in splits))
     probs = np.zeros((n, len(classes)))
     neighbors = np.zeros((n, k), dtype=np.int64)
     distances = np.zeros((n, k))
+    valid = np.ones(n, dtype=bool)
     fold_of = np.zeros(n, dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-    for fold, (train, test) in enumerate(splitter.split(embedding, labels)):
+    for fold, (train, test) in enumerate(splits):
         votes = knn_votes(
             embedding[train],
             labels[train],
@@ -267,7 +334,9 @@ def cross_validated_votes(
             **kwargs,
         )
         probs[test] = votes.probs
-        neighbors[test, : votes.neighbors.shape[1]] = train[votes.neighbors]
-        distances[test, : votes.distances.shape[1]] = votes.distances
+        neighbors[test] = np.where(votes.neighbors >= 0, train[votes.neighbors], -1)
+        distances[test] = votes.distances
+        valid[test] = votes.valid
         fold_of[test] = fold
-    return KnnVotes(classes=classes, probs=probs, neighbors=neighbors, distances=distances), fold_of
+    votes = KnnVotes(classes=classes, probs=probs, neighbors=neighbors, distances=distances, valid=valid, k=k)
+    return votes, fold_of

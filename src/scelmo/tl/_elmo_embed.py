@@ -6,7 +6,7 @@ from typing import Literal
 
 from anndata import AnnData
 
-from .._anndata import expression_matrix, h5ad_safe
+from .._anndata import check_key, expression_matrix, h5ad_safe
 from .._logging import logger
 from .._products import Backend
 from ..cell_embedding import DEFAULT_CHUNK_SIZE, weighted_gene_average
@@ -95,6 +95,7 @@ def elmo_embed(
     >>> adata.obsm["X_elmo"].shape  # doctest: +SKIP
     (700, 384)
     """
+    check_key(key_added)
     if not isinstance(gene_embeddings, GeneEmbeddings):
         raise TypeError(
             f"`gene_embeddings` must be a scelmo.GeneEmbeddings, got {type(gene_embeddings).__name__}; "
@@ -117,6 +118,7 @@ def elmo_embed(
         chunk_size=chunk_size,
         backend=backend,
         progress=progress,
+        cell_names=adata.obs_names,
     )
     adata.obsm[key_added] = embedding
     adata.uns[key_added] = {

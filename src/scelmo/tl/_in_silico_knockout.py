@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._anndata import check_key
 from .._logging import logger
 from ..gene_embeddings import GeneEmbeddings
 from ..knockout import knockout_screen
@@ -89,6 +90,8 @@ def in_silico_knockout(
     >>> screen = se.tl.in_silico_knockout(model, adata, adata.var_names, "condition", control="healthy")  # doctest: +SKIP
     >>> screen.head()  # doctest: +SKIP
     """
+    if key_added is not None:
+        check_key(key_added)
     if condition_key not in adata.obs:
         raise KeyError(
             f"condition_key {condition_key!r} is not a column of adata.obs; available: {list(adata.obs.columns)}."

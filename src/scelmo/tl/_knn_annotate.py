@@ -9,9 +9,10 @@ from typing import Literal
 import numpy as np
 from anndata import AnnData
 
+from .._anndata import check_key
 from .._logging import logger
 from ..annotation._abstention import decide
-from ..annotation._knn import cross_validated_votes, knn_votes
+from ..annotation._knn import cross_validated_votes, knn_votes, queryable
 from ..annotation._output import UNKNOWN, AnnotationResult, write_annotation
 
 
@@ -25,6 +26,22 @@ def _embedding(adata: AnnData, use_rep: str, what: str) -> np.ndarray:
             "scelmo.tl.elmo_embed or sc.pp.pca, or pass use_rep=."
         )
     return np.asarray(adata.obsm[use_rep], dtype=np.float32)
+
+
+def _names(adata: AnnData, rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(repr(str(name)) for name in adata.obs_names[rows[:limit]])
+    return shown + (f" and {rows.size - limit} more" if rows.size > limit else "")
+
+
+def _check_reference(adata: AnnData, vectors: np.ndarray, where: str) -> None:
+    """Refuse a reference with non-finite vectors, naming the cells (they would vote for any query)."""
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"{where} has NaN or infinite values in {bad.size} of {len(vectors)} reference cells "
+            f"({_names(adata, bad)}): a reference cell must have a finite embedding. Recompute the embedding, "
+            "or drop those cells, e.g. reference = reference[np.isfinite(reference.obsm[key]).all(1)].copy()."
+        )
 
 
 def _table_hash(adata: AnnData, use_rep: str) -> str | None:
@@ -78,7 +95,8 @@ def knn_annotate(
     reference_rep
         Embedding key in ``reference`` (default: ``use_rep``).
     k
-        Neighbours per cell.
+        Neighbours per cell. When the reference has fewer (labelled) cells, ``k`` is lowered to
+        their number with a warning; an empty reference is an error.
     weights
         ``"uniform"`` (majority vote) or ``"distance"`` (votes weighted by ``1 / distance``).
     metric
@@ -105,14 +123,24 @@ def knn_annotate(
     ``None``, or a copy of ``adata`` when ``copy=True``; sets
 
     ``adata.obs[key_added]``
-        Predicted label (categorical; ``"unknown"`` for abstaining cells).
+        Predicted label (categorical; ``"unknown"`` for abstaining cells and for cells whose
+        vector is not finite, or all zeros with the cosine metric: those are never labelled,
+        and a warning gives their number).
     ``adata.obs[key_added + '_score']``
-        Confidence: the (weighted) share of neighbours voting for that label.
+        Confidence: the (weighted) share of neighbours voting for that label (NaN for cells
+        that could not vote).
     ``adata.obsm[key_added + '_probs']``
-        ``(n_obs, n_classes)`` vote shares.
+        ``(n_obs, n_classes)`` vote shares (NaN rows for cells that could not vote).
     ``adata.uns[key_added]``
-        ``method="knn"``, ``classes``, ``params`` (k, weights, metric, index settings,
-        ``mode``: ``"reference"`` or ``"cross_validated"``), ``provenance``, ``n_unknown``.
+        ``method="knn"``, ``classes``, ``params`` (k, ``k_used``, weights, metric, index
+        settings, ``mode``: ``"reference"`` or ``"cross_validated"``), ``provenance``,
+        ``n_unknown``, ``n_not_finite``.
+
+    Raises
+    ------
+    ValueError
+        If the reference (``adata`` itself in the cross-validated mode) has a non-finite
+        vector, or no labelled cell.
 
     Examples
     --------
@@ -127,6 +155,7 @@ def knn_annotate(
     >>> bool(query.obs["knn_score"].between(0, 1).all())
     True
     """
+    check_key(key_added)
     if k < 1:
         raise ValueError(f"`k` must be at least 1, got {k}.")
     if copy:
@@ -165,6 +194,7 @@ def knn_annotate(
             raise ValueError(
                 f"{int(labels.isna().sum())} cells have no {label_key!r}; drop them before cross-validating."
             )
+        _check_reference(adata, query, f"adata.obsm[{use_rep!r}] (the reference in cross-validation)")
         votes, _ = cross_validated_votes(
             query, labels.astype(str).to_numpy(), folds=folds, random_state=random_state, k=k, **index_options
         )
@@ -195,6 +225,11 @@ def knn_annotate(
                 UserWarning,
                 stacklevel=2,
             )
+        if not keep.any():
+            raise ValueError(
+                f"No reference cell has a {label_key!r} label: nothing to vote with. Pass a labelled reference."
+            )
+        _check_reference(reference[keep], ref[keep], f"reference.obsm[{reference_rep!r}]")
         votes = knn_votes(
             ref[keep],
             labels[keep].astype(str).to_numpy(),
@@ -206,15 +241,33 @@ def knn_annotate(
         params.update(mode="reference", reference_rep=reference_rep, n_reference=int(keep.sum()))
         if theirs:
             provenance["gene_table_hash"] = theirs
-    decision = decide(votes.probs, votes.classes, threshold=threshold, min_margin=min_margin)
+    valid = votes.valid if votes.valid is not None else queryable(query, metric)
+    decision = decide(
+        np.where(valid[:, None], votes.probs, 0.0), votes.classes, threshold=threshold, min_margin=min_margin
+    )
+    labels, score = decision.labels.copy(), decision.score.astype(np.float32)
+    n_bad = int((~valid).sum())
+    if n_bad:
+        # Such a cell has no neighbours: any label would be the index's arbitrary answer.
+        labels[~valid] = UNKNOWN
+        score[~valid] = np.nan
+        what = "not finite" if metric != "cosine" else "not finite or all zeros"
+        warnings.warn(
+            f"{n_bad} of {adata.n_obs} cells have an embedding (obsm[{use_rep!r}]) that is {what} "
+            f"({_names(adata, np.flatnonzero(~valid))}): they are labelled {UNKNOWN!r} with a NaN score.",
+            UserWarning,
+            stacklevel=2,
+        )
+    params["k_used"] = int(votes.k if votes.k is not None else k)
     result = AnnotationResult(
         method="knn",
         classes=votes.classes,
         probs=votes.probs,
-        labels=decision.labels,
-        score=decision.score,
+        labels=labels,
+        score=score,
         params=params,
         provenance=provenance,
+        extra={"n_not_finite": n_bad},
     )
     write_annotation(adata, result, key_added)
     logger.info(

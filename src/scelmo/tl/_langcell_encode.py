@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from anndata import AnnData
 
+from .._anndata import check_key
 from .._logging import logger
 from ..cell_tokens import CellTokens
 
@@ -86,6 +87,7 @@ def langcell_encode(
     """
     from ..models.langcell import LangCell, encode_cell_tokens
 
+    check_key(key_added)
     adata = adata.copy() if copy else adata
     if isinstance(model, str | os.PathLike):
         model = LangCell.from_pretrained(model)

@@ -30,7 +30,17 @@ from anndata import AnnData
 from ..._logging import logger
 from ..._optional import import_optional
 from ...cell_tokens import CellTokens
-from ._checkpoint import load_checked, read_state_dict, save_safetensors
+from ._checkpoint import (
+    MANIFEST,
+    CheckpointError,
+    check_sizes,
+    checkpoint_folder,
+    load_checked,
+    read_json,
+    read_state_dict,
+    save_safetensors,
+    verify_folder,
+)
 from ._config import CELL_BERT_DIR, CELL_CLS_TOKEN_ID, CELL_PAD_TOKEN_ID
 from ._training import (
     TrainingHistory,
@@ -81,9 +91,16 @@ def _load_cell_bert(source: Any) -> Any:
         raise FileNotFoundError(
             f"{root} is neither a LangCell checkpoint (with cell_bert/) nor a BERT folder with config.json."
         )
-    config = transformers.BertConfig.from_json_file(str(folder / "config.json"))
-    bert = _cell_bert(config, "sdpa")
-    state, path = read_state_dict(folder)
+    if folder != root:
+        from ._config import LANGCELL_CONFIG
+        from ._model import _FORMAT as LANGCELL_FORMAT
+
+        verify_folder(root, marker=LANGCELL_CONFIG, writer=LANGCELL_FORMAT)
+    values = read_json(folder / "config.json", "the cell encoder's configuration")
+    state, path = read_state_dict(folder, CELL_BERT_DIR)
+    check_sizes(values, state, part=CELL_BERT_DIR, config_path=folder / "config.json", source=path)
+    values = {k: v for k, v in values.items() if not k.startswith("_attn_implementation")}
+    bert = _cell_bert(values, "sdpa")
     load_checked(bert, state, part=CELL_BERT_DIR, source=path)
     return bert
 
@@ -571,14 +588,19 @@ class LangCellCE:
     def save(
         self, path: str | os.PathLike[str], *, overwrite: bool = False, save_anndata: bool = False
     ) -> None:
-        """Write the model: ``model/`` (a Hugging Face ``BertForSequenceClassification`` folder) and ``langcell_ce.json``.
+        """Write the model, whole or not at all: ``model/`` (a Hugging Face ``BertForSequenceClassification`` folder) and ``langcell_ce.json``.
+
+        A ``scelmo_manifest.json`` (every file's size and SHA-256, checked by :meth:`load`) is
+        written last, into a temporary sibling folder that is then renamed into place: if saving
+        fails, ``path`` is as it was and no partial folder remains.
 
         Parameters
         ----------
         path
             Folder to write (created).
         overwrite
-            Allow writing into a folder that already has files.
+            Replace an existing LangCellCE folder as a whole (a non-empty folder that holds no
+            such model is never replaced).
         save_anndata
             Also write the training AnnData as ``adata.h5ad``.
 
@@ -586,9 +608,18 @@ class LangCellCE:
         --------
         >>> model.save("langcell_ce/")  # doctest: +SKIP
         """
-        root = Path(path)
-        if root.exists() and any(root.iterdir()) and not overwrite:
-            raise FileExistsError(f"{root} is not empty; pass overwrite=True to write into it.")
+        with checkpoint_folder(
+            path,
+            overwrite=overwrite,
+            writer=_FORMAT,
+            version=_FORMAT_VERSION,
+            replaceable=(_META, _MODEL_DIR, MANIFEST),
+        ) as root:
+            self._write_parts(root, save_anndata=save_anndata)
+        logger.info("saved LangCellCE to %s", Path(path))
+
+    def _write_parts(self, root: Path, *, save_anndata: bool) -> None:
+        """Every file of the model, into the (new, empty) folder ``root``."""
         (root / _MODEL_DIR).mkdir(parents=True, exist_ok=True)
         config = self.module.config.to_dict()
         config.pop("_attn_implementation_autoset", None)
@@ -610,7 +641,6 @@ class LangCellCE:
         (root / _META).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         if save_anndata and self.adata is not None:
             self.adata.write_h5ad(root / "adata.h5ad")
-        logger.info("saved LangCellCE to %s", root)
 
     @classmethod
     def load(
@@ -634,16 +664,25 @@ class LangCellCE:
         """
         root = Path(path)
         meta_path = root / _META
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} is missing: {root} was not written by LangCellCE.save.")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not root.is_dir():
+            raise FileNotFoundError(f"LangCellCE folder not found: {root}")
+        if not verify_folder(root, marker=_META, writer=_FORMAT):
+            raise FileNotFoundError(
+                f"{root / MANIFEST} and {meta_path} are missing: {root} was not written by LangCellCE.save."
+            )
+        meta = read_json(meta_path, "LangCellCE's settings")
         if meta.get("format") != _FORMAT or int(meta.get("version", 0)) > _FORMAT_VERSION:
             raise ValueError(f"{meta_path} is not a LangCellCE file this scelmo can read; upgrade scelmo.")
-        values = json.loads((root / _MODEL_DIR / "config.json").read_text(encoding="utf-8"))
+        config_path = root / _MODEL_DIR / "config.json"
+        values = read_json(config_path, "the classifier's configuration")
+        state, source = read_state_dict(root / _MODEL_DIR, "LangCellCE")
+        check_sizes(values, state, part="LangCellCE", config_path=config_path, source=source)
         values = {k: v for k, v in values.items() if not k.startswith("_attn_implementation")}
-        config = transformers.BertConfig.from_dict(values, attn_implementation="sdpa")
+        try:
+            config = transformers.BertConfig.from_dict(values, attn_implementation="sdpa")
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{config_path} is not a valid BERT configuration: {err}") from err
         module = transformers.BertForSequenceClassification(config)
-        state, source = read_state_dict(root / _MODEL_DIR)
         load_checked(module, state, part="LangCellCE", source=source)
         if adata is None and (root / "adata.h5ad").is_file():
             import anndata

@@ -59,6 +59,51 @@ def resolve_max_tokens(max_tokens: int | str | None, device: Any) -> int | None:
     return max_tokens
 
 
+def check_token_ids(tokens: CellTokens, vocab_size: int, *, cls_token_id: int | None = None) -> None:
+    """Refuse token ids outside the cell encoder's vocabulary (an embedding lookup would fail mid-run).
+
+    Parameters
+    ----------
+    tokens
+        Rank-value tokens.
+    vocab_size
+        Rows of the encoder's word embeddings (``model.cell_bert.config.vocab_size``).
+    cls_token_id
+        The ``<cls>`` id prepended at collation, checked too.
+
+    Raises
+    ------
+    ValueError
+        Naming the largest (or a negative) id and the vocabulary size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.cell_tokens import CellTokens
+    >>> from scelmo.models.langcell._encode import check_token_ids
+    >>> check_token_ids(CellTokens(np.array([0, 2]), np.array([5, 300])), 100)
+    Traceback (most recent call last):
+    ...
+    ValueError: The cell tokens hold token id 300 (the largest), and 1 of 2 tokens are outside the cell encoder's vocabulary of 100 tokens (ids 0 to 99). The tokens were made with another vocabulary: tokenize with the Geneformer V1 dictionaries of this checkpoint (se.pp.tokenize), or load the checkpoint they were made for.
+    """
+    ids = tokens.tokens
+    if ids.size:
+        largest, smallest = int(ids.max()), int(ids.min())
+        if largest >= vocab_size or smallest < 0:
+            bad = int(np.count_nonzero((ids >= vocab_size) | (ids < 0)))
+            shown = f"{largest} (the largest)" if largest >= vocab_size else f"{smallest} (negative)"
+            raise ValueError(
+                f"The cell tokens hold token id {shown}, and {bad} of {ids.size} tokens are outside the cell "
+                f"encoder's vocabulary of {vocab_size} tokens (ids 0 to {vocab_size - 1}). The tokens were made "
+                "with another vocabulary: tokenize with the Geneformer V1 dictionaries of this checkpoint "
+                "(se.pp.tokenize), or load the checkpoint they were made for."
+            )
+    if cls_token_id is not None and not 0 <= cls_token_id < vocab_size:
+        raise ValueError(
+            f"The <cls> token id {cls_token_id} is outside the cell encoder's vocabulary of {vocab_size} tokens."
+        )
+
+
 def cell_batches(
     tokens: CellTokens,
     *,
@@ -67,6 +112,7 @@ def cell_batches(
     max_length: int,
     pad_token_id: int = 0,
     max_tokens: int | None = None,
+    vocab_size: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Length-sorted, dynamically padded batches of cells, built lazily from the token arrays.
 
@@ -88,6 +134,9 @@ def cell_batches(
         Most positions (cells x padded length) per batch, and at most ``max_tokens * 1024``
         attention scores per head (cells x length^2); ``None``: no limit. Long cells then go in
         small batches and short ones in large batches.
+    vocab_size
+        The encoder's vocabulary size: every token id (and ``<cls>``) is checked against it
+        before the first batch (:func:`check_token_ids`); ``None``: not checked.
 
     Yields
     ------
@@ -107,6 +156,19 @@ def cell_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if vocab_size is not None:
+        check_token_ids(tokens, vocab_size, cls_token_id=cls_token_id)
+    return _batches(tokens, batch_size, cls_token_id, max_length, pad_token_id, max_tokens)
+
+
+def _batches(
+    tokens: CellTokens,
+    batch_size: int,
+    cls_token_id: int,
+    max_length: int,
+    pad_token_id: int,
+    max_tokens: int | None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     lengths = np.minimum(tokens.lengths + 1, max_length)
     # Longest first: the largest batch comes first, so a memory limit is hit at once, not at the end.
     order = np.argsort(-lengths, kind="stable")
@@ -271,6 +333,7 @@ def encode_cell_tokens(
         max_length=model.cell_max_length,
         pad_token_id=model.cell_pad_token_id,
         max_tokens=resolve_max_tokens(max_tokens, device),
+        vocab_size=int(model.cell_bert.config.vocab_size),
     )
     was_training = model.training
     model.eval()

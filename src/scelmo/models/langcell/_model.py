@@ -10,7 +10,17 @@ from typing import Any
 
 from ..._logging import logger
 from ..._optional import import_optional
-from ._checkpoint import CheckpointError, load_checked, load_text_tokenizer, read_state_dict, save_safetensors
+from ._checkpoint import (
+    CheckpointError,
+    check_sizes,
+    checkpoint_folder,
+    load_checked,
+    load_text_tokenizer,
+    read_json,
+    read_state_dict,
+    save_safetensors,
+    verify_folder,
+)
 from ._config import (
     CELL_BERT_DIR,
     CELL_CLS_TOKEN_ID,
@@ -260,9 +270,10 @@ class LangCell(nn.Module):
         root = Path(path)
         if not root.is_dir():
             raise FileNotFoundError(f"LangCell checkpoint folder not found: {root}")
+        verify_folder(root, marker=LANGCELL_CONFIG, writer=_FORMAT)
         extra: dict[str, Any] = {}
         if (root / LANGCELL_CONFIG).is_file():
-            extra = json.loads((root / LANGCELL_CONFIG).read_text(encoding="utf-8"))
+            extra = read_json(root / LANGCELL_CONFIG, "scelmo's LangCell settings")
             if extra.get("format") != _FORMAT or int(extra.get("version", 0)) > _FORMAT_VERSION:
                 raise CheckpointError(
                     f"{root / LANGCELL_CONFIG} is not a LangCell config this scelmo can read (format "
@@ -274,19 +285,41 @@ class LangCell(nn.Module):
                     f"{root / part / 'config.json'} is missing: {root} is not a LangCell checkpoint."
                 )
 
-        cell_cfg = transformers.BertConfig.from_json_file(str(root / CELL_BERT_DIR / "config.json"))
-        cell_bert = _cell_bert(cell_cfg, attn_implementation)
-        text_values = json.loads((root / TEXT_BERT_DIR / "config.json").read_text(encoding="utf-8"))
+        cell_path, text_path = root / CELL_BERT_DIR / "config.json", root / TEXT_BERT_DIR / "config.json"
+        cell_values = read_json(cell_path, "cell_bert's configuration")
+        text_values = read_json(text_path, "text_bert's configuration")
+        # The weights are read first: the sizes the configurations declare are checked against
+        # their shapes before anything of those sizes is allocated.
+        states = {part: read_state_dict(root / part) for part in (CELL_BERT_DIR, TEXT_BERT_DIR, *HEADS)}
+        (cell_state, cell_source), (text_state, text_source) = states[CELL_BERT_DIR], states[TEXT_BERT_DIR]
+        check_sizes(cell_values, cell_state, part=CELL_BERT_DIR, config_path=cell_path, source=cell_source)
         # The cross-attention reads the cell hidden states: their width is the default.
-        text_values.setdefault("encoder_width", cell_cfg.hidden_size)
-        text_cfg = TextBertConfig.from_dict(text_values)
+        text_values.setdefault("encoder_width", cell_values.get("hidden_size", 768))  # BertConfig's default
+        cross = bool(text_values.get("add_cross_attention", True))
+        check_sizes(
+            text_values,
+            text_state,
+            part=TEXT_BERT_DIR,
+            config_path=text_path,
+            source=text_source,
+            cross_attention=cross,
+        )
+        del cell_state, text_state
+        try:
+            cell_cfg = transformers.BertConfig.from_dict(
+                {k: v for k, v in cell_values.items() if not k.startswith("_attn_implementation")}
+            )
+            text_cfg = TextBertConfig.from_dict(text_values)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"{cell_path} or {text_path} is not a valid BERT configuration: {err}"
+            ) from err
+        cell_bert = _cell_bert(cell_cfg, attn_implementation)
         text_bert = TextBert(text_cfg)
-        states = {}
         for part, module in ((CELL_BERT_DIR, cell_bert), (TEXT_BERT_DIR, text_bert)):
-            state, source = read_state_dict(root / part)
+            state, source = states.pop(part)
             load_checked(module, state, part=part, source=source)
-        for head in HEADS:
-            states[head] = read_state_dict(root / head)
+            del state
         # The projection width is read from the checkpoint (256 for the released model).
         proj_state, proj_source = states["cell_proj"]
         if "weight" not in proj_state or getattr(proj_state["weight"], "ndim", 0) != 2:
@@ -332,28 +365,38 @@ class LangCell(nn.Module):
         return model.to(device) if device is not None else model
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Write the model as safetensors in the five-part layout (plus the text tokenizer).
+        """Write the model as safetensors in the five-part layout (plus the text tokenizer), whole or not at all.
 
         ``path`` then holds ``cell_bert/{config.json,model.safetensors}``,
         ``text_bert/{config.json,model.safetensors}``, ``cell_proj.safetensors``,
         ``text_proj.safetensors``, ``ctm_head.safetensors``, ``text_tokenizer/`` (if the
-        model has one) and ``langcell_config.json``. :meth:`from_pretrained` reads it back.
+        model has one), ``langcell_config.json`` and ``scelmo_manifest.json`` (every file's
+        size and SHA-256, checked by :meth:`from_pretrained`). Everything is written into a
+        temporary sibling folder that is renamed into place at the end: if saving fails, ``path``
+        is as it was (an old checkpoint there still loads) and no partial folder remains.
 
         Parameters
         ----------
         path
             Folder to write (created).
         overwrite
-            Allow writing into a folder that already has files.
+            Replace an existing checkpoint folder as a whole (a non-empty folder that holds no
+            LangCell checkpoint is never replaced).
 
         Examples
         --------
         >>> model.save("my_langcell")  # doctest: +SKIP
         >>> LangCell.from_pretrained("my_langcell")  # doctest: +SKIP
         """
-        root = Path(path)
-        if root.exists() and any(root.iterdir()) and not overwrite:
-            raise FileExistsError(f"{root} is not empty; pass overwrite=True to write into it.")
+        replaceable = (LANGCELL_CONFIG, CELL_BERT_DIR, TEXT_BERT_DIR, "scelmo_manifest.json")
+        with checkpoint_folder(
+            path, overwrite=overwrite, writer=_FORMAT, version=_FORMAT_VERSION, replaceable=replaceable
+        ) as root:
+            self._write_parts(root)
+        logger.info("saved LangCell to %s", Path(path))
+
+    def _write_parts(self, root: Path) -> None:
+        """Every file of the checkpoint, into the (new, empty) folder ``root``."""
         for part in (CELL_BERT_DIR, TEXT_BERT_DIR):
             (root / part).mkdir(parents=True, exist_ok=True)
         config = self.cell_bert.config.to_dict()
@@ -367,11 +410,6 @@ class LangCell(nn.Module):
         save_safetensors(self.text_bert, root / TEXT_BERT_DIR / "model.safetensors")
         for head in HEADS:
             save_safetensors(getattr(self, head), root / f"{head}.safetensors")
-        # Stale .bin parts would be shadowed by the new safetensors anyway; removing them avoids confusion.
-        for stale in [root / f"{head}.bin" for head in HEADS] + [
-            root / part / "pytorch_model.bin" for part in (CELL_BERT_DIR, TEXT_BERT_DIR)
-        ]:
-            stale.unlink(missing_ok=True)
         if self.text_tokenizer is not None:
             self.text_tokenizer.save_pretrained(str(root / TEXT_TOKENIZER_DIR))
         meta = {
@@ -385,7 +423,6 @@ class LangCell(nn.Module):
             meta["classes"] = list(self.classes_)
             meta["class_texts"] = list(self.class_texts_)
         (root / LANGCELL_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        logger.info("saved LangCell to %s", root)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> LangCell:
