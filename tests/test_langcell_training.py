@@ -241,3 +241,20 @@ def test_ce_errors(checkpoint, train_data):
         LangCellCE(adata, pretrained=checkpoint.path / "text_bert" / "nothing")
     with pytest.raises(TypeError, match="pretrained"):
         LangCellCE(adata, pretrained=3)
+
+
+def test_training_refuses_token_ids_outside_the_vocabulary(checkpoint, train_data):
+    """Training would fail mid-epoch in the embedding lookup; it must refuse before the first step."""
+    adata = train_data.copy()
+    tokens = CellTokens.from_sparse(adata.obsm["langcell_tokens"])
+    ids = tokens.tokens.astype(np.int32)
+    ids[0] = CELL["vocab"] + 5
+    adata.obsm["langcell_tokens"] = CellTokens(tokens.indptr, ids).to_sparse()
+    message = rf"token id {CELL['vocab'] + 5} \(the largest\)"
+    model = LangCell.from_pretrained(checkpoint.path)
+    with pytest.raises(ValueError, match=message):
+        model.train_few_shot(adata, "cell_type", TEXTS, epochs=1, progress=False)
+    LangCellCE.setup_anndata(adata, labels_key="cell_type")
+    ce = LangCellCE(adata, pretrained=checkpoint.path, seed=0)
+    with pytest.raises(ValueError, match=message):
+        ce.train(epochs=1, progress=False)

@@ -237,6 +237,7 @@ def langcell_zeroshot(
                 max_length=model.cell_max_length,
                 pad_token_id=model.cell_pad_token_id,
                 max_tokens=resolve_max_tokens(max_tokens, device),
+                vocab_size=int(model.cell_bert.config.vocab_size),
             )
             with tqdm(total=n_cells, unit="cell", disable=not progress, desc="LangCell zero-shot") as bar:
                 for index, ids, mask in batches:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 from anndata import AnnData
 
+from .._anndata import check_key
 from .._logging import logger
 from ..annotation._benchmark import benchmark_embeddings
 
@@ -83,6 +84,7 @@ def benchmark(
     >>> bool(table.pivot(index="metric", columns="embedding", values="value").loc["leiden_nmi", "X_pca"] > 0.4)
     True
     """
+    check_key(key_added)
     table = benchmark_embeddings(
         adata,
         embeddings,

@@ -13,7 +13,7 @@ from ._config import (
     TEXT_MAX_LENGTH,
     TextBertConfig,
 )
-from ._encode import cell_batches, cls_hidden_state, encode_cell_tokens
+from ._encode import cell_batches, check_token_ids, cls_hidden_state, encode_cell_tokens
 from ._model import LangCell
 from ._text_bert import CrossAttentionCache, TextBert
 from ._training import TrainingHistory
@@ -32,6 +32,7 @@ __all__ = [
     "TextBertConfig",
     "TrainingHistory",
     "cell_batches",
+    "check_token_ids",
     "cls_hidden_state",
     "encode_cell_tokens",
 ]

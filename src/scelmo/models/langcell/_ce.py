@@ -42,6 +42,7 @@ from ._checkpoint import (
     verify_folder,
 )
 from ._config import CELL_BERT_DIR, CELL_CLS_TOKEN_ID, CELL_PAD_TOKEN_ID
+from ._encode import check_token_ids
 from ._training import (
     TrainingHistory,
     _epochs,
@@ -412,6 +413,7 @@ class LangCellCE:
         if device is not None:
             self.module.to(device)
         adata, tokens = self._tokens(None)
+        check_token_ids(tokens, int(self.module.config.vocab_size), cls_token_id=self.cls_token_id)
         labels_key = self.setup_["labels_key"]
         values = adata.obs[labels_key]
         known = {c: i for i, c in enumerate(self.labels_)}
@@ -513,6 +515,7 @@ class LangCellCE:
             cls_token_id=self.cls_token_id,
             max_length=self._max_length,
             pad_token_id=CELL_PAD_TOKEN_ID if pad is None else int(pad),
+            vocab_size=int(self.module.config.vocab_size),
         )
         was_training = self.module.training
         self.module.eval()

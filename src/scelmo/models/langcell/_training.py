@@ -27,6 +27,7 @@ import numpy as np
 
 from ..._optional import import_optional
 from ...cell_tokens import CellTokens
+from ._encode import check_token_ids
 
 torch = import_optional("torch", "langcell", purpose="LangCell training")
 F = torch.nn.functional
@@ -267,6 +268,7 @@ def train_few_shot(
         raise ValueError(f"labels must be class indices in 0..{len(texts) - 1}.")
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}.")
+    check_token_ids(tokens, int(model.cell_bert.config.vocab_size), cls_token_id=model.cls_token_id)
     temperature = TEMPERATURE if temperature is None else float(temperature)
     device = model.device
     text_lr = lr if text_lr is None else text_lr

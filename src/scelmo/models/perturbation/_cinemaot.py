@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from ..._anndata import check_key
 from ..._logging import logger
 from ..._optional import import_optional
 
@@ -75,7 +76,7 @@ def cinemaot(
         raise KeyError(f"perturbation_key {perturbation_key!r} is not a column of adata.obs.")
     embedding = np.asarray(adata.obsm[use_rep], dtype=np.float64)
     n_components = min(n_components, *embedding.shape)
-    key_added = key_added or f"{use_rep}_pca"
+    key_added = check_key(key_added) if key_added is not None else f"{use_rep}_pca"
     adata.obsm[key_added] = _pca(embedding, n_components, random_state)
     logger.info("cinemaot: added obsm[%r] (%d PCs of obsm[%r])", key_added, n_components, use_rep)
     return pertpy.tl.Cinemaot().causaleffect(
