@@ -68,7 +68,7 @@ def mouse_adata(sparse: bool = True) -> ad.AnnData:
 
 
 @pytest.mark.parametrize("sparse", [True, False])
-def test_hand_computed_mapping(sparse):
+def test_hand_computed_mapping(sparse, tmp_path):
     human = se.pp.map_orthologs(mouse_adata(sparse), chunk_size=2)
     assert human.var_names.tolist() == EXPECTED_GENES
     x = human.X.toarray() if sp.issparse(human.X) else human.X
@@ -90,7 +90,8 @@ def test_hand_computed_mapping(sparse):
     assert report["share_of_counts_mapped"] == pytest.approx(1 - COUNTS[:, 3].sum() / COUNTS.sum())
     assert report["table"]["source"] == "hcop"
     assert len(report["table"]["sha256"]) == 64
-    human.write_h5ad(Path(pytest.importorskip("tempfile").mkdtemp()) / "mapped.h5ad")
+    human.write_h5ad(tmp_path / "mapped.h5ad")  # the report is storable
+    assert ad.read_h5ad(tmp_path / "mapped.h5ad").uns["orthologs"]["n_mapped"] == 4
 
 
 def test_ensembl_ids_case_and_drop():

@@ -158,7 +158,8 @@ def cell_sentence_embed(
                     vectors_of = np.empty((len(distinct), vectors.shape[1]), dtype=np.float32)
                 vectors_of[positions] = vectors
                 bar.update(int(cells_per_text[positions].sum()))
-            assert vectors_of is not None
+            if vectors_of is None:
+                raise RuntimeError(f"{text_encoder!r} returned no vectors for {len(distinct)} sentences.")
             if embedding is None:
                 embedding = np.zeros((n_obs, vectors_of.shape[1]), dtype=np.float32)
             embedding[start + rows] = vectors_of[inverse]
