@@ -17,10 +17,10 @@ stratified folds, cosine; no cell votes for itself) against ``obs['fine']`` and
 and ARI of the best of resolutions 0.2..2.0) against ``obs['fine']``. Also prints how many
 word pieces the sentences take in the encoder (its limit is 256).
 
-Run ``python benchmarks/cell_sentences.py``: the first run encodes 3,181 sentences of about 220
-word pieces (minutes to tens of minutes on 2 CPU cores); a rerun takes about 3 minutes (the
-timed sample is encoded again). ``--datasets pbmc68k`` for one data set, ``--threads`` for
-torch's threads.
+Run ``python benchmarks/cell_sentences.py``: the first run encodes 3,181 sentences of about 200
+word pieces (35 minutes on 2 busy CPU cores, about 2 cells/s); a rerun encodes only the timed
+samples again (about 5 minutes there). ``--datasets pbmc68k`` for one data set,
+``--speed-cells`` for the size of the timed samples, ``--threads`` for torch's threads.
 """
 
 from __future__ import annotations
