@@ -23,20 +23,22 @@ TRAIN = {"max_epochs": 30, "lr": 3e-3, "batch_size": 64, "check_val_every_n_epoc
 
 
 def synthetic_cells(
-    n_per_type: int = 80, *, seed: int = 0, batch_shift: float = 0.0
+    n_per_type: int | dict[str, int] = 80, *, seed: int = 0, batch_shift: float = 0.0
 ) -> tuple[AnnData, se.GeneEmbeddings]:
     """Log-normalised cells of three types, each with five planted marker genes, in two batches.
 
+    ``n_per_type`` is the number of cells of every type, or a dict type -> number.
     With ``batch_shift``, ten genes (not markers) are up by that much (log scale) in batch 1.
     """
     rng = np.random.default_rng(seed)
     genes = [f"G{i}" for i in range(N_GENES)]
+    sizes = n_per_type if isinstance(n_per_type, dict) else dict.fromkeys(TYPES, n_per_type)
     blocks, labels = [], []
     for t, name in enumerate(TYPES):
         rate = np.full(N_GENES, 1.0)
         rate[5 * t : 5 * t + 5] = 8.0  # markers of this type
-        blocks.append(rng.poisson(rate, size=(n_per_type, N_GENES)))
-        labels += [name] * n_per_type
+        blocks.append(rng.poisson(rate, size=(sizes[name], N_GENES)))
+        labels += [name] * sizes[name]
     counts = np.vstack(blocks).astype(np.float32)
     batch = rng.integers(0, 2, size=len(labels))
     x = np.log1p(counts)
@@ -207,13 +209,91 @@ def test_validation_records_the_classifier_of_the_kept_round():
     assert [epoch for epoch, _ in model.validation_classifier_history_] == list(range(2, 13, 2))
     kept = dict(model.validation_classifier_history_)[model.best_epoch_]
     assert model.best_validation_classifier_accuracy_ == kept
-    # The restored weights are that round's: predict() scores the same on the validation cells.
+    # The restored weights are that round's: the classifier scores the same on the validation cells.
     val = model.validation_indices
     truth = adata.obs["cell_type"].to_numpy()[val]
-    assert float((model.predict(indices=val) == truth).mean()) == pytest.approx(kept)
+    assert float((model.predict(indices=val, method="classifier") == truth).mean()) == pytest.approx(kept)
     # The classifier accuracy logged per epoch is the same number.
     logged = model.history["validation_accuracy"]["validation_accuracy"]
     assert float(logged.loc[model.best_epoch_ - 1]) == pytest.approx(kept)
+
+
+def _knn_reference(model: ElmoAdapter, adata: AnnData, query: AnnData):
+    """scikit-learn's cosine 10-NN on the model's latent: reference = the training cells."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(n_neighbors=10, metric="cosine", algorithm="brute")
+    knn.fit(model.get_latent_representation(), adata.obs["cell_type"].astype(str).to_numpy())
+    return knn, model.get_latent_representation(query)
+
+
+def test_predict_with_scelmo_defaults_finds_a_small_class_and_matches_knn_on_the_latent():
+    """scELMo's settings on a few hundred cells: 30 optimiser steps, too few for the classifier.
+
+    The classifier then predicts a class or two; the default readout (10-NN on the adapted
+    embedding among the training cells) finds the small class and is as good as that 10-NN.
+    """
+    from sklearn.metrics import f1_score
+
+    adata, table = synthetic_cells({"T": 200, "B": 200, "NK": 25}, seed=6)
+    fresh, _ = synthetic_cells({"T": 40, "B": 40, "NK": 10}, seed=8)
+    truth = fresh.obs["cell_type"].to_numpy()
+    ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
+    model = ElmoAdapter(adata, gene_embeddings=table, n_hidden=32, n_latent=16, seed=0)
+    model.train()  # scELMo's defaults: minibatches of 512, 30 epochs, Adam 1e-3
+    predicted = model.predict(fresh)
+    knn, query = _knn_reference(model, adata, fresh)
+    by_knn = knn.predict(query)
+    assert (predicted[truth == "NK"] == "NK").mean() >= 0.8
+    assert f1_score(truth, predicted, average="macro") >= f1_score(truth, by_knn, average="macro") - 0.02
+    assert f1_score(truth, predicted, average="macro") >= 0.9
+    # The classifier, trained with the same 30 steps, is what predict() used to return.
+    by_classifier = model.predict(fresh, method="classifier")
+    assert f1_score(truth, by_classifier, average="macro") < f1_score(truth, predicted, average="macro") - 0.2
+
+
+def test_knn_readout_is_the_cosine_vote_among_the_training_cells(trained):
+    model, adata = trained
+    fresh, _ = synthetic_cells(n_per_type=30, seed=7)
+    knn, query = _knn_reference(model, adata, fresh)
+    soft = model.predict(fresh, soft=True)
+    assert list(soft.columns) == list(knn.classes_)
+    # Uniform votes of the same 10 neighbours: the class fractions are scikit-learn's probabilities.
+    np.testing.assert_allclose(soft.to_numpy(), knn.predict_proba(query), atol=1e-6)
+    by_vote = soft.columns.to_numpy()[soft.to_numpy().argmax(axis=1)]
+    np.testing.assert_array_equal(model.predict(fresh), by_vote)
+    assert model.reference_latent_.shape == (adata.n_obs, 16)
+    with pytest.raises(ValueError, match="must be 'knn' or 'classifier'"):
+        model.predict(fresh, method="svm")
+    untrained = ElmoAdapter(adata, gene_embeddings=model.init_params_["non_kwargs"]["gene_embeddings"])
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no kNN reference"):
+        untrained.predict(fresh)
+
+
+def test_class_weight_and_model_selection_options():
+    adata, table = synthetic_cells({"T": 60, "B": 60, "NK": 12}, seed=6)
+    ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
+    model = ElmoAdapter(adata, gene_embeddings=table, n_hidden=16, n_latent=8, seed=0)
+    with pytest.raises(ValueError, match="`class_weight` must be None or 'balanced'"):
+        model.train(max_epochs=2, check_val_every_n_epoch=1, class_weight="inverse")
+    with pytest.raises(ValueError, match="`select_on` must be one of"):
+        model.train(max_epochs=2, check_val_every_n_epoch=1, select_on="loss")
+    model.train(max_epochs=6, batch_size=32, check_val_every_n_epoch=2, select_on="classifier_macro_f1")
+    history = model.validation_history_["classifier_macro_f1"]
+    scores = [score for _, score in history]
+    assert model.best_epoch_ == history[len(scores) - 1 - int(np.argmax(scores[::-1]))][0]
+    assert model.best_validation_scores_["classifier_macro_f1"] == max(scores)
+    # Balanced weights: n / (n_classes * n_class) of the training cells, in the cross-entropy.
+    x = torch.from_numpy(adata.X)
+    labels = torch.as_tensor(np.array(pd.Categorical(adata.obs["cell_type"]).codes)).long()
+    weights = torch.tensor([1.0, 2.0, 0.5])
+    model.module.eval()
+    with torch.no_grad():
+        logits = model.module(x)["logits"]
+        per_cell = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+        expected = (weights[labels] * per_cell).sum() / weights[labels].sum()
+        got = model.module.loss(x, labels, class_weights=weights)["classification"]
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_training_without_validation_keeps_the_last_weights():

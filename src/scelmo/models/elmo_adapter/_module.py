@@ -288,9 +288,17 @@ class ElmoAdapterModule(nn.Module):
         return {"z": z, "logits": self.classify(z)}
 
     def loss(
-        self, x: torch.Tensor, labels: torch.Tensor, batch: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        batch: torch.Tensor | None = None,
+        *,
+        class_weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The training loss and its parts for a minibatch.
+
+        ``class_weights`` (one per label) weight the cross-entropy of each cell by its class
+        (normalised by the minibatch's total weight, as :func:`torch.nn.functional.cross_entropy`).
 
         Returns a dict with ``loss`` (what is minimised), ``classification``, ``triplet``,
         ``batch`` (the batch-correction term, 0 without), ``accuracy`` and the embeddings ``z``.
@@ -299,7 +307,9 @@ class ElmoAdapterModule(nn.Module):
             x = x * (torch.rand_like(x) >= self.gene_dropout) / (1.0 - self.gene_dropout)
         out = self.forward(x)
         z = out["z"]
-        classification = F.cross_entropy(out["logits"], labels)
+        if class_weights is not None:
+            class_weights = class_weights.to(device=out["logits"].device, dtype=out["logits"].dtype)
+        classification = F.cross_entropy(out["logits"], labels, weight=class_weights)
         triplet = (
             triplet_margin_all(z, labels, self.triplet_margin) if self.triplet_weight > 0 else z.sum() * 0.0
         )

@@ -2,19 +2,20 @@
 
 Every validation round (every ``check_val_every_n_epoch`` epochs) embeds the training cells
 and the validation cells with the current weights, classifies each validation cell by a cosine
-``k``-NN majority vote among the training cells, and logs the accuracy as
-``validation_knn_accuracy`` (the accuracy of the model's classifier on the same cells is kept
-too, in ``classifier_history``). The weights of the round with the best kNN accuracy (the latest
-of equally good rounds) are kept in memory and put back when training ends, so the trained
-model is the best one seen (the original code recorded the best model and then used the last
-one). With ``patience``, training stops after that many rounds without improvement.
+``k``-NN majority vote among the training cells, and records the accuracy and macro-F1 of
+that vote and of the model's linear classifier on the same cells (logged as
+``validation_knn_accuracy`` and so on). The weights of the round with the best ``select_on``
+score (scELMo: the kNN accuracy; the latest of equally good rounds) are kept in memory and put
+back when training ends, so the trained model is the best one seen (the original code recorded
+the best model and then used the last one). With ``patience``, training stops after that many
+rounds without improvement. ``class_weights`` weight the cross-entropy per class.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -26,6 +27,43 @@ X_KEY = "X"
 LABELS_KEY = "labels"
 BATCH_KEY = "batch"
 
+SelectOn = Literal["knn_accuracy", "knn_macro_f1", "classifier_accuracy", "classifier_macro_f1"]
+SELECT_ON: tuple[str, ...] = ("knn_accuracy", "knn_macro_f1", "classifier_accuracy", "classifier_macro_f1")
+
+
+def knn_vote(
+    query: torch.Tensor,
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    *,
+    k: int,
+    n_labels: int,
+    block: int | None = None,
+) -> torch.Tensor:
+    """Votes ``(n_query, n_labels)`` of the ``k`` cosine-nearest ``reference`` cells of each query.
+
+    Queries go in blocks that keep the similarity matrix of a block at about 32 million entries.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from scelmo.models.elmo_adapter._training_plan import knn_vote
+    >>> ref = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> knn_vote(torch.tensor([[1.0, 0.05]]), ref, torch.tensor([0, 0, 1]), k=2, n_labels=2)
+    tensor([[2, 0]])
+    """
+    reference = F.normalize(reference.float(), dim=1)
+    k = min(k, reference.shape[0])
+    reference_labels = reference_labels.to(reference.device).long()
+    if block is None:
+        block = max(1, 2**25 // max(reference.shape[0], 1))
+    votes = []
+    for start in range(0, query.shape[0], block):
+        q = F.normalize(query[start : start + block].float().to(reference.device), dim=1)
+        neighbours = (q @ reference.T).topk(k, dim=1).indices
+        votes.append(F.one_hot(reference_labels[neighbours], n_labels).sum(dim=1))
+    return torch.cat(votes) if votes else torch.zeros((0, n_labels), dtype=torch.long)
+
 
 def knn_accuracy(
     query: torch.Tensor,
@@ -35,7 +73,7 @@ def knn_accuracy(
     *,
     k: int,
     n_labels: int,
-    block: int = 4096,
+    block: int | None = None,
 ) -> float:
     """Accuracy of a cosine ``k``-NN majority vote of ``query`` cells among ``reference`` cells.
 
@@ -49,19 +87,34 @@ def knn_accuracy(
     >>> knn_accuracy(torch.tensor([[1.0, 0.05]]), torch.tensor([0]), ref, torch.tensor([0, 0, 1]), k=2, n_labels=2)
     1.0
     """
-    reference = F.normalize(reference.float(), dim=1)
-    k = min(k, reference.shape[0])
-    correct = 0
-    for start in range(0, query.shape[0], block):
-        q = F.normalize(query[start : start + block].float(), dim=1)
-        neighbours = (q @ reference.T).topk(k, dim=1).indices
-        votes = F.one_hot(reference_labels[neighbours], n_labels).sum(dim=1)
-        correct += int((votes.argmax(dim=1) == query_labels[start : start + block]).sum())
+    votes = knn_vote(query, reference, reference_labels, k=k, n_labels=n_labels, block=block)
+    correct = int((votes.argmax(dim=1).cpu() == query_labels.cpu()).sum())
     return correct / max(query.shape[0], 1)
 
 
+def macro_f1(predicted: torch.Tensor, truth: torch.Tensor, n_labels: int) -> float:
+    """Macro-averaged F1 over the classes present in ``truth`` or ``predicted`` (as scikit-learn).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from scelmo.models.elmo_adapter._training_plan import macro_f1
+    >>> macro_f1(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 2]), 3)  # F1 1, 2/3, 0
+    0.5555555555555555
+    """
+    predicted, truth = predicted.cpu().long(), truth.cpu().long()
+    true_positive = torch.bincount(truth[predicted == truth], minlength=n_labels).double()
+    n_true = torch.bincount(truth, minlength=n_labels).double()
+    n_predicted = torch.bincount(predicted, minlength=n_labels).double()
+    present = (n_true + n_predicted) > 0
+    if not bool(present.any()):
+        return 0.0
+    f1 = 2 * true_positive / (n_true + n_predicted).clamp(min=1)
+    return float(f1[present].mean())
+
+
 class ElmoAdapterTrainingPlan(pl.LightningModule):
-    """Trains an :class:`ElmoAdapterModule` with Adam; validation by kNN accuracy.
+    """Trains an :class:`ElmoAdapterModule` with Adam; keeps the round with the best validation score.
 
     Parameters
     ----------
@@ -77,7 +130,13 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         A callable returning an iterable of ``(x, labels)`` tensors of the training cells, in
         fixed order; the kNN reference of every validation round.
     patience
-        Stop after this many validation rounds without a better kNN accuracy (``None``: never).
+        Stop after this many validation rounds without a better ``select_on`` score (``None``:
+        never).
+    select_on
+        ``"knn_accuracy"``, ``"knn_macro_f1"``, ``"classifier_accuracy"`` or
+        ``"classifier_macro_f1"``: the validation score that picks the kept round.
+    class_weights
+        One weight per label for the cross-entropy (``None``: all cells alike).
 
     Examples
     --------
@@ -94,8 +153,15 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         n_neighbors: int = 10,
         reference_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None,
         patience: int | None = None,
+        select_on: SelectOn = "knn_accuracy",
+        class_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        if select_on not in SELECT_ON:
+            choices = ", ".join(map(repr, SELECT_ON))
+            raise ValueError(f"`select_on` must be one of {choices}, got {select_on!r}.")
+        self.select_on = select_on
+        self.class_weights = class_weights
         self.module = module
         self.lr = lr
         self.weight_decay = weight_decay
@@ -105,13 +171,15 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.best_classifier: float | None = None
+        self.best_scores: dict[str, float] | None = None
+        self.history: dict[str, list[tuple[int, float]]] = {name: [] for name in SELECT_ON}
         self.best_state: dict[str, torch.Tensor] | None = None
         self.knn_history: list[tuple[int, float]] = []
         self.classifier_history: list[tuple[int, float]] = []
         self._rounds_without_gain = 0
         self._val_z: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
-        self._val_correct: list[torch.Tensor] = []
+        self._val_predicted: list[torch.Tensor] = []
 
     @staticmethod
     def _unpack(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -127,18 +195,18 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One optimisation step on a minibatch."""
         x, labels, batch_index = self._unpack(batch)
-        out = self.module.loss(x, labels, batch_index)
+        out = self.module.loss(x, labels, batch_index, class_weights=self.class_weights)
         self._log_parts(out, "train", x.shape[0])
         return out["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Validation losses; keeps the embeddings for the kNN accuracy."""
         x, labels, batch_index = self._unpack(batch)
-        out = self.module.loss(x, labels, batch_index)
+        out = self.module.loss(x, labels, batch_index, class_weights=self.class_weights)
         self._log_parts(out, "validation", x.shape[0])
         self._val_z.append(out["z"].detach())
         self._val_labels.append(labels)
-        self._val_correct.append(self.module.classify(out["z"].detach()).argmax(dim=1) == labels)
+        self._val_predicted.append(self.module.classify(out["z"].detach()).argmax(dim=1))
 
     @torch.no_grad()
     def _reference_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,32 +218,37 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         return torch.cat(zs), torch.cat(labels)
 
     def on_validation_epoch_end(self) -> None:
-        """kNN and classifier accuracy of the validation cells; remember the best weights."""
+        """kNN and classifier scores of the validation cells; remember the best weights."""
         if not self._val_z or self.reference_batches is None or self.trainer.sanity_checking:
-            self._val_z, self._val_labels, self._val_correct = [], [], []
+            self._val_z, self._val_labels, self._val_predicted = [], [], []
             return
         reference, reference_labels = self._reference_embeddings()
-        knn = knn_accuracy(
-            torch.cat(self._val_z),
-            torch.cat(self._val_labels),
-            reference,
-            reference_labels,
-            k=self.n_neighbors,
-            n_labels=self.module.n_labels,
+        truth = torch.cat(self._val_labels)
+        n_labels = self.module.n_labels
+        votes = knn_vote(
+            torch.cat(self._val_z), reference, reference_labels, k=self.n_neighbors, n_labels=n_labels
         )
-        correct = torch.cat(self._val_correct)
-        classifier = int(correct.sum()) / max(len(correct), 1)
-        self._val_z, self._val_labels, self._val_correct = [], [], []
+        predicted = {"knn": votes.argmax(dim=1), "classifier": torch.cat(self._val_predicted)}
+        self._val_z, self._val_labels, self._val_predicted = [], [], []
+        scores = {}
+        for readout, labels in predicted.items():
+            scores[f"{readout}_accuracy"] = float((labels.cpu() == truth.cpu()).double().mean())
+            scores[f"{readout}_macro_f1"] = macro_f1(labels, truth, n_labels)
         epoch = int(self.current_epoch) + 1
-        self.knn_history.append((epoch, knn))
-        self.classifier_history.append((epoch, classifier))
-        self.log("validation_knn_accuracy", knn, on_step=False, on_epoch=True)
-        improved = self.best_score is None or knn > self.best_score
-        if improved or knn == self.best_score:
-            # Ties go to the later round: same neighbours, but a classifier trained longer.
-            self.best_score = knn
+        for name, value in scores.items():
+            self.history[name].append((epoch, value))
+        self.knn_history.append((epoch, scores["knn_accuracy"]))
+        self.classifier_history.append((epoch, scores["classifier_accuracy"]))
+        for name in ("knn_accuracy", "knn_macro_f1", "classifier_macro_f1"):
+            self.log(f"validation_{name}", scores[name], on_step=False, on_epoch=True)
+        score = scores[self.select_on]
+        improved = self.best_score is None or score > self.best_score
+        if improved or score == self.best_score:
+            # Ties go to the later round: a model trained longer.
+            self.best_score = score
+            self.best_scores = scores
             self.best_epoch = epoch
-            self.best_classifier = classifier
+            self.best_classifier = scores["classifier_accuracy"]
             self.best_state = copy.deepcopy(self.module.state_dict())
         self._rounds_without_gain = 0 if improved else self._rounds_without_gain + 1
         if self.patience is not None and self._rounds_without_gain >= self.patience:
