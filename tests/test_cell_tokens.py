@@ -393,3 +393,73 @@ def test_without_the_hgnc_table_the_fallback_is_skipped_with_one_log_line(vocab,
     notes = [r for r in caplog.records if "HGNC table" in r.getMessage()]
     assert len(notes) == 1
     assert "scelmo[offline]" in notes[0].getMessage()
+
+
+# --- the counts as given, and files ----------------------------------------------------------
+TINY_VOCAB = {
+    "token_ids": {"ENSG1": 2, "ENSG2": 3, "ENSG3": 4},
+    "gene_medians": {"ENSG1": 1.0, "ENSG2": 2.0, "ENSG3": 0.5},
+}
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr", "csc", "dask"])
+def test_counts_a_hair_off_an_integer_are_refused_before_the_float32_cast(kind):
+    # 4 + 1e-9 is not a count, but float32(4 + 1e-9) == 4: the check must see the float64 value.
+    counts = np.array([[1.0, 0.0, 2.0], [3.0, 4.0 + 1e-9, 0.0]])
+    assert np.float32(counts[1, 1]) == 4
+    X = {"dense": counts, "csr": sp.csr_matrix(counts), "csc": sp.csc_matrix(counts)}.get(kind)
+    if kind == "dask":
+        da = pytest.importorskip("dask.array")
+        X = da.from_array(counts, chunks=(1, 3))
+    with pytest.raises(
+        ValueError, match=r"cell 1 has the value 4\.000000001\. .*non-negative integer counts"
+    ):
+        rank_value_encode(X, ["ENSG1", "ENSG2", "ENSG3"], dictionaries=TINY_VOCAB)
+    # The same numbers as exact integers, in any dtype, are tokenized, and alike.
+    exact = np.rint(counts)
+    expected = as_lists(rank_value_encode(exact, ["ENSG1", "ENSG2", "ENSG3"], dictionaries=TINY_VOCAB)[0])
+    assert expected == [[4, 2], [2, 3]]  # value = count / total * 10_000 / median, highest first
+    for dtype in (np.float32, np.int64, np.uint16):
+        tokens, _ = rank_value_encode(
+            exact.astype(dtype), ["ENSG1", "ENSG2", "ENSG3"], dictionaries=TINY_VOCAB
+        )
+        assert as_lists(tokens) == expected
+    with pytest.raises(ValueError, match="cell 0 has the value -1"):
+        rank_value_encode(np.array([[-1, 2, 0]]), ["ENSG1", "ENSG2", "ENSG3"], dictionaries=TINY_VOCAB)
+
+
+def test_tokenize_refuses_a_key_that_cannot_be_saved():
+    adata = ad.AnnData(np.array([[1.0, 2.0, 0.0]]), var=pd.DataFrame(index=["ENSG1", "ENSG2", "ENSG3"]))
+    for key in ("", "a/b"):
+        with pytest.raises(ValueError, match=r"key_added=.* cannot be stored in an \.h5ad"):
+            se.pp.tokenize(adata, dictionaries=TINY_VOCAB, key_added=key)
+    assert len(adata.obsm) == 0
+    assert len(adata.uns) == 0
+
+
+def test_a_failed_save_leaves_the_old_file(tmp_path, monkeypatch):
+    old = CellTokens(np.array([0, 2]), np.array([5, 3], dtype=np.int16))
+    new = CellTokens(np.array([0, 1, 2]), np.array([7, 9], dtype=np.int16))
+    old.save(tmp_path / "tokens.npz")
+    before = (tmp_path / "tokens.npz").read_bytes()
+    real_savez = np.savez
+
+    def full_disk(file, *args, **kwargs):
+        real_savez(file, *args, **kwargs)
+        with open(file, "r+b") as handle:  # half of it reached the disk
+            handle.truncate(len(before) // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        new.save(tmp_path / "tokens.npz")
+    monkeypatch.undo()
+    assert (tmp_path / "tokens.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.npz"]
+    assert CellTokens.load(tmp_path / "tokens.npz").equals(old)
+    # A successful save replaces it; as with numpy, ".npz" is added to a bare name.
+    new.save(tmp_path / "tokens.npz")
+    assert CellTokens.load(tmp_path / "tokens.npz").equals(new)
+    new.save(tmp_path / "bare")
+    assert CellTokens.load(tmp_path / "bare.npz").equals(new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bare.npz", "tokens.npz"]

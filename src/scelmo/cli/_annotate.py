@@ -360,7 +360,9 @@ def _method(args: argparse.Namespace) -> str:
     elmo_given = [f"--{n.replace('_', '-')}" for n in _given(args, ELMO_OPTIONS)]
     if method != "elmo" and elmo_given:
         # tl.zeroshot_annotate does not hand its temperature to LangCell's scorer.
-        note = " (LangCell's scorer does not take a temperature here)" if "--temperature" in elmo_given else ""
+        note = (
+            " (LangCell's scorer does not take a temperature here)" if "--temperature" in elmo_given else ""
+        )
         raise CLIError(f"{', '.join(elmo_given)}: options of --method elmo, not {method}{note}")
     if method == "knn" and (args.ontology_gap is not None or args.gene_column):
         raise CLIError("--ontology-gap/--gene-column are not used by knn (it compares embeddings)")
@@ -411,10 +413,12 @@ def run(args: argparse.Namespace) -> int:
     The exit code, ``0``.
     """
     from .. import tl
+    from .._anndata import check_key
 
     progress = not args.quiet
     method = _method(args)
-    key = args.key_added or ("knn" if method == "knn" else "zeroshot")
+    key = args.key_added if args.key_added is not None else ("knn" if method == "knn" else "zeroshot")
+    check_key(key, "--key-added")
     out = check_output(args.output, suffix=".h5ad", force=args.force, inputs=[args.input])
     options: dict[str, Any] = {"threshold": args.threshold, "min_margin": args.min_margin, "key_added": key}
     if method != "knn" and args.ontology_gap is not None:

@@ -27,8 +27,8 @@ examples:
   # a table made once with `scelmo build-genes`; GenePT's arithmetic average over a layer
   scelmo embed pbmc.h5ad -o pbmc_elmo.h5ad --genes pbmc_genes.npz --mode aa --layer lognorm
 
-  # GenePT's published table from the registry (no published sha256: check it, then --trusted)
-  scelmo embed pbmc.h5ad -o pbmc_genept.h5ad --genes genept_ada_text --trusted --key-added X_genept
+  # GenePT's table from its Zenodo archive (md5-verified)
+  scelmo embed pbmc.h5ad -o pbmc_genept.h5ad --genes genept_ada_text --key-added X_genept
 
   # var_names are numbers; the symbols are in var['gene_symbols']
   scelmo embed counts.h5ad -o counts_elmo.h5ad --gene-column gene_symbols --genes pbmc_genes.npz
@@ -105,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
     -------
     The exit code, ``0``.
     """
-    from .._anndata import expression_matrix
+    from .._anndata import check_key, expression_matrix
     from ..tl import elmo_embed
 
+    check_key(args.key_added, "--key-added")
     progress = not args.quiet
     out = check_output(args.output, suffix=".h5ad", force=args.force, inputs=[args.input])
     choice = choose_table(args, force=args.force)

@@ -1,19 +1,24 @@
 """Files of the command line: checked inputs, guarded outputs, atomic writes, h5ad and text lists.
 
-An output is written to a hidden temporary file in its destination folder and renamed over
-the destination only once complete (``os.replace``, atomic on one file system), so a failed or
-interrupted job leaves neither a partial output nor a touched input behind.
+An output is written through :func:`scelmo._atomic.atomic_write`: to a hidden temporary file in
+its destination folder, synced to the disk and renamed over the destination only once complete
+(``os.replace``, atomic on one file system), so a failed or interrupted job leaves neither a
+partial output nor a touched input behind. SIGTERM during the write removes the temporary file
+(exit code 143); one left by a process killed with SIGKILL is removed by the next command that
+writes to the same folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import uuid
+import re
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._atomic import TEMP_PREFIX, atomic_write, is_stale, remove_temp_files_on_sigterm
 from ._runtime import CLIError, one_line
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ __all__ = [
     "is_hdf5",
     "read_h5ad",
     "read_text_lines",
+    "remove_stale_outputs",
     "write_h5ad",
     "write_table",
 ]
@@ -187,9 +193,66 @@ def check_output(
     return out
 
 
+#: Temporary outputs of scelmo 0.1's command line (``.NAME.tmp-<12 hex>.SUFFIX``), which name no writer.
+_LEGACY_TEMP = re.compile(r"^\..+\.tmp-[0-9a-f]{12}(\.[^.]+)?$")
+
+
+def remove_stale_outputs(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary outputs that killed commands left in ``folder`` (not in its subfolders).
+
+    A temporary file is stale when the process that wrote it is gone, or when nothing has
+    written to it for an hour (see :func:`scelmo._atomic.is_stale`); the files of a command
+    still running beside this one are kept. Only ``folder`` itself is looked at, since an
+    output folder may be a large tree (a home folder) that is not scelmo's.
+
+    Parameters
+    ----------
+    folder
+        The output folder.
+
+    Returns
+    -------
+    The paths removed.
+
+    Examples
+    --------
+    >>> import os, tempfile, pathlib
+    >>> from scelmo.cli._files import remove_stale_outputs
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / ".tmp-1@0123abcd-0123456789ab-out.h5ad").write_bytes(b"half")
+    >>> os.utime(folder / ".tmp-1@0123abcd-0123456789ab-out.h5ad", (0, 0))
+    >>> [p.name for p in remove_stale_outputs(folder)]
+    ['.tmp-1@0123abcd-0123456789ab-out.h5ad']
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(TEMP_PREFIX) or _LEGACY_TEMP.match(entry.name)):
+            continue
+        path = Path(entry.path)
+        if not is_stale(path):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(out: Path, *, force: bool) -> Iterator[Path]:
-    """A temporary path beside ``out``; renamed to ``out`` when the block ends without error.
+    """A temporary path beside ``out``; moved over ``out`` when the block ends without error.
+
+    Stale temporary files of killed commands in ``out``'s folder are removed first (see
+    :func:`remove_stale_outputs`). The block writes to a temporary path (see
+    :func:`scelmo._atomic.atomic_write`: hidden, in ``out``'s folder, ending in ``out``'s name,
+    named after this process); it is removed if the block raises, on Ctrl-C, and on SIGTERM
+    (which then ends the command with exit code 143).
 
     Parameters
     ----------
@@ -200,7 +263,12 @@ def atomic_path(out: Path, *, force: bool) -> Iterator[Path]:
 
     Yields
     ------
-    The temporary path (hidden, same folder and suffix as ``out``); it is removed on failure.
+    The temporary path.
+
+    Raises
+    ------
+    CLIError
+        If ``out`` appeared while the block ran and ``force`` is off.
 
     Examples
     --------
@@ -212,17 +280,14 @@ def atomic_path(out: Path, *, force: bool) -> Iterator[Path]:
     >>> out.read_text(), [p.name for p in out.parent.iterdir()]
     ('CD3E', ['genes.txt'])
     """
-    tmp = out.with_name(f".{out.stem}.tmp-{uuid.uuid4().hex[:12]}{out.suffix}")
-    try:
+    remove_stale_outputs(out.parent)
+    with remove_temp_files_on_sigterm(), atomic_write(out) as tmp:
         yield tmp
         if not tmp.is_file():
             raise RuntimeError(f"nothing was written to {tmp}")
+        # Checked again at the end: another command may have written `out` while this one ran.
         if out.exists() and not force:
             raise CLIError(f"output {out} appeared while the job ran; pass --force to replace it")
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def write_h5ad(adata: AnnData, out: Path, *, force: bool) -> None:

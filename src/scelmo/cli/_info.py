@@ -98,6 +98,10 @@ def describe_installation() -> str:
     return "\n".join(lines)
 
 
+#: How ``pp.tokenize`` resolved symbols through HGNC: keys ``n_<how>`` of ``uns[key]['hgnc']``.
+_HGNC_COUNTS = (("symbol", "current"), ("previous", "previous"), ("alias", "alias"))
+
+
 def _scelmo_record(key: str, value: Mapping[str, Any]) -> str | None:
     """A one-line summary of an ``uns`` entry written by scelmo, else ``None``."""
     params = value.get("params") if isinstance(value.get("params"), Mapping) else {}
@@ -121,8 +125,21 @@ def _scelmo_record(key: str, value: Mapping[str, Any]) -> str | None:
             f"{value.get('n_unknown', '?')} unknown"
         )
     if params.get("encoding") == "geneformer_v1_rank_value":
-        return f"{key}: LangCell rank tokens, {value.get('n_genes_matched')} genes in the vocabulary"
+        text = f"{key}: LangCell rank tokens, {value.get('n_genes_matched')} genes in the vocabulary"
+        hgnc = value.get("hgnc")
+        return text + (_hgnc_summary(hgnc) if isinstance(hgnc, Mapping) else "")
     return None
+
+
+def _hgnc_summary(hgnc: Mapping[str, Any]) -> str:
+    """``", HGNC fallback on: 2 current, 1 previous, 0 alias symbols (IL8 -> CXCL8, ...)"``."""
+    status = str(hgnc.get("status", "?"))
+    if status != "on":
+        return f", HGNC fallback {status}"
+    counts = ", ".join(f"{int(hgnc.get(f'n_{how}', 0))} {label}" for how, label in _HGNC_COUNTS)
+    examples = [str(example) for example in hgnc.get("examples", [])]
+    shown = f" ({', '.join(examples)})" if len(examples) else ""
+    return f", HGNC fallback on: {counts} symbols{shown}"
 
 
 def describe_h5ad(path: Path) -> str:

@@ -99,11 +99,21 @@ def error_message(err: BaseException) -> str:
     message = one_line(err.args[0]) if isinstance(err, KeyError) and err.args else one_line(err)
     if isinstance(err, CLIError):
         return message
+    if _is_cache_error(err):
+        # The library's advice names Python arguments (cache_dir=, cache=False); give the flag too.
+        return f"{message} From the command line: set SCELMO_DATA_DIR to another folder, or pass --no-cache."
     if not message:
         return type(err).__name__
     if not isinstance(err, _PLAIN):
         return f"{type(err).__name__}: {message}"
     return message
+
+
+def _is_cache_error(err: BaseException) -> bool:
+    # Looked up, not imported: the text package is loaded only when a command has used the cache.
+    text = sys.modules.get("scelmo.text")
+    cache_error = getattr(text, "CacheError", None)
+    return cache_error is not None and isinstance(err, cache_error)
 
 
 class _OneLineFormatter(logging.Formatter):

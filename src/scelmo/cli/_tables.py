@@ -100,7 +100,7 @@ def add_table_arguments(
     group.add_argument(
         "--trusted",
         action="store_true",
-        help="allow unpickling a table that publishes no sha256 (GenePT's) or a .pkl file; only for "
+        help="allow unpickling a registry table that publishes no hash, or a .pkl file; only for "
         "sources you have checked",
     )
     add_build_arguments(group, batch_help=batch_help)
@@ -183,9 +183,9 @@ def choose_table(
         )
     entry = datasets.entry(spec)
     suffix = PurePosixPath(entry.get("filename") or entry.get("path") or "").suffix
-    if entry["sha256"] == "unknown" and suffix != ".npz" and not args.trusted:
+    if suffix != ".npz" and not datasets.can_verify(spec) and not args.trusted:
         raise CLIError(
-            f"registry table {spec!r} publishes no sha256, so its pickle is not unpickled; check its source "
+            f"registry table {spec!r} publishes no hash, so its pickle is not unpickled; check its source "
             f"({entry['source'] or 'see `scelmo fetch --list`'}), then pass --trusted"
         )
     return TableChoice("registry", spec)

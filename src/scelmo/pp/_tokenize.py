@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from .._anndata import check_key
 from .._logging import logger
 from ..cell_tokens import MAX_LENGTH, rank_value_encode
 
@@ -90,7 +91,8 @@ def tokenize(
     ------
     ValueError
         If the counts are not non-negative integers (pass ``layer=`` or ``use_raw=True``),
-        or no gene is in the vocabulary (pass ``gene_id_key=``).
+        no gene is in the vocabulary (pass ``gene_id_key=``), or ``key_added`` cannot be stored
+        in an ``.h5ad`` file (empty, or containing ``/``).
 
     Warns
     -----
@@ -107,6 +109,7 @@ def tokenize(
     >>> adata.obsm["langcell_tokens"]  # doctest: +SKIP
     <2700x2048 sparse matrix of type '<class 'numpy.int16'>' ...>
     """
+    check_key(key_added)
     if use_raw and layer is not None:
         raise ValueError("Pass either `layer` or `use_raw=True`, not both: adata.raw has no layers.")
     adata = adata.copy() if copy else adata
