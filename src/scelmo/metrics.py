@@ -70,7 +70,7 @@ def leiden_scores(
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     work = AnnData(obs=adata.obs[[label_key]].copy(), obsm={use_rep: np.asarray(adata.obsm[use_rep])})
-    sc.pp.neighbors(work, use_rep=use_rep, n_neighbors=n_neighbors, random_state=random_state)
+    _neighbors(work, use_rep=use_rep, n_neighbors=n_neighbors, random_state=random_state)
     labels = work.obs[label_key].astype(str).to_numpy()
     best: ClusteringScore | None = None
     for resolution in resolutions:
@@ -94,6 +94,28 @@ def leiden_scores(
             best = score
     assert best is not None
     return best
+
+
+def _neighbors(adata: AnnData, **kwargs) -> None:
+    """``sc.pp.neighbors``; an environment that cannot build the graph gets an error naming the fix.
+
+    scanpy (1.11 and 1.12) reads the distances of its kNN transformer with ``getnnz``, which
+    scipy's sparse arrays lost in 1.14, and pynndescent >= 0.7 (the transformer from 8,192 cells
+    on) returns sparse arrays. scelmo requires ``pynndescent<0.7``, but an environment changed
+    after installing scelmo can still hold the three together.
+    """
+    import scanpy as sc
+
+    try:
+        sc.pp.neighbors(adata, **kwargs)
+    except AttributeError as err:
+        if "getnnz" not in str(err):
+            raise
+        raise RuntimeError(
+            "scanpy could not build the neighbour graph: it cannot read the sparse arrays that "
+            "pynndescent >= 0.7 returns (scipy >= 1.14 removed their `getnnz`); scanpy uses pynndescent "
+            "from 8,192 cells on. Install the pynndescent scelmo requires: pip install 'pynndescent<0.7'"
+        ) from err
 
 
 @dataclass(frozen=True)
