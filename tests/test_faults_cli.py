@@ -10,7 +10,6 @@ also while the program is still importing.
 
 from __future__ import annotations
 
-import ast
 import os
 import queue
 import re
@@ -166,12 +165,6 @@ def test_stale_outputs_are_told_from_live_ones(tmp_path):
 
 
 # --- Ctrl-C ---------------------------------------------------------------------------------------
-def _imports_eagerly() -> bool:
-    """Whether ``scelmo/__init__.py`` imports its subpackages (then Ctrl-C there is out of reach)."""
-    tree = ast.parse(Path(se.__file__).read_text(encoding="utf-8"))
-    return any(isinstance(node, ast.ImportFrom) and node.level == 1 for node in tree.body)
-
-
 def _read_lines(stream, lines: queue.Queue) -> None:
     for line in stream:
         lines.put(line)
@@ -187,11 +180,6 @@ def _entry_points() -> dict[str, list[str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    _imports_eagerly(),
-    reason="scelmo/__init__.py imports its subpackages before any code of the command line runs",
-    strict=True,
-)
 @pytest.mark.parametrize("entry", list(_entry_points()))
 def test_ctrl_c_while_importing_is_one_line(entry, work):
     # -X importtime reports each module as its import ends: Ctrl-C is sent as soon as numpy is
