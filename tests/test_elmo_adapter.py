@@ -19,7 +19,14 @@ from scelmo.models.elmo_adapter import ElmoAdapter, knn_accuracy, triplet_margin
 
 N_GENES, DIM = 60, 16
 TYPES = ("T", "B", "NK")
-TRAIN = {"max_epochs": 30, "lr": 3e-3, "batch_size": 64, "check_val_every_n_epoch": 3}
+# scELMo's rule for the kept round (10-NN accuracy); the default (10-NN macro-F1) is tested below.
+TRAIN = {
+    "max_epochs": 30,
+    "lr": 3e-3,
+    "batch_size": 64,
+    "check_val_every_n_epoch": 3,
+    "select_on": "knn_accuracy",
+}
 
 
 def synthetic_cells(
@@ -241,6 +248,12 @@ def test_predict_with_scelmo_defaults_finds_a_small_class_and_matches_knn_on_the
     ElmoAdapter.setup_anndata(adata, labels_key="cell_type")
     model = ElmoAdapter(adata, gene_embeddings=table, n_hidden=32, n_latent=16, seed=0)
     model.train()  # scELMo's defaults: minibatches of 512, 30 epochs, Adam 1e-3
+    # The kept round is the latest with the best validation 10-NN macro-F1 (the default select_on).
+    history = model.validation_history_["knn_macro_f1"]
+    scores = [score for _, score in history]
+    assert model.best_epoch_ == history[len(scores) - 1 - int(np.argmax(scores[::-1]))][0]
+    knn_accuracy_by_epoch = dict(model.validation_history_["knn_accuracy"])
+    assert model.best_validation_knn_accuracy_ == knn_accuracy_by_epoch[model.best_epoch_]
     predicted = model.predict(fresh)
     knn, query = _knn_reference(model, adata, fresh)
     by_knn = knn.predict(query)
