@@ -195,6 +195,7 @@ def test_named_genes_join_the_signature(pbmc, table):
         refine=0,
         n_genes=n_genes,
         mention_weight=weight,
+        unspell=False,  # the reference below is the plain text similarity
         cache=False,
     )
     z, present = _text_affinity(adata, table, texts)
@@ -255,14 +256,14 @@ def test_rematch_gives_drifted_signatures_back(pbmc, table, monkeypatch):
     """Known answer: if self-training hands the classes each other's signatures (a 3-cycle), the
     text re-matching returns each signature to its class; without it the names stay wrong."""
     adata = pbmc.copy()
-    kwargs = {"gene_embeddings": table, "encoder": BagOfWords(), "n_genes": 3, "refine": 2, "cache": False}
+    kwargs = {"gene_embeddings": table, "encoder": BagOfWords(), "n_genes": 3, "refine": 2, "abstain": False, "unspell": False, "cache": False}
     se.tl.zeroshot_annotate(adata, MARKERS, key_added="plain", rematch=False, **kwargs)
     refine = _elmo_zeroshot._refine
     cycle = [1, 2, 0, 3]
 
     def drifted(*args, **kw):
-        scores, weights = refine(*args, **kw)
-        return scores[:, cycle], weights[:, cycle]
+        scores, weights, info = refine(*args, **kw)
+        return scores[:, cycle], weights[:, cycle], info
 
     monkeypatch.setattr(_elmo_zeroshot, "_refine", drifted)
     se.tl.zeroshot_annotate(adata, MARKERS, key_added="drifted", rematch=False, **kwargs)

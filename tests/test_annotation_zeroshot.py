@@ -71,6 +71,8 @@ def test_gene_score_equals_independent_computation(pbmc, table):
         refine=0,
         n_genes=5,
         gene_mentions=False,
+        abstain=False,  # the formula of the scores; abstention is tested on its own
+        unspell=False,  # the stand-in table's text is the symbol: nothing would be left
         cache=False,
     )
     expected = _reference_scores(adata, table, texts, 5)
@@ -94,6 +96,8 @@ def test_gene_score_equals_independent_computation(pbmc, table):
         refine=0,
         n_genes=5,
         gene_mentions=False,
+        abstain=False,
+        unspell=False,
         temperature=0.1,
         cache=False,
         copy=True,
@@ -106,13 +110,30 @@ def test_texts_naming_markers_find_the_cell_types(pbmc, table):
     adata = pbmc.copy()
     for refine in (0, 3):
         se.tl.zeroshot_annotate(
-            adata, MARKERS, gene_embeddings=table, encoder=BagOfWords(), refine=refine, n_genes=3, cache=False
+            adata,
+            MARKERS,
+            gene_embeddings=table,
+            encoder=BagOfWords(),
+            refine=refine,
+            n_genes=3,
+            abstain=False,
+            unspell=False,  # the stand-in table's text is the symbol (see the unspell test)
+            cache=False,
         )
         report = se.tl.annotation_metrics(adata[adata.obs["coarse"] != "nan"], "coarse", "zeroshot")
         assert report.accuracy > 0.75, refine
         f1 = report.per_class["f1"]
         assert f1[["B cell", "T cell", "monocyte"]].min() > 0.75, refine
         assert f1["NK cell"] > 0.4, refine  # NKG7 and GZMB are also high in cytotoxic T cells
+        # with abstention, every class is present and most cells keep a label
+        se.tl.zeroshot_annotate(
+            adata, MARKERS, gene_embeddings=table, encoder=BagOfWords(), refine=refine, n_genes=3,
+            abstain=True, unspell=False, cache=False,
+        )
+        assert adata.uns["zeroshot"]["absent"] == []
+        report = se.tl.annotation_metrics(adata[adata.obs["coarse"] != "nan"], "coarse", "zeroshot")
+        assert report.coverage > 0.8, refine
+        assert report.accuracy_labelled > 0.75, refine
 
 
 def test_cell_score_is_cosine_of_centred_embeddings(pbmc, table):
@@ -170,6 +191,8 @@ def test_abstention_and_ontology_answers(pbmc, table):
         n_genes=2,
         ontology_gap=0.2,
         threshold=0.5,
+        abstain=False,  # only the probability threshold abstains here
+        unspell=False,
         cache=False,
     )
     labels = adata.obs["zeroshot"].astype(str)
@@ -254,7 +277,105 @@ def test_gene_score_reads_the_matrix_elmo_embed_used(pbmc, table):
     adata.layers["log"] = adata.X.copy()
     adata.X = np.ones(adata.shape, dtype=np.float32)  # a decoy: scoring must not read X
     se.tl.elmo_embed(adata, table, layer="log", progress=False)
-    se.tl.zeroshot_annotate(adata, MARKERS, gene_embeddings=table, encoder=BagOfWords(), cache=False)
+    se.tl.zeroshot_annotate(
+        adata, MARKERS, gene_embeddings=table, encoder=BagOfWords(), abstain=False, unspell=False, cache=False
+    )
     assert adata.uns["zeroshot"]["params"]["matrix"] == "layers['log']"
     report = se.tl.annotation_metrics(adata[adata.obs["coarse"] != "nan"], "coarse", "zeroshot")
     assert report.accuracy > 0.75
+
+
+def _drifting_cells(seed: int = 0):
+    """T cells with a strong ribosomal program, B cells, no platelets; the platelet genes are noise
+    slightly higher in T cells, so self-training from them drifts to the T cells' ribosomal genes."""
+    rng = np.random.default_rng(seed)
+    genes = ["CD3D", "CD3E", "CD79A", "MS4A1", "PF4", "PPBP", *[f"RPL{i}" for i in range(1, 21)]]
+    genes += [f"GENE{i}" for i in range(40)]
+    n_t, n_b = 200, 200
+    rates = np.full((n_t + n_b, len(genes)), 0.5)
+    rates[:n_t, 0:2] = 4.0
+    rates[n_t:, 2:4] = 4.0
+    rates[:n_t, 4:6] = 0.8
+    rates[n_t:, 4:6] = 0.3
+    rates[:n_t, 6:26] = 12.0
+    rates[n_t:, 6:26] = 3.0
+    adata = sc.AnnData(np.log1p(rng.poisson(rates)).astype(np.float32))
+    adata.var_names = genes
+    adata.obs["truth"] = ["T cell"] * n_t + ["B cell"] * n_b
+    table = se.pp.build_gene_embeddings(
+        genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
+    )
+    texts = {"T cell": "CD3D CD3E", "B cell": "CD79A MS4A1", "platelet": "PF4 PPBP"}
+    return adata, table, texts
+
+
+def test_self_training_keeps_the_genes_its_text_selected():
+    """Known answer on constructed data: the platelet class's confident cells are T cells with a strong
+    ribosomal program. The data half of its refined signature is ribosomal (the drift the construction
+    invites), but its text genes stay in it with at least half their text weight, in every round."""
+    from scelmo.annotation._elmo_refine import anchored_refine
+    from scelmo.annotation._elmo_zeroshot import _Standardised
+
+    adata, table, texts = _drifting_cells()
+    for refine in (1, 3):
+        se.tl.zeroshot_annotate(
+            adata, texts, gene_embeddings=table, encoder=BagOfWords(), n_genes=2, refine=refine,
+            abstain=False, unspell=False, cache=False,
+        )
+        uns = adata.uns["zeroshot"]
+        for cls in texts:
+            assert set(uns["genes"][cls]) <= set(uns["refined_genes"][cls]), (cls, refine)
+        assert {"PF4", "PPBP"} <= set(uns["refined_genes"]["platelet"])
+    standardised = _Standardised(adata.X)
+    text = np.zeros((adata.n_vars, 3))
+    text[[0, 1], 0] = text[[2, 3], 1] = text[[4, 5], 2] = 0.5
+    _, weights, info = anchored_refine(standardised, text, 4, 3)
+    assert (weights[text > 0] >= 0.5 * text[text > 0] - 1e-12).all()
+    added = [adata.var_names[g] for g in np.flatnonzero((weights[:, 2] > 0) & (text[:, 2] == 0))]
+    assert added and all(name.startswith("RPL") or name in ("CD3D", "CD3E") for name in added), added
+    assert not info["kept_text"][2]
+
+
+def test_a_class_whose_text_matches_nothing_takes_no_cells(pbmc, table):
+    """Known answer: a nonsense class (its text names no gene, so its signature is the genes whose
+    random word vectors happen to be closest) is absent; the real classes keep their cells."""
+    adata = pbmc.copy()
+    texts = {**MARKERS, "xyzzy cell": "xyzzy plugh frobozz"}
+    se.tl.zeroshot_annotate(
+        adata, texts, gene_embeddings=table, encoder=BagOfWords(), n_genes=3, abstain=True, unspell=False, cache=False
+    )
+    uns = adata.uns["zeroshot"]
+    assert uns["absent"] == ["xyzzy cell"]
+    assert (adata.obs["zeroshot"] == "xyzzy cell").sum() == 0
+    assert np.all(adata.obsm["zeroshot_probs"][:, list(texts).index("xyzzy cell")] == 0)
+    presence = uns["presence"]
+    assert presence["xyzzy cell"]["variance"] <= presence["xyzzy cell"]["null_quantile"]
+    assert all(presence[c]["variance"] > presence[c]["null_quantile"] for c in MARKERS)
+    report = se.tl.annotation_metrics(adata[adata.obs["coarse"] != "nan"], "coarse", "zeroshot")
+    assert report.coverage > 0.8 and report.accuracy_labelled > 0.75
+    assert uns["params"]["abstain"] is True and uns["params"]["abstain_level"] == 0.05
+    se.tl.zeroshot_annotate(adata, texts, gene_embeddings=table, encoder=BagOfWords(), n_genes=3, cache=False)
+    assert adata.uns["zeroshot"]["params"]["abstain"] is False  # the default, chosen by the protocol
+
+
+def test_unspell_removes_what_the_symbol_alone_explains(pbmc, table):
+    """Known answer: the gene vectors after ``unspell`` are orthogonal to their symbol's embedding,
+    and a gene whose text is only its symbol keeps nothing of it."""
+    from scelmo.annotation._elmo_zeroshot import _project_out_symbols
+
+    rng = np.random.default_rng(0)
+    symbols = ["CD3E", "MS4A1", "LYZ"]
+    spelled = BagOfWords().encode(symbols).astype(np.float64)
+    rows = spelled + 0.5 * rng.normal(size=spelled.shape) / np.sqrt(spelled.shape[1])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    out = _project_out_symbols(rows, symbols, BagOfWords(), False, None)
+    np.testing.assert_allclose((out * spelled).sum(1), 0, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, rtol=1e-10)
+    expected = rows - (rows * spelled).sum(1, keepdims=True) * spelled
+    np.testing.assert_allclose(out, expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    assert not _project_out_symbols(spelled, symbols, BagOfWords(), False, None).any()
+    adata = pbmc.copy()
+    se.tl.zeroshot_annotate(adata, MARKERS, gene_embeddings=table, encoder=BagOfWords(), n_genes=3, cache=False)
+    assert adata.uns["zeroshot"]["params"]["unspell"] is True
+    # with the symbols' own vectors gone, the named genes (gene mentions) still make the signatures
+    assert set(adata.uns["zeroshot"]["genes"]["B cell"]) >= {"CD79A", "CD79B", "MS4A1"}

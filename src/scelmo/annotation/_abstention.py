@@ -64,6 +64,7 @@ def decide(
     ontology_gap: float | None = None,
     class_ontology: Mapping[str, str] | None = None,
     ontology=None,
+    abstain: np.ndarray | None = None,
     unknown_label: str = UNKNOWN,
 ) -> Decision:
     """Choose a label per cell from class probabilities.
@@ -86,6 +87,9 @@ def decide(
         Class -> Cell Ontology id; classes without one are never merged.
     ontology
         A :class:`~scelmo.annotation.CellOntology` (created when needed).
+    abstain
+        Cells that abstain whatever their probabilities (a method's own rule, for example
+        zero-shot elmo's comparison with random signatures); ``None``: none.
     unknown_label
         Label of abstaining cells.
 
@@ -152,6 +156,11 @@ def decide(
         unknown |= score < threshold
     if min_margin is not None:
         unknown |= (margin < min_margin) & ~merged
+    if abstain is not None:
+        abstain = np.asarray(abstain, dtype=bool)
+        if abstain.shape != (n_cells,):
+            raise ValueError(f"`abstain` must have one value per cell ({n_cells}), got shape {abstain.shape}.")
+        unknown |= abstain
     labels[unknown] = unknown_label
     ancestor_ids[unknown] = ""
     return Decision(

@@ -9,26 +9,36 @@ table), cells (``elmo_embed`` averages of gene rows) and classes share one space
     2. contrast: ``S[g, k] - mean_k' S[g, k']``, so that only genes closer to this class than to
        the others count (``contrast=False`` keeps raw similarities); the text affinity
        ``A[g, k]`` is this value standardised over the genes of the table, per class;
+    2b. with ``unspell`` (default), the ``10 * n_genes`` genes with the highest affinity to any
+       class are rescored without the part of their vector that their bare symbol explains
+       (the symbol is embedded by the same encoder and projected out), and the signature is
+       chosen among them: a gene text begins with its symbol, which a general-domain encoder
+       reads by its letters ("B cell" -> BAX, BLVRB, B9D1);
     3. with ``gene_mentions``, the genes the class's name and texts name (``"CD56+ NK"`` ->
        NCAM1, ``"CD3-negative"`` -> CD3D/E/G, see ``scelmo.annotation._gene_mentions``) add
        ``mention_weight * (d[g, k] - mean_k' d[g, k'])`` to ``A`` (``d`` = +1 named positive,
        -1 negative; the mean over classes is left out with ``contrast=False``);
-    4. class signature: the ``n_genes`` genes with the highest ``A`` (weight ``1/n_genes``
-       each), and each gene named negative with weight ``-1/n_genes``;
+    4. class signature: the ``n_genes`` genes with the highest ``A`` among the genes that vary
+       over the cells (weight ``1/n_genes`` each), and each gene named negative with weight
+       ``-1/n_genes``;
     5. cell score: weighted sum of standardised expression (per-gene z-score) of the signature
        genes; with ``scale``, each class score is then standardised over cells;
-    6. ``refine`` rounds of self-training: the cells most confidently assigned to a class (the
-       top 30% by margin) give a data signature (their mean standardised expression minus that
-       of the cells assigned elsewhere; top ``n_genes`` genes), which replaces the text
-       signature. No labels are used: the text decides which group is which class;
+    6. ``refine`` rounds of anchored self-training (``scelmo.annotation._elmo_refine``): the
+       cells most confidently assigned to a class (the top 30% by margin) add ``n_genes`` data
+       genes (the most over-expressed in them among the genes that correlate positively with
+       the class's text genes); the text genes keep at least half their weight, so no class
+       can lose the genes its text selected; a class whose confident cells do not express its
+       text genes above the other cells keeps its text signature. No labels are used;
     7. with ``rematch`` (after ``refine``), the refined signatures ("programs") are given to
        the classes one to one (Hungarian algorithm) by their agreement with the text:
        ``sum_g w_p[g] A0[g, k]`` (``A0``: the text affinity of step 2, ``w_p``: program ``p``'s
        signature) plus, with ``gene_mentions``, ``mention_weight`` times the mean of
        ``d[g, k] * D_p[g]`` over the genes class ``k`` names (``D_p``: the standardised
-       difference in mean expression between program ``p``'s cells and the others). Without
-       it a class keeps the program that grew from its own text signature, even when that
-       program has drifted to cells another class's text describes better.
+       difference in mean expression between program ``p``'s cells and the others);
+    8. with ``abstain`` (off by default), label-free abstention against random signatures of the same
+       expression levels (``scelmo.annotation._elmo_null``): a class whose text genes are not
+       co-expressed more than random genes is absent (no cells), and a cell that does not
+       express its best class's genes more than random genes is ``"unknown"``.
 ``"cell"``: cosine of the (centred, with ``centre``) ``elmo_embed`` cell embeddings to the
     class text vectors, as LangCell compares its cell and text embeddings.
 
@@ -52,12 +62,17 @@ from .._anndata import expression_matrix
 from .._logging import logger
 from .._matrix import iter_row_blocks
 from ..gene_embeddings import GeneEmbeddings
+from ._elmo_null import signature_null
+from ._elmo_refine import CONFIDENT_FRACTION, anchored_refine, standardise_columns, top_genes
 
 __all__ = ["class_vectors", "elmo_scores", "match_programs", "resolve_encoder", "softmax"]
 
 Score = Literal["genes", "cell"]
-#: Fraction of a class's cells (by margin) that give its data signature in each refinement round.
-CONFIDENT_FRACTION = 0.3
+#: Default significance level of the label-free abstention (see ``_elmo_null``).
+ABSTAIN_LEVEL = 0.05
+#: A cell abstains when its best class's score is not above the median of that class's random
+#: signatures in the cell: it expresses the class's genes no more than random genes of their level.
+CELL_LEVEL = 0.5
 _CHUNK = 8192
 
 
@@ -216,7 +231,9 @@ class _Standardised:
         self.mean = total / max(n_cells, 1)
         var = np.maximum(squares / max(n_cells, 1) - self.mean**2, 0.0)
         sd = np.sqrt(var)
-        self.sd = np.where(sd > 1e-8, sd, 1.0)
+        #: Genes that are not constant over the cells (the only ones that can mark a class).
+        self.varies = sd > 1e-8
+        self.sd = np.where(self.varies, sd, 1.0)
 
     def times(self, weights: np.ndarray) -> np.ndarray:
         """``Z @ weights`` (cells x columns) without forming ``Z``."""
@@ -225,6 +242,25 @@ class _Standardised:
         out = np.empty((self.n_cells, weights.shape[1]))
         for start, stop, block in iter_row_blocks(self.matrix, _CHUNK):
             out[start:stop] = np.asarray(block @ scaled) - offset
+        return out
+
+    def columns(self, genes: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Dense standardised expression of some genes (cells x genes), optionally of some cells."""
+        part = self.matrix[:, genes] if rows is None else self.matrix[rows][:, genes]
+        part = part.toarray() if sp.issparse(part) else np.asarray(part)
+        return (part.astype(np.float64) - self.mean[genes]) / self.sd[genes]
+
+    def gene_correlations(self, scores: np.ndarray) -> np.ndarray:
+        """Pearson correlation of every gene with each column of ``scores`` (genes x columns)."""
+        centred = scores - scores.mean(axis=0)
+        sums = np.zeros((self.mean.size, scores.shape[1]))
+        for start, stop, block in iter_row_blocks(self.matrix, _CHUNK):
+            part = block.T @ centred[start:stop]
+            sums += part.toarray() if sp.issparse(part) else np.asarray(part)
+        # sum_c (x - mean) * s_c = sum_c x * s_c (s is centred); divide by n sd_x sd_s
+        sd_scores = centred.std(axis=0)
+        out = sums / (self.n_cells * self.sd[:, None] * np.where(sd_scores > 1e-12, sd_scores, 1.0))
+        out[~self.varies] = 0.0
         return out
 
     def group_means(self, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -241,25 +277,6 @@ class _Standardised:
             sums += part.toarray() if sp.issparse(part) else np.asarray(part)
         means = sums / np.maximum(counts, 1)[:, None]
         return (means - self.mean) / self.sd
-
-
-def _standardise_columns(scores: np.ndarray) -> np.ndarray:
-    sd = scores.std(axis=0)
-    return (scores - scores.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)
-
-
-def _top_genes(values: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.ndarray:
-    """Indicator weights (genes x classes) of the ``n`` largest values per column, each ``1/n``."""
-    values = np.array(values, dtype=np.float64, copy=True)
-    if allowed is not None:
-        values[~allowed] = -np.inf
-    weights = np.zeros_like(values)
-    for k in range(values.shape[1]):
-        finite = np.flatnonzero(np.isfinite(values[:, k]))
-        take = finite[np.argsort(-values[finite, k], kind="stable")[:n]]
-        if take.size:
-            weights[take, k] = 1.0 / take.size
-    return weights
 
 
 def _standardise_genes(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -310,35 +327,8 @@ def match_programs(agreement: np.ndarray) -> np.ndarray:
     return order
 
 
-def _refine(standardised: _Standardised, scores: np.ndarray, weights: np.ndarray, n_genes: int, rounds: int):
-    n_classes = scores.shape[1]
-    for _ in range(rounds):
-        scores = _standardise_columns(scores)
-        order = np.argsort(-scores, axis=1)
-        best = order[:, 0]
-        margin = scores[np.arange(len(scores)), best] - (
-            scores[np.arange(len(scores)), order[:, 1]] if n_classes > 1 else 0.0
-        )
-        confident = np.full(len(scores), -1)
-        for k in range(n_classes):
-            members = np.flatnonzero(best == k)
-            if members.size == 0:
-                continue
-            cut = np.quantile(margin[members], 1 - CONFIDENT_FRACTION)
-            confident[members[margin[members] >= cut]] = k
-        conf_means = standardised.group_means(confident, n_classes)
-        assigned = standardised.group_means(best, n_classes)
-        counts = np.bincount(best, minlength=n_classes).astype(np.float64)
-        total = counts @ assigned
-        new_weights = weights.copy()
-        for k in range(n_classes):
-            if counts[k] == 0 or counts[k] == len(scores):
-                continue  # keep the text signature of a class no cell (or every cell) took
-            rest = (total - counts[k] * assigned[k]) / (len(scores) - counts[k])
-            new_weights[:, k] = _top_genes((conf_means[k] - rest)[:, None], n_genes)[:, 0]
-        weights = new_weights
-        scores = standardised.times(weights)
-    return scores, weights
+def _refine(standardised: _Standardised, text_weights: np.ndarray, n_genes: int, rounds: int, allowed: np.ndarray):
+    return anchored_refine(standardised, text_weights, n_genes, rounds, allowed=allowed)
 
 
 def elmo_scores(
@@ -353,13 +343,16 @@ def elmo_scores(
     layer: str | None = None,
     use_raw: bool | None = None,
     contrast: bool = True,
-    n_genes: int = 10,
+    n_genes: int = 20,
     refine: int = 3,
     gene_mentions: bool = True,
     mention_weight: float = 4.0,
     rematch: bool = True,
     centre: bool = True,
     scale: bool = True,
+    abstain: bool = False,
+    abstain_level: float = ABSTAIN_LEVEL,
+    unspell: bool = True,
     cache: Any = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -396,6 +389,8 @@ def elmo_scores(
         raise ValueError(f"`refine` must be >= 0, got {refine}.")
     if not mention_weight >= 0:
         raise ValueError(f"`mention_weight` must be >= 0, got {mention_weight}.")
+    if not 0 < abstain_level < 1:
+        raise ValueError(f"`abstain_level` must be in (0, 1), got {abstain_level}.")
     embed_info = adata.uns.get(use_rep, {}) if isinstance(adata.uns.get(use_rep), Mapping) else {}
     recorded_table = dict(embed_info.get("gene_table", {}))
     if gene_embeddings is not None:
@@ -453,7 +448,7 @@ def elmo_scores(
         cells /= np.maximum(np.linalg.norm(cells, axis=1, keepdims=True), 1e-12)
         scores = cells @ vectors.T
         info["matrix"] = f"obsm[{use_rep!r}]"
-        return (_standardise_columns(scores) if scale else scores), info
+        return (standardise_columns(scores) if scale else scores), info
 
     assert gene_embeddings is not None
     recorded_matrix = str(embed_info.get("params", {}).get("matrix", ""))
@@ -473,38 +468,80 @@ def elmo_scores(
     if contrasted:
         similarity = similarity - similarity.mean(axis=1, keepdims=True)
     text_affinity = _standardise_genes(similarity, aligned.matched)
-    affinity = text_affinity
     allowed = aligned.matched
     directions = None
     if gene_mentions:
         from ._gene_mentions import class_mentions
 
         directions, info["mentions"] = class_mentions(classes, texts, list(var_names))
+    named_positive = (directions > 0).any(axis=1) if directions is not None else np.zeros_like(allowed)
+    if unspell:
+        candidates = np.union1d(
+            _unspelled_candidates(text_affinity, allowed, n_genes), np.flatnonzero(named_positive & allowed)
+        )
+        table[candidates] = _project_out_symbols(
+            table[candidates], [str(v) for v in np.asarray(var_names)[candidates]], text_encoder, cache, cache_dir
+        )
+        similarity = table[candidates] @ vectors.T
+        if contrasted:
+            similarity = similarity - similarity.mean(axis=1, keepdims=True)
+        part = similarity - similarity.mean(axis=0)
+        allowed = np.zeros_like(allowed)
+        allowed[candidates] = True
+        text_affinity = np.zeros_like(text_affinity)
+        text_affinity[candidates] = part / np.where(part.std(axis=0) > 1e-12, part.std(axis=0), 1.0)
+        text_affinity[~allowed] = text_affinity[allowed].min()
+    affinity = text_affinity
+    if directions is not None:
         named = directions - directions.mean(axis=1, keepdims=True) if contrasted else directions
         affinity = text_affinity + mention_weight * named
-        allowed = aligned.matched | (directions > 0).any(axis=1)
-    weights = _top_genes(affinity, n_genes, allowed=allowed)
-    if directions is not None:
-        weights[directions < 0] = -1.0 / n_genes
-    text_weights = weights
+        allowed = allowed | named_positive
     standardised = _Standardised(matrix)
+    # A gene constant over the cells cannot mark a class (and scores 0 in every cell).
+    allowed = allowed & standardised.varies
+    weights = top_genes(affinity, n_genes, allowed=allowed)
+    if directions is not None:
+        weights[(directions < 0) & standardised.varies[:, None]] = -1.0 / n_genes
+    text_weights = weights
     scores = standardised.times(weights)
     if refine:
-        scores, weights = _refine(standardised, scores, weights, n_genes, refine)
+        scores, weights, refined = _refine(standardised, text_weights, n_genes, refine, allowed)
+        info["kept_text"] = [c for c, kept in zip(classes, refined["kept_text"], strict=True) if kept]
         if rematch and len(classes) > 1:
             agreement = weights.T @ text_affinity
             if directions is not None and mention_weight > 0:
                 named_count = np.maximum(np.abs(directions).sum(axis=0), 1.0)
-                differences = _program_differences(standardised, _standardise_columns(scores))
+                differences = _program_differences(standardised, standardise_columns(scores))
                 agreement = agreement + mention_weight * (differences.T @ directions) / named_count
             order = match_programs(agreement)
             scores, weights = scores[:, order], weights[:, order]
             info["rematched"] = {c: classes[int(p)] for c, p in zip(classes, order, strict=True)}
+    if abstain:
+        # the presence test reads the text's genes (what the class was asked to be); the cell
+        # test the final signature (what the class's cells are scored on)
+        present, observed, cut = signature_null(standardised, text_weights).present(abstain_level)
+        present &= (text_weights > 0).any(axis=0)
+        final_null = signature_null(standardised, weights, seed=1)
+        positive_scores = standardised.times(np.clip(weights, 0.0, None))
+        ranked = np.where(present[None, :], standardise_columns(scores), -np.inf)
+        best = np.argmax(ranked, axis=1)
+        rows = np.arange(len(scores))
+        cell_ok = positive_scores[rows, best] > final_null.cell_cut(CELL_LEVEL)[rows, best]
+        info["absent"] = [c for c, p in zip(classes, present, strict=True) if not p]
+        info["unknown_cells"] = ~cell_ok if present.any() else np.ones(len(scores), dtype=bool)
+        info["present_classes"] = present
+        info["presence"] = {
+            c: {"variance": float(o), "null_quantile": float(q)}
+            for c, o, q in zip(classes, observed, cut, strict=True)
+        }
     names = np.asarray(var_names)
     info["matrix"] = source
     info["genes"] = {c: _ranked(names, text_weights[:, k], affinity[:, k]) for k, c in enumerate(classes)}
     if refine:
-        info["refined_genes"] = {c: names[weights[:, k] > 0].tolist() for k, c in enumerate(classes)}
+        info["refined_genes"] = {
+            c: _ranked(names, np.where(weights[:, k] > 0, weights[:, k], 0.0), weights[:, k])
+            for k, c in enumerate(classes)
+        }
     info["coverage"] = aligned.report(max_listed=20)
     logger.debug(
         "zero-shot elmo: %d classes, %d matched genes, %d refinement rounds",
@@ -512,7 +549,39 @@ def elmo_scores(
         aligned.n_matched,
         refine,
     )
-    return (_standardise_columns(scores) if scale else scores), info
+    return (standardise_columns(scores) if scale else scores), info
+
+
+#: With ``unspell``, the genes whose symbols are embedded: this many times ``n_genes`` per class.
+UNSPELL_CANDIDATES = 10
+#: A gene vector whose residual after projecting out its symbol is shorter than this is dropped.
+SYMBOL_ONLY = 0.05
+
+
+def _unspelled_candidates(affinity: np.ndarray, allowed: np.ndarray, n_genes: int) -> np.ndarray:
+    """The genes closest to any class by text (``UNSPELL_CANDIDATES * n_genes`` per class)."""
+    take = top_genes(affinity, UNSPELL_CANDIDATES * n_genes, allowed=allowed)
+    return np.flatnonzero((take > 0).any(axis=1))
+
+
+def _project_out_symbols(rows: np.ndarray, symbols: list[str], encoder: Any, cache: Any, cache_dir: Any) -> np.ndarray:
+    """Gene vectors without their component along the embedding of the bare symbol.
+
+    A gene text begins with its symbol and aliases, which a general-domain encoder embeds by
+    their letters ("B cell" is close to BAX, BLVRB, B9D1; "dendritic cell" to DENND2D): the part
+    of a gene's vector that its symbol alone explains says how it is spelled, not what it does.
+    """
+    from ..text import CachedEncoder, resolve_cache
+
+    store = resolve_cache(cache, cache_dir)
+    if store is not None:
+        encoder = CachedEncoder(encoder, cache=store)
+    spelled = np.asarray(encoder.encode(symbols), dtype=np.float64)
+    spelled /= np.maximum(np.linalg.norm(spelled, axis=1, keepdims=True), 1e-12)
+    out = rows - (rows * spelled).sum(axis=1, keepdims=True) * spelled
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    # a text that is (almost) only its symbol says nothing else: no vector rather than noise
+    return np.where(norms > SYMBOL_ONLY, out / np.maximum(norms, 1e-12), 0.0)
 
 
 def _ranked(names: np.ndarray, weights: np.ndarray, order_by: np.ndarray) -> list[str]:

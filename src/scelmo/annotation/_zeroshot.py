@@ -66,13 +66,16 @@ def run_zeroshot(
     layer: str | None = None,
     use_raw: bool | None = None,
     contrast: bool = True,
-    n_genes: int = 10,
+    n_genes: int = 20,
     refine: int = 3,
     gene_mentions: bool = True,
     mention_weight: float = 4.0,
     rematch: bool = True,
     centre: bool = True,
     scale: bool = True,
+    abstain: bool = False,
+    abstain_level: float = 0.05,
+    unspell: bool = True,
     temperature: float | None = None,
     threshold: float | None = None,
     min_margin: float | None = None,
@@ -121,11 +124,19 @@ def run_zeroshot(
             rematch=rematch,
             centre=centre,
             scale=scale,
+            abstain=abstain,
+            abstain_level=abstain_level,
+            unspell=unspell,
             cache=cache,
             cache_dir=method_kwargs.get("cache_dir"),
         )
         temperature = default_temperature(scale) if temperature is None else temperature
+        present = info.pop("present_classes", None)
+        if present is not None and present.any():
+            # an absent class takes no cell: its probability is 0
+            scores = np.where(present[None, :], scores, -np.inf)
         probs = softmax(scores, temperature)
+        abstained = info.pop("unknown_cells", None)
         params.update(
             score=score,
             use_rep=use_rep if score == "cell" else None,
@@ -138,13 +149,17 @@ def run_zeroshot(
             rematch=rematch if score == "genes" and refine else None,
             centre=centre if score == "cell" else None,
             scale=scale,
+            abstain=abstain if score == "genes" else None,
+            abstain_level=abstain_level if score == "genes" and abstain else None,
+            unspell=unspell if score == "genes" else None,
             temperature=temperature,
         )
         provenance = info["provenance"]
-        for name in ("genes", "refined_genes", "mentions", "rematched", "coverage"):
+        for name in ("genes", "refined_genes", "kept_text", "mentions", "rematched", "absent", "presence", "coverage"):
             if name in info:
                 extra[name] = info[name]
     else:
+        abstained = None
         first = [texts[c][0] for c in classes]
         texts = {c: [t] for c, t in zip(classes, first, strict=True)}
         probs, info = _langcell_scores(adata, first, model, **method_kwargs)
@@ -161,6 +176,7 @@ def run_zeroshot(
         ontology_gap=ontology_gap,
         class_ontology=ontology_ids,
         ontology=ontology,
+        abstain=abstained,
     )
     if ontology_gap is not None:
         extra["ancestor_ids"] = {
