@@ -29,7 +29,7 @@ table), cells (``elmo_embed`` averages of gene rows) and classes share one space
        the class's text genes); the text genes keep at least half their weight, so no class
        can lose the genes its text selected; a class whose confident cells do not express its
        text genes above the other cells keeps its text signature. No labels are used;
-    7. with ``rematch`` (after ``refine``), the refined signatures ("programs") are given to
+    7. with ``rematch`` (off by default; after ``refine``), the refined signatures ("programs") are given to
        the classes one to one (Hungarian algorithm) by their agreement with the text:
        ``sum_g w_p[g] A0[g, k]`` (``A0``: the text affinity of step 2, ``w_p``: program ``p``'s
        signature) plus, with ``gene_mentions``, ``mention_weight`` times the mean of
@@ -347,7 +347,7 @@ def elmo_scores(
     refine: int = 3,
     gene_mentions: bool = True,
     mention_weight: float = 4.0,
-    rematch: bool = True,
+    rematch: bool = False,
     centre: bool = True,
     scale: bool = True,
     abstain: bool = False,

@@ -70,7 +70,7 @@ def run_zeroshot(
     refine: int = 3,
     gene_mentions: bool = True,
     mention_weight: float = 4.0,
-    rematch: bool = True,
+    rematch: bool = False,
     centre: bool = True,
     scale: bool = True,
     abstain: bool = False,
