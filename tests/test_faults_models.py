@@ -403,7 +403,7 @@ def test_cli_key_added_with_a_slash_fails_and_writes_nothing(small, tmp_path, ca
     argv = ["embed", str(tmp_path / "in.h5ad"), "-o", str(out), "--genes", str(tmp_path / "genes.npz"), "-q"]
     assert main([*argv, "--key-added", "a/b"]) == 1
     err = capsys.readouterr().err
-    assert "key_added='a/b' cannot be stored" in err
+    assert "--key-added='a/b' cannot be stored" in err
     assert err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["genes.npz", "in.h5ad"]
     assert main([*argv, "--key-added", "X_ok"]) == 0
