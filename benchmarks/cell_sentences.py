@@ -40,24 +40,6 @@ warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def score(adata, truth: str, key: str) -> tuple[float, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    y, p = adata.obs[truth].astype(str).to_numpy(), adata.obs[key].astype(str).to_numpy()
-    return accuracy_score(y, p), f1_score(y, p, average="macro")
-
-
-def add_pca(adata) -> None:
-    import scanpy as sc
-
-    pca = adata.copy()
-    sc.pp.highly_variable_genes(pca, n_top_genes=min(2000, pca.n_vars))
-    pca = pca[:, pca.var["highly_variable"]].copy()
-    sc.pp.scale(pca, max_value=10)
-    sc.pp.pca(pca, n_comps=min(50, pca.n_vars - 1), random_state=0)
-    adata.obsm["X_pca"] = pca.obsm["X_pca"]
-
-
 def word_pieces(adata) -> tuple[float, int]:
     """Mean and largest number of word pieces of the sentences in the bundled encoder."""
     from transformers import AutoTokenizer
@@ -100,14 +82,17 @@ def evaluate(name: str, speed_cells: int) -> tuple[list[dict], dict]:
     print(f"  {name}: {sample.n_obs / embed_s:.1f} cells/s ({embed_s:.1f} s)", flush=True)
 
     se.tl.elmo_embed(adata, _datasets.gene_table(adata, progress=False), layer="counts", progress=False)
-    add_pca(adata)
+    _datasets.add_pca(adata)
     rows = []
-    for label, rep in (("GenePT-s (cell sentences)", "X_genept_s"), ("elmo wa (default table)", "X_elmo"),
-                       ("PCA (50, HVG)", "X_pca")):
+    for label, rep in (
+        ("GenePT-s (cell sentences)", "X_genept_s"),
+        ("elmo wa (default table)", "X_elmo"),
+        ("PCA (50, HVG)", "X_pca"),
+    ):
         row = {"data set": name, "embedding": label}
         for level in ("fine", "coarse"):
             se.tl.knn_annotate(adata, None, level, use_rep=rep, k=10, folds=5, key_added="knn")
-            row[f"kNN {level} acc"], row[f"kNN {level} F1"] = score(adata, level, "knn")
+            row[f"kNN {level} acc"], row[f"kNN {level} F1"] = _datasets.score(adata, level, "knn")
         clustering = leiden_scores(adata, "fine", use_rep=rep)
         row["Leiden NMI"], row["Leiden ARI"] = clustering.nmi, clustering.ari
         rows.append(row)

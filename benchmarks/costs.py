@@ -61,7 +61,9 @@ def resampled(adata, n_cells: int, seed: int = 0):
     rows.eliminate_zeros()
     out = ad.AnnData(
         rows,
-        obs=pd.DataFrame({"fine": adata.obs["fine"].to_numpy()[pick]}, index=[f"cell{i}" for i in range(n_cells)]),
+        obs=pd.DataFrame(
+            {"fine": adata.obs["fine"].to_numpy()[pick]}, index=[f"cell{i}" for i in range(n_cells)]
+        ),
         var=pd.DataFrame(index=adata.var_names),
     )
     out.layers["counts"] = out.X.copy()
@@ -104,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     source = _datasets.baron()
     adata = resampled(source, args.cells)
     nnz = adata.layers["counts"].nnz / adata.n_obs
-    print(f"{adata.n_obs} cells x {adata.n_vars} genes (resampled Baron pancreas), {nnz:.0f} non-zeros per cell")
+    print(
+        f"{adata.n_obs} cells x {adata.n_vars} genes (resampled Baron pancreas), {nnz:.0f} non-zeros per cell"
+    )
 
     genes = _datasets.genes_for_tables(source)
     rng = np.random.default_rng(1)

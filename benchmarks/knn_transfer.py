@@ -36,39 +36,29 @@ warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def score(adata, truth: str, key: str) -> tuple[float, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    y, p = adata.obs[truth].astype(str).to_numpy(), adata.obs[key].astype(str).to_numpy()
-    return accuracy_score(y, p), f1_score(y, p, average="macro")
-
-
 def controls(table, seed: int = 0):
     """The table with rows shuffled across genes, and a Gaussian table of the same shape."""
     import scelmo as se
 
     rng = np.random.default_rng(seed)
     vectors = np.asarray(table.vectors)
-    shuffled = se.GeneEmbeddings(table.genes, vectors[rng.permutation(len(table))], provenance={"text_source": "shuffled"})
-    gaussian = se.GeneEmbeddings(table.genes, rng.normal(size=vectors.shape), provenance={"text_source": "random"})
+    shuffled = se.GeneEmbeddings(
+        table.genes, vectors[rng.permutation(len(table))], provenance={"text_source": "shuffled"}
+    )
+    gaussian = se.GeneEmbeddings(
+        table.genes, rng.normal(size=vectors.shape), provenance={"text_source": "random"}
+    )
     return shuffled, gaussian
 
 
 def embeddings(adata, table) -> list[tuple[str, str]]:
-    import scanpy as sc
-
     import scelmo as se
 
     shuffled, gaussian = controls(table)
     se.tl.elmo_embed(adata, table, layer="counts", progress=False)
     se.tl.elmo_embed(adata, shuffled, layer="counts", key_added="X_shuffled", progress=False)
     se.tl.elmo_embed(adata, gaussian, layer="counts", key_added="X_gaussian", progress=False)
-    pca = adata.copy()
-    sc.pp.highly_variable_genes(pca, n_top_genes=min(2000, pca.n_vars))
-    pca = pca[:, pca.var["highly_variable"]].copy()
-    sc.pp.scale(pca, max_value=10)
-    sc.pp.pca(pca, n_comps=min(50, pca.n_vars - 1), random_state=0)
-    adata.obsm["X_pca"] = pca.obsm["X_pca"]
+    _datasets.add_pca(adata)
     return [
         ("elmo wa (default table)", "X_elmo"),
         ("control: rows shuffled", "X_shuffled"),
@@ -87,9 +77,13 @@ def evaluate(name: str) -> list[dict]:
         row = {"data set": name, "embedding": label}
         for level in ("fine", "coarse"):
             se.tl.knn_annotate(adata, None, level, use_rep=rep, k=10, folds=5, key_added="knn")
-            row[f"{level} acc"], row[f"{level} F1"] = score(adata, level, "knn")
+            row[f"{level} acc"], row[f"{level} F1"] = _datasets.score(adata, level, "knn")
         rows.append(row)
-        print(f"  {name} / {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+        print(
+            f"  {name} / {label}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)),
+            flush=True,
+        )
     return rows
 
 
