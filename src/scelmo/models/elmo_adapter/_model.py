@@ -21,6 +21,7 @@ from scvi.train import TrainRunner
 
 from ..._logging import logger
 from ...gene_embeddings import GeneEmbeddings
+from .._scvi_persistence import SafePersistence
 from ._data import (
     align_to_variables,
     check_expression,
@@ -33,7 +34,7 @@ from ._module import BatchCorrection, ElmoAdapterModule
 from ._training_plan import ElmoAdapterTrainingPlan, SelectOn, knn_vote
 
 
-class ElmoAdapter(BaseModelClass):
+class ElmoAdapter(SafePersistence, BaseModelClass):
     """scELMo's fine-tuning adapter: gene text embeddings adapted to a labelled dataset.
 
     A small MLP maps each gene's text embedding ``E_g`` (dimension ``d``) to an adapted vector

@@ -17,12 +17,13 @@ from scvi.model.base import BaseModelClass
 
 from ..._logging import logger
 from ...gene_embeddings import GeneEmbeddings
+from .._scvi_persistence import SafePersistence
 from ..elmo_adapter._data import check_expression, check_obs_key, expression_matrix
 from ._data import perturbation_shifts, split_perturbations
 from ._module import PerturbationModule, fit_perturbation_module
 
 
-class ElmoPerturbation(BaseModelClass):
+class ElmoPerturbation(SafePersistence, BaseModelClass):
     """Predict the mean expression change of a single-gene perturbation from the gene's embedding.
 
     Training data are cells labelled by the gene they perturb (CRISPR screens, Perturb-seq) and
