@@ -301,3 +301,43 @@ def test_saves_refuse_other_folders_other_classes_and_unsafe_attributes(adapter,
     manifest = json.loads((tmp_path / "p" / "scelmo_manifest.json").read_text())
     assert set(manifest["files"]) == SAFE_FILES - {"scelmo_manifest.json"}
     assert not any(name.startswith(".tmp-") for name in os.listdir(tmp_path))
+
+
+def test_attribute_encoding_round_trips_every_supported_type_through_json():
+    # The attributes scvi-tools pickled: each comes back with its type, dtype and value.
+    values = {
+        "names": np.array(["a", np.int64(3), None], dtype=object),  # scvi-tools' category arrays
+        "unicode": np.array(["xy", "z"]),
+        "matrix": np.arange(6, dtype=np.float64).reshape(2, 3),
+        "mask": np.array([[True, False]]),
+        "scalars": (np.float32(1.5), np.int64(2), 3, 4.5, None, "s", True),
+        "nested": [(1, 0.5), [2, (3,)]],
+        7: "an int key",
+        "__tuple__": "a key that looks like a tag",
+        "frame": pd.DataFrame({"loss": [0.5, 0.25]}, index=pd.Index([0, 1], name="epoch")),
+        "table": se.GeneEmbeddings(["A", "B"], np.eye(2), provenance={"text_source": "x"}),
+    }
+    arrays: dict[str, np.ndarray] = {}
+    stored = json.loads(json.dumps(persistence.encode(values, "attr", arrays)))
+    back = persistence.decode(stored, arrays)
+    assert set(back) == set(values)
+    for key in ("names", "unicode", "matrix", "mask"):
+        np.testing.assert_array_equal(back[key], values[key])
+        assert back[key].dtype == values[key].dtype
+    assert back["scalars"] == values["scalars"]
+    assert [type(v) for v in back["scalars"]] == [type(v) for v in values["scalars"]]
+    assert back["nested"] == values["nested"]
+    assert back[7] == "an int key"
+    assert back["__tuple__"] == "a key that looks like a tag"
+    pd.testing.assert_frame_equal(back["frame"], values["frame"])
+    assert back["table"] == values["table"]
+    assert back["table"].provenance == {"text_source": "x"}
+    assert set(arrays) == {
+        "attr/matrix",
+        "attr/mask",
+        "attr/frame/index",
+        "attr/frame/0",
+        "attr/table/vectors",
+    }
+    with pytest.raises(TypeError, match=r"attr/bad holds a builtins\.set"):
+        persistence.encode({"bad": {1}}, "attr", {})

@@ -165,7 +165,8 @@ def _encode_array(value: np.ndarray, path: str, arrays: dict[str, np.ndarray]) -
         arrays[path] = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("="), copy=False)
         return {"__array__": path}
     if value.dtype.kind in "UO":
-        flat = value.ravel().tolist()
+        # Object arrays (scvi-tools' category names) may hold numpy scalars: keep their Python value.
+        flat = [v.item() if isinstance(v, np.generic) else v for v in value.ravel().tolist()]
         bad = [v for v in flat if not (v is None or isinstance(v, bool | int | float | str))]
         if bad:
             raise TypeError(
