@@ -9,15 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__: list[str] = ["LangCell"]
-
 # Public name -> submodule that defines it (imported on first access).
-_LAZY = {"LangCell": ".langcell"}
-_LAZY["LangCellCE"] = ".langcell"
-__all__ += ["LangCellCE"]
-_LAZY["ElmoAdapter"] = ".elmo_adapter"
-_LAZY["ElmoPerturbation"] = ".perturbation"
-__all__ += ["ElmoAdapter", "ElmoPerturbation"]
+_LAZY = {
+    "ElmoAdapter": ".elmo_adapter",
+    "ElmoPerturbation": ".perturbation",
+    "LangCell": ".langcell",
+    "LangCellCE": ".langcell",
+    "UntrustedModelError": "._scvi_persistence",
+}
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -67,7 +67,7 @@ class UntrustedModelError(ValueError):
 
     Examples
     --------
-    >>> from scelmo.models._scvi_persistence import UntrustedModelError
+    >>> from scelmo.models import UntrustedModelError
     >>> issubclass(UntrustedModelError, ValueError)
     True
     """
