@@ -488,8 +488,13 @@ ZEROSHOT_FLAGS = {
     "--threshold": (["--threshold", "0.6"], {"threshold": 0.6}, {"threshold": 0.6}),
     "--min-margin": (["--min-margin", "0.2"], {"min_margin": 0.2}, {"min_margin": 0.2}),
     "--descriptions": (["--descriptions", "name"], {"descriptions": "name"}, {"descriptions": "name"}),
-    "--no-abstain": (["--no-abstain"], {"abstain": False}, {"abstain": False}),
-    "--abstain-level": (["--abstain-level", "0.2"], {"abstain_level": 0.2}, {"abstain_level": 0.2}),
+    "--abstain": (["--abstain"], {"abstain": True}, {"abstain": True}),
+    "--abstain-level": (
+        ["--abstain", "--abstain-level", "0.2"],
+        {"abstain": True, "abstain_level": 0.2},
+        {"abstain_level": 0.2},
+    ),
+    "--no-unspell": (["--no-unspell"], {"unspell": False}, {"unspell": False}),
 }
 
 

@@ -30,6 +30,7 @@ ELMO_OPTIONS = (
     "scale",
     "abstain",
     "abstain_level",
+    "unspell",
     "temperature",
 )
 #: Options of LangCell's scorer (``method_kwargs`` of ``tl.zeroshot_annotate``) passed when given.
@@ -209,6 +210,12 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="--score genes: compare each class signature with random genes of the same expression "
         "level: classes whose genes are not co-expressed take no cells, cells that express their best "
         f"class's genes no more than random ones are labelled unknown; {_default('abstain')}",
+    )
+    elmo.add_argument(
+        "--unspell",
+        action=argparse.BooleanOptionalAction,
+        help="--score genes: take out of each gene's vector what its bare symbol explains, so that "
+        f"signatures follow gene function rather than spelling; {_default('unspell')}",
     )
     elmo.add_argument(
         "--abstain-level",
