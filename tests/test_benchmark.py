@@ -93,3 +93,63 @@ def test_errors(pbmc):
     )
     with pytest.raises(ValueError, match="drop them"):
         se.tl.benchmark(adata, ["X_pca"], "partial")
+
+
+# --- controls --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gene_table(pbmc):
+    genes = pbmc.raw.var_names
+    vectors = np.random.default_rng(7).normal(size=(len(genes), 16)) + np.linspace(0, 3, len(genes))[:, None]
+    return se.GeneEmbeddings(genes, vectors, provenance={"text_source": "test"})
+
+
+def test_shuffled_permutes_rows_and_random_like_keeps_shape_and_scale(gene_table):
+    control = gene_table.shuffled(seed=3)
+    order = np.random.default_rng(3).permutation(len(gene_table))
+    np.testing.assert_array_equal(control.vectors, gene_table.vectors[order])
+    assert control.genes.equals(gene_table.genes)
+    assert not np.array_equal(control.vectors, gene_table.vectors)
+    assert control.provenance == {
+        "text_source": "test",
+        "control": "shuffled",
+        "control_seed": 3,
+        "control_of": gene_table.content_hash,
+    }
+    assert control == gene_table.shuffled(seed=3)
+    assert control != gene_table.shuffled(seed=4)
+
+    noise = gene_table.random_like(seed=3)
+    assert noise.vectors.shape == gene_table.vectors.shape
+    assert noise.provenance["control"] == "random"
+    np.testing.assert_allclose(noise.vectors.std(), gene_table.vectors.std(), rtol=0.05)
+    assert abs(noise.vectors.mean()) < 0.05 * gene_table.vectors.std()
+    # no trace of the table: the control's rows do not follow the table's gene-wise trend
+    assert abs(np.corrcoef(noise.vectors.mean(axis=1), gene_table.vectors.mean(axis=1))[0, 1]) < 0.1
+    np.testing.assert_array_equal(noise.vectors, gene_table.random_like(seed=3).vectors)
+
+
+def test_benchmark_control_rows_are_the_controls_embedded_the_same_way(pbmc, gene_table):
+    adata = pbmc.copy()
+    se.tl.elmo_embed(adata, gene_table, mode="aa", progress=False)
+    table = se.tl.benchmark(
+        adata, "X_elmo", "bulk_labels", resolutions=[1.0], control=True, gene_embeddings=gene_table, random_state=2
+    )
+    assert set(table["embedding"]) == {"X_elmo", "X_elmo_shuffled", "X_elmo_random"}
+    assert adata.uns["benchmark"]["params"]["control"] is True
+    for suffix, control in (("shuffled", gene_table.shuffled(2)), ("random", gene_table.random_like(2))):
+        expected = se.tl.elmo_embed(adata, control, mode="aa", progress=False, copy=True).obsm["X_elmo"]
+        np.testing.assert_allclose(adata.obsm[f"X_elmo_{suffix}"], expected, rtol=1e-6)
+        assert adata.uns[f"X_elmo_{suffix}"]["params"]["mode"] == "aa"
+
+
+def test_benchmark_control_needs_the_table_it_was_embedded_with(pbmc, gene_table):
+    adata = pbmc.copy()
+    se.tl.elmo_embed(adata, gene_table, progress=False)
+    with pytest.raises(ValueError, match="needs gene_embeddings="):
+        se.tl.benchmark(adata, ["X_elmo"], "bulk_labels", control=True)
+    with pytest.raises(ValueError, match="another gene table"):
+        se.tl.benchmark(adata, ["X_elmo"], "bulk_labels", control=True, gene_embeddings=gene_table.shuffled(1))
+    with pytest.raises(ValueError, match="none of"):
+        se.tl.benchmark(adata, ["X_pca"], "bulk_labels", control=True, gene_embeddings=gene_table)

@@ -439,6 +439,71 @@ class GeneEmbeddings:
     save = write
 
     # -------------------------------------------------------------- combining
+    def shuffled(self, seed: int = 0) -> GeneEmbeddings:
+        """A control table: the same vectors, given to the wrong genes (rows permuted across genes).
+
+        It keeps everything about the table except which gene has which vector, so a method that
+        scores no better with it than with the real table does not use what the text says about
+        each gene. scELMo's paper found random gene embeddings about as good as GPT-3.5's after
+        fine-tuning: compare with this control (and :meth:`random_like`) before reading a gain
+        as knowledge from text.
+
+        Parameters
+        ----------
+        seed
+            Seed of the permutation.
+
+        Returns
+        -------
+        A new table; its provenance is this table's, plus ``control="shuffled"``, ``control_seed``
+        and ``control_of`` (this table's content hash).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scelmo as se
+        >>> table = se.GeneEmbeddings(["A", "B", "C"], np.eye(3))
+        >>> control = table.shuffled(seed=0)
+        >>> sorted(map(tuple, control.vectors.tolist())) == sorted(map(tuple, table.vectors.tolist()))
+        True
+        >>> control.provenance["control"]
+        'shuffled'
+        """
+        order = np.random.default_rng(seed).permutation(len(self))
+        return GeneEmbeddings(self._genes, self._vectors[order], provenance=self._control_provenance("shuffled", seed))
+
+    def random_like(self, seed: int = 0) -> GeneEmbeddings:
+        """A control table of the same genes and shape whose vectors are Gaussian noise.
+
+        Entries are independent normal draws with mean 0 and the standard deviation of this
+        table's entries, so the control has the table's scale but no content. See
+        :meth:`shuffled` for why controls matter.
+
+        Parameters
+        ----------
+        seed
+            Seed of the draws.
+
+        Returns
+        -------
+        A new table; its provenance is this table's, plus ``control="random"``, ``control_seed``
+        and ``control_of`` (this table's content hash).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import scelmo as se
+        >>> table = se.GeneEmbeddings(["A", "B"], np.array([[1.0, 2.0], [3.0, 4.0]]))
+        >>> table.random_like(seed=1).vectors.shape
+        (2, 2)
+        """
+        scale = float(self._vectors.std()) or 1.0
+        noise = np.random.default_rng(seed).normal(0.0, scale, size=self._vectors.shape)
+        return GeneEmbeddings(self._genes, noise, provenance=self._control_provenance("random", seed))
+
+    def _control_provenance(self, kind: str, seed: int) -> dict[str, Any]:
+        return {**self.provenance, "control": kind, "control_seed": int(seed), "control_of": self.content_hash}
+
     def subset(self, genes: Iterable[str]) -> GeneEmbeddings:
         """The rows of ``genes`` (all must be present), keeping provenance.
 

@@ -10,6 +10,8 @@ from anndata import AnnData
 from .._anndata import check_key
 from .._logging import logger
 from ..annotation._benchmark import benchmark_embeddings
+from ..gene_embeddings import GeneEmbeddings
+from ._elmo_embed import elmo_embed
 
 
 def benchmark(
@@ -27,6 +29,8 @@ def benchmark(
     bio_metrics: dict[str, object] | None = None,
     batch_metrics: dict[str, object] | None = None,
     random_state: int = 0,
+    control: bool = False,
+    gene_embeddings: GeneEmbeddings | None = None,
     key_added: str = "benchmark",
 ) -> pd.DataFrame:
     """Score embeddings against known labels, as one tidy table.
@@ -65,6 +69,18 @@ def benchmark(
         ``{"kbet_per_label": False}`` to skip the slowest metric); default: scib-metrics' own.
     random_state
         Seed of the neighbour graph, Leiden and folds.
+    control
+        Add two controls for every elmo embedding among ``embeddings`` (an ``obsm`` key whose
+        ``uns`` record names a gene table, as :func:`~scelmo.tl.elmo_embed` writes): the same
+        cells embedded with ``gene_embeddings.shuffled(random_state)`` (the table's vectors given
+        to the wrong genes) and ``gene_embeddings.random_like(random_state)`` (Gaussian noise of
+        the table's shape and scale), with the embedding's own options (mode, matrix). They are
+        written to ``obsm[key + '_shuffled']`` and ``obsm[key + '_random']`` and scored like the
+        rest. A gain over them is what the gene text adds; scELMo's paper found random gene
+        embeddings about as good as GPT-3.5's after fine-tuning.
+    gene_embeddings
+        The gene table the elmo embeddings were made with (needed with ``control``; checked
+        against the content hash in their ``uns`` record).
     key_added
         The table is stored in ``adata.uns[key_added]``.
 
@@ -85,6 +101,9 @@ def benchmark(
     True
     """
     check_key(key_added)
+    embeddings = [embeddings] if isinstance(embeddings, str) else list(embeddings)
+    if control:
+        embeddings = [*embeddings, *_add_controls(adata, embeddings, gene_embeddings, random_state)]
     table = benchmark_embeddings(
         adata,
         embeddings,
@@ -108,6 +127,7 @@ def benchmark(
         "knn_k": knn_k or 0,
         "knn_folds": knn_folds,
         "random_state": random_state,
+        "control": control,
         "backend": "scib-metrics" if batch_key else "leiden+silhouette",
     }
     adata.uns[key_added] = {"results": table, "params": params}
@@ -118,3 +138,38 @@ def benchmark(
         table["metric"].nunique(),
     )
     return table
+
+
+def _add_controls(
+    adata: AnnData, embeddings: list[str], table: GeneEmbeddings | None, seed: int
+) -> list[str]:
+    """Embed the cells with the shuffled and random controls of ``table``; return the new keys."""
+    if not isinstance(table, GeneEmbeddings):
+        raise ValueError(
+            "control=True needs gene_embeddings=, the gene table the elmo embeddings were made with "
+            "(its shuffled and random controls are embedded the same way)."
+        )
+    elmo = [key for key in embeddings if isinstance(adata.uns.get(key), dict) and "gene_table" in adata.uns[key]]
+    if not elmo:
+        raise ValueError(
+            f"control=True: none of {embeddings} was written by scelmo.tl.elmo_embed (no uns[key]['gene_table'])."
+        )
+    added = []
+    for key in elmo:
+        recorded = adata.uns[key]["gene_table"].get("content_hash")
+        if recorded and recorded != table.content_hash:
+            raise ValueError(
+                f"obsm[{key!r}] was embedded with another gene table (content hash {recorded[:12]}...) "
+                f"than the one passed ({table.content_hash[:12]}...)."
+            )
+        params = adata.uns[key]["params"]
+        options = {
+            "mode": params["mode"],
+            "renormalize": bool(params["renormalize"]),
+            "layer": params["layer"] or None,
+            "use_raw": bool(params["use_raw"]),
+        }
+        for suffix, control in (("shuffled", table.shuffled(seed)), ("random", table.random_like(seed))):
+            elmo_embed(adata, control, key_added=f"{key}_{suffix}", progress=False, **options)
+            added.append(f"{key}_{suffix}")
+    return added
