@@ -169,11 +169,9 @@ def pbmc68k():
         obs=pd.DataFrame(index=source.obs_names),
         var=pd.DataFrame(index=source.raw.var_names),
     )
-    adata.X = adata.X.copy()
+    # Pseudo-counts: the raw values are normalised already, so log1p gives them back exactly.
     adata.layers["counts"] = adata.X.copy()
-    import scanpy as sc
-
-    sc.pp.log1p(adata)  # the raw values are already normalised; log1p restores them exactly
+    sc.pp.log1p(adata)
     labels = source.obs["bulk_labels"].astype(str).map(PBMC_LABELS)
     return _finish(
         adata, labels.map(lambda v: v[0]).to_numpy(), labels.map(lambda v: v[1]).to_numpy(), "pbmc68k"
