@@ -3,6 +3,7 @@
 from ._annotation import class_f1, confusion_matrix, confusion_table, similarity_heatmap
 from ._benchmark import benchmark_table
 from ._coverage import coverage_per_cell, gene_coverage
+from ._text_scores import text_scores
 
 __all__ = [
     "benchmark_table",
@@ -12,4 +13,5 @@ __all__ = [
     "coverage_per_cell",
     "gene_coverage",
     "similarity_heatmap",
+    "text_scores",
 ]

@@ -7,6 +7,7 @@ from ._elmo_embed import elmo_embed
 from ._in_silico_knockout import in_silico_knockout
 from ._knn_annotate import knn_annotate
 from ._langcell_encode import langcell_encode
+from ._score_text import score_text
 from ._zeroshot_annotate import zeroshot_annotate
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "in_silico_knockout",
     "knn_annotate",
     "langcell_encode",
+    "score_text",
     "zeroshot_annotate",
 ]
