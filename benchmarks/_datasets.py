@@ -255,6 +255,15 @@ def score(adata, truth: str, key: str) -> tuple[float, float]:
     return accuracy_score(y, p), f1_score(y, p, average="macro")
 
 
+def with_worst_case(rows: list[dict], by: str = "embedding"):
+    """The rows (one per data set and ``by``) as a frame, plus one "worst case" row per ``by``: the
+    minimum of every figure over the data sets (figures are higher-is-better)."""
+    frame = pd.DataFrame(rows)
+    worst = frame.groupby(by, sort=False).min(numeric_only=True).reset_index()
+    worst.insert(0, "data set", "worst case")
+    return pd.concat([frame, worst])
+
+
 def add_pca(adata, key: str = "X_pca") -> None:
     """The usual scanpy baseline in ``obsm[key]``: 50 PCs of the scaled 2,000 most variable genes."""
     import scanpy as sc

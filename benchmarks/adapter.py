@@ -82,6 +82,7 @@ cores; ``--seeds 3``, which gives the figures in the docs, about 13; ``--batch``
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import warnings
 
@@ -411,18 +412,38 @@ def with_synthetic_batch(adata, seed: int, sd: float = 0.5):
     return out
 
 
+def _score_into(rows, recalls, context, truth, classes, method, predicted, **extra) -> None:
+    """Append accuracy and macro-F1 of ``predicted`` to ``rows``, and per-class recall to ``recalls``."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    predicted = np.asarray(predicted, dtype=str)
+    rows.append(
+        {
+            **context,
+            "method": method,
+            "accuracy": accuracy_score(truth, predicted),
+            "macro_f1": f1_score(truth, predicted, average="macro"),
+            **extra,
+        }
+    )
+    per_class = recall_score(truth, predicted, labels=classes, average=None, zero_division=0)
+    recalls.extend(
+        {**context, "method": method, "class": c, "recall": r}
+        for c, r in zip(classes, per_class, strict=True)
+    )
+
+
 def cross_dataset_runs(names: list[str], seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores on the held-out 30% of each data set, per seed; and per-class recall.
 
     Returns one row per (data set, seed, method) with accuracy and macro-F1, and one row per
     (data set, seed, method, class) with the recall.
     """
+    import _datasets
     import scipy.sparse as sp
     from sklearn.decomposition import PCA
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
     from sklearn.model_selection import train_test_split
 
-    import _datasets
     import scelmo as se
     from scelmo.models import ElmoAdapter
 
@@ -443,23 +464,9 @@ def cross_dataset_runs(names: list[str], seeds: list[int]) -> tuple[pd.DataFrame
             train, test = adata[train_idx].copy(), adata[test_idx].copy()
             truth = y[test_idx]
 
-            def score(method: str, predicted: np.ndarray, **extra) -> None:
-                predicted = np.asarray(predicted, dtype=str)
-                rows.append(
-                    {
-                        "dataset": name,
-                        "seed": seed,
-                        "method": method,
-                        "accuracy": accuracy_score(truth, predicted),
-                        "macro_f1": f1_score(truth, predicted, average="macro"),
-                        **extra,
-                    }
-                )
-                per_class = recall_score(truth, predicted, labels=classes, average=None, zero_division=0)
-                recalls.extend(
-                    {"dataset": name, "seed": seed, "method": method, "class": c, "recall": r}
-                    for c, r in zip(classes, per_class, strict=True)
-                )
+            score = functools.partial(
+                _score_into, rows, recalls, {"dataset": name, "seed": seed}, truth, classes
+            )
 
             dense = train.X.toarray() if sp.issparse(train.X) else np.asarray(train.X)
             pca = PCA(50, random_state=seed).fit(dense)
@@ -516,7 +523,8 @@ def cross_dataset_table(runs: pd.DataFrame, chosen: dict[str, str]) -> pd.DataFr
             "10-NN on X_elmo": "10-NN on X_elmo",
             "10-NN on PCA": "10-NN on PCA",
         }
-        part = part[part["method"].isin(named)].assign(method=lambda f: f["method"].map(named))
+        part = part[part["method"].isin(named)]
+        part = part.assign(method=part["method"].map(named))
         pieces.append(part)
     frame = pd.concat(pieces)
     order = list(dict.fromkeys(named.values()))

@@ -121,11 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         speeds.append(speed)
     print("\n## GenePT-s speed (bundled all-MiniLM-L6-v2, CPU, cache off)\n")
     print(pd.DataFrame(speeds).to_markdown(index=False, floatfmt=".1f"))
-    frame = pd.DataFrame(rows)
-    worst = frame.groupby("embedding", sort=False).min(numeric_only=True).reset_index()
-    worst.insert(0, "data set", "worst case")
     print("\n## Out-of-fold 10-NN label transfer (5 folds) and Leiden on obs['fine']\n")
-    print(pd.concat([frame, worst]).to_markdown(index=False, floatfmt=".3f"))
+    print(_datasets.with_worst_case(rows).to_markdown(index=False, floatfmt=".3f"))
 
 
 if __name__ == "__main__":

@@ -92,14 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="*", default=list(_datasets.DATASETS), choices=_datasets.DATASETS)
     args = parser.parse_args(argv)
 
-    import pandas as pd
-
     rows = [row for name in args.datasets for row in evaluate(name)]
-    frame = pd.DataFrame(rows)
-    worst = frame.groupby("embedding", sort=False).min(numeric_only=True).reset_index()
-    worst.insert(0, "data set", "worst case")
     print("\n## Out-of-fold 10-NN label transfer (5 folds)\n")
-    print(pd.concat([frame, worst]).to_markdown(index=False, floatfmt=".3f"))
+    print(_datasets.with_worst_case(rows).to_markdown(index=False, floatfmt=".3f"))
 
 
 if __name__ == "__main__":

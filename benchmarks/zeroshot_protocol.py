@@ -186,7 +186,9 @@ def evaluate(adata, table, options: dict, classes: list[str], coarse_of: dict[st
         )
         out["acc"] = float((truth[labelled] == pred[labelled]).mean())
         out["coarse"] = float(
-            np.mean([coarse_of[t] == coarse_of[p] for t, p in zip(truth[labelled], pred[labelled], strict=True)])
+            np.mean(
+                [coarse_of[t] == coarse_of[p] for t, p in zip(truth[labelled], pred[labelled], strict=True)]
+            )
         )
     else:
         out.update(F1=0.0, acc=0.0, coarse=0.0)
@@ -207,7 +209,9 @@ def evaluate(adata, table, options: dict, classes: list[str], coarse_of: dict[st
     return out
 
 
-def run(datasets: list[str], *, use_cache: bool = True, nonsense: bool = True, only: list[str] | None = None) -> dict:
+def run(
+    datasets: list[str], *, use_cache: bool = True, nonsense: bool = True, only: list[str] | None = None
+) -> dict:
     """Every candidate (or those in ``only``) on every data set: ``{dataset: {candidate: figures}}``."""
     import scelmo as se
 
@@ -253,7 +257,11 @@ def choose(results: dict, datasets: list[str]) -> str:
             continue
         worst = min(r["F1"] for r in rows)
         mean_all = float(np.mean([r["F1_all"] for r in rows]))
-        if best_key is None or worst > best_key[0] + TIE or (abs(worst - best_key[0]) <= TIE and mean_all > best_key[1]):
+        if (
+            best_key is None
+            or worst > best_key[0] + TIE
+            or (abs(worst - best_key[0]) <= TIE and mean_all > best_key[1])
+        ):
             best, best_key = candidate, (worst, mean_all)
     if best is None:  # no candidate covers 0.8 everywhere: fall back to the best worst F1_all
         best = max(CANDIDATES, key=lambda c: min(results[d][c]["F1_all"] for d in datasets))
@@ -266,13 +274,18 @@ def tables(results: dict, datasets: list[str]) -> dict[str, pd.DataFrame]:
     for d in datasets:
         for candidate, r in results[d].items():
             spell = (
-                float(np.mean([spelling_share(c, g) for c, g in r["genes"].items()])) if r.get("genes") else np.nan
+                float(np.mean([spelling_share(c, g) for c, g in r["genes"].items()]))
+                if r.get("genes")
+                else np.nan
             )
             rows.append(
                 {
                     "dataset": d,
                     "candidate": candidate,
-                    **{k: r.get(k, np.nan) for k in ("F1", "acc", "coarse", "cov", "F1_all", "sig", "sig_refined")},
+                    **{
+                        k: r.get(k, np.nan)
+                        for k in ("F1", "acc", "coarse", "cov", "F1_all", "sig", "sig_refined")
+                    },
                     "spell": spell,
                     "s": r.get("s", np.nan),
                 }
@@ -314,7 +327,9 @@ def tables(results: dict, datasets: list[str]) -> dict[str, pd.DataFrame]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", nargs="+", default=list(_datasets.DATASETS), choices=_datasets.DATASETS)
     parser.add_argument("--no-cache", action="store_true", help="recompute every figure")
     parser.add_argument("--genes", action="store_true", help="print each class's signature genes")
@@ -328,8 +343,11 @@ def main() -> None:
     datasets = args.datasets
     results = run(datasets, use_cache=not args.no_cache, only=args.only)
     if args.only:
-        rows = [{"dataset": d, "candidate": c, **{k: v for k, v in r.items() if not isinstance(v, dict)}}
-                for d in datasets for c, r in results[d].items()]
+        rows = [
+            {"dataset": d, "candidate": c, **{k: v for k, v in r.items() if not isinstance(v, dict)}}
+            for d in datasets
+            for c, r in results[d].items()
+        ]
         print(pd.DataFrame(rows).round(3).to_string(index=False))
         for d in datasets:
             for c, r in results[d].items():
@@ -339,7 +357,9 @@ def main() -> None:
         return
     out = tables(results, datasets)
     print("\nZero-shot elmo from class names alone; every candidate on every data set")
-    print("(F1: macro-F1 of labelled cells; coarse: accuracy of labelled cells on coarse groups; cov: coverage;")
+    print(
+        "(F1: macro-F1 of labelled cells; coarse: accuracy of labelled cells on coarse groups; cov: coverage;"
+    )
     print(" F1_all: macro-F1 with unknown counted wrong; sig / sig_refined: fraction of signature genes that")
     print(" are evaluation markers of the class, text signature / after self-training; spell: share of the")
     print(" 8 best text genes spelled like the class name; s: seconds)")
@@ -347,7 +367,9 @@ def main() -> None:
     print("\nWorst case over data sets, per candidate")
     print(out["worst"].round(3).to_string())
     if len(datasets) > 1:
-        print("\nLeave one data set out: chosen on the others by the protocol's rule, scored on the held-out one")
+        print(
+            "\nLeave one data set out: chosen on the others by the protocol's rule, scored on the held-out one"
+        )
         print(out["lodo"].round(3).to_string(index=False))
         final = choose(results, datasets)
         print(f"\nThe rule on all {len(datasets)} data sets picks: {final!r}")

@@ -256,7 +256,15 @@ def test_rematch_gives_drifted_signatures_back(pbmc, table, monkeypatch):
     """Known answer: if self-training hands the classes each other's signatures (a 3-cycle), the
     text re-matching returns each signature to its class; without it the names stay wrong."""
     adata = pbmc.copy()
-    kwargs = {"gene_embeddings": table, "encoder": BagOfWords(), "n_genes": 3, "refine": 2, "abstain": False, "unspell": False, "cache": False}
+    kwargs = {
+        "gene_embeddings": table,
+        "encoder": BagOfWords(),
+        "n_genes": 3,
+        "refine": 2,
+        "abstain": False,
+        "unspell": False,
+        "cache": False,
+    }
     se.tl.zeroshot_annotate(adata, MARKERS, key_added="plain", rematch=False, **kwargs)
     refine = _elmo_zeroshot._refine
     cycle = [1, 2, 0, 3]

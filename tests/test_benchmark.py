@@ -134,7 +134,13 @@ def test_benchmark_control_rows_are_the_controls_embedded_the_same_way(pbmc, gen
     adata = pbmc.copy()
     se.tl.elmo_embed(adata, gene_table, mode="aa", progress=False)
     table = se.tl.benchmark(
-        adata, "X_elmo", "bulk_labels", resolutions=[1.0], control=True, gene_embeddings=gene_table, random_state=2
+        adata,
+        "X_elmo",
+        "bulk_labels",
+        resolutions=[1.0],
+        control=True,
+        gene_embeddings=gene_table,
+        random_state=2,
     )
     assert set(table["embedding"]) == {"X_elmo", "X_elmo_shuffled", "X_elmo_random"}
     assert adata.uns["benchmark"]["params"]["control"] is True
@@ -150,6 +156,8 @@ def test_benchmark_control_needs_the_table_it_was_embedded_with(pbmc, gene_table
     with pytest.raises(ValueError, match="needs gene_embeddings="):
         se.tl.benchmark(adata, ["X_elmo"], "bulk_labels", control=True)
     with pytest.raises(ValueError, match="another gene table"):
-        se.tl.benchmark(adata, ["X_elmo"], "bulk_labels", control=True, gene_embeddings=gene_table.shuffled(1))
+        se.tl.benchmark(
+            adata, ["X_elmo"], "bulk_labels", control=True, gene_embeddings=gene_table.shuffled(1)
+        )
     with pytest.raises(ValueError, match="none of"):
         se.tl.benchmark(adata, ["X_pca"], "bulk_labels", control=True, gene_embeddings=gene_table)

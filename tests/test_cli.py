@@ -618,7 +618,7 @@ def test_embed_reads_gene_names_from_a_var_column(work, pbmc, capsys, monkeypatc
     assert code == 1
     assert "--gene-column" in err
     assert len(err.strip().splitlines()) == 1
-    code, out, err = in_process(
+    code, _out, err = in_process(
         work, capsys, monkeypatch,
         "embed", "numbered.h5ad", "-o", "numbered_elmo.h5ad", "-g", "random.npz", "--gene-column", "symbol", "-q",
     )  # fmt: skip

@@ -279,7 +279,10 @@ def test_knn_readout_is_the_cosine_vote_among_the_training_cells(trained):
     with pytest.raises(ValueError, match="must be 'knn' or 'classifier'"):
         model.predict(fresh, method="svm")
     untrained = ElmoAdapter(adata, gene_embeddings=model.init_params_["non_kwargs"]["gene_embeddings"])
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no kNN reference"):
+    with (
+        pytest.warns(UserWarning, match="untrained model"),
+        pytest.raises(ValueError, match="no kNN reference"),
+    ):
         untrained.predict(fresh)
 
 

@@ -61,8 +61,9 @@ EXPECTED = np.array([[1, 2 + 5, 3], [0, 7, 0], [3, 2, 0]], dtype=np.float32)
 
 def mouse_adata(sparse: bool = True) -> ad.AnnData:
     x = sp.csr_matrix(COUNTS) if sparse else COUNTS.copy()
-    adata = ad.AnnData(x, obs=pd.DataFrame({"label": list("abc")}, index=["c1", "c2", "c3"]),
-                       var=pd.DataFrame(index=MOUSE))
+    adata = ad.AnnData(
+        x, obs=pd.DataFrame({"label": list("abc")}, index=["c1", "c2", "c3"]), var=pd.DataFrame(index=MOUSE)
+    )
     adata.obsm["X_pca"] = np.arange(6, dtype=np.float32).reshape(3, 2)
     return adata
 

@@ -44,12 +44,22 @@ def to_float32_block(block: Any) -> np.ndarray | sp.csr_matrix:
     return np.asarray(block, dtype=np.float32)
 
 
-def iter_row_blocks(matrix: Any, chunk_size: int) -> Iterator[tuple[int, int, Any]]:
+def as_row_block(block: Any) -> np.ndarray | sp.csr_matrix:
+    """A block as CSR or ndarray in its own dtype (no copy when already CSR)."""
+    if sp.issparse(block):
+        return block if sp.isspmatrix_csr(block) else sp.csr_matrix(block)
+    return np.asarray(block)
+
+
+def iter_row_blocks(matrix: Any, chunk_size: int, *, float32: bool = True) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(start, stop, block)`` over rows; blocks are ndarrays or scipy CSR.
 
-    Dask arrays are read one row-chunk at a time (split further when a chunk is larger
-    than ``chunk_size``).
+    Blocks are float32 (:func:`to_float32_block`) unless ``float32=False``, which keeps the
+    matrix's own dtype (to check values the cast would round, e.g. counts 1e-9 off an
+    integer). Dask arrays are read one row-chunk at a time (split further when a chunk is
+    larger than ``chunk_size``).
     """
+    convert = to_float32_block if float32 else as_row_block
     n_rows = matrix.shape[0]
     if is_dask(matrix):
         offsets = np.concatenate([[0], np.cumsum(matrix.chunks[0])])
@@ -58,13 +68,13 @@ def iter_row_blocks(matrix: Any, chunk_size: int) -> Iterator[tuple[int, int, An
             band_start = int(offsets[i])
             for start in range(0, band.shape[0], chunk_size):
                 stop = min(start + chunk_size, band.shape[0])
-                yield band_start + start, band_start + stop, to_float32_block(band[start:stop])
+                yield band_start + start, band_start + stop, convert(band[start:stop])
         return
     in_memory_csr = sp.issparse(matrix) and matrix.format == "csr"
     for start in range(0, n_rows, chunk_size):
         stop = min(start + chunk_size, n_rows)
         block = csr_row_view(matrix, start, stop) if in_memory_csr else matrix[start:stop]
-        yield start, stop, to_float32_block(block)
+        yield start, stop, convert(block)
 
 
 def csr_row_view(matrix: sp.csr_matrix | sp.csr_array, start: int, stop: int) -> sp.csr_matrix:

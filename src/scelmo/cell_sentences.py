@@ -75,7 +75,7 @@ def sentence_symbols(var_names: Iterable[str]) -> tuple[np.ndarray, dict[str, An
     id_type = "ensembl" if ids.all() and len(ids) else ("mixed" if ids.any() else "symbol")
     report = {
         "id_type": id_type,
-        "n_genes": int(len(names)),
+        "n_genes": len(names),
         "n_without_symbol": int(missing.sum()),
         "without_symbol_examples": [str(n) for n in names[missing][:10]],
     }

@@ -23,7 +23,7 @@ densified. The result, :class:`CellTokens`, is two flat arrays (CSR-like): ``ind
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from ._atomic import atomic_write
 from ._logging import logger
-from ._matrix import block_values, csr_row_view, is_dask, storage_format, to_float32_block
+from ._matrix import block_values, iter_row_blocks, storage_format, to_float32_block
 from .gene_ids import is_ensembl, strip_version
 
 __all__ = [
@@ -676,31 +676,6 @@ def match_genes(
 # --- the encoding -------------------------------------------------------------------------
 
 
-def _row_blocks_as_given(matrix: Any, chunk_size: int) -> Iterator[tuple[int, Any]]:
-    """``(start, block)`` over rows, each block an ndarray or CSR in the matrix's own dtype.
-
-    The counts are checked on these values: after a float32 cast, 3 + 1e-9 reads as 3.
-    """
-    if is_dask(matrix):
-        offsets = np.concatenate([[0], np.cumsum(matrix.chunks[0])])
-        for i in range(matrix.numblocks[0]):
-            band = matrix.blocks[i].compute()
-            for start in range(0, band.shape[0], chunk_size):
-                yield int(offsets[i]) + start, _as_block(band[start : start + chunk_size])
-        return
-    in_memory_csr = sp.issparse(matrix) and matrix.format == "csr"
-    for start in range(0, matrix.shape[0], chunk_size):
-        stop = min(start + chunk_size, matrix.shape[0])
-        block = csr_row_view(matrix, start, stop) if in_memory_csr else matrix[start:stop]
-        yield start, _as_block(block)
-
-
-def _as_block(block: Any) -> np.ndarray | sp.csr_matrix:
-    if sp.issparse(block):
-        return block if sp.isspmatrix_csr(block) else sp.csr_matrix(block)
-    return np.asarray(block)
-
-
 def _show(value: float) -> str:
     """``value`` in few digits, but never shown as an integer when it is not one (3.000000001)."""
     text = f"{value:g}"
@@ -879,7 +854,8 @@ def rank_value_encode(
     bound = getattr(X, "nnz", None) if sp.issparse(X) else None
     buffer = np.empty(bound, dtype=token_dtype) if bound is not None else None
     pieces, lengths, filled = [], [], 0
-    for start, given in _row_blocks_as_given(X, chunk_size):
+    # Counts are checked in the matrix's own dtype: after a float32 cast, 3 + 1e-9 reads as 3.
+    for start, _, given in iter_row_blocks(X, chunk_size, float32=False):
         _check_counts(given, start, where)
         block = to_float32_block(given)
         flat, block_lengths = _encode_block(block, aggregate, match.medians, tokens_table, max_length)

@@ -470,7 +470,9 @@ class GeneEmbeddings:
         'shuffled'
         """
         order = np.random.default_rng(seed).permutation(len(self))
-        return GeneEmbeddings(self._genes, self._vectors[order], provenance=self._control_provenance("shuffled", seed))
+        return GeneEmbeddings(
+            self._genes, self._vectors[order], provenance=self._control_provenance("shuffled", seed)
+        )
 
     def random_like(self, seed: int = 0) -> GeneEmbeddings:
         """A control table of the same genes and shape whose vectors are Gaussian noise.
@@ -502,7 +504,12 @@ class GeneEmbeddings:
         return GeneEmbeddings(self._genes, noise, provenance=self._control_provenance("random", seed))
 
     def _control_provenance(self, kind: str, seed: int) -> dict[str, Any]:
-        return {**self.provenance, "control": kind, "control_seed": int(seed), "control_of": self.content_hash}
+        return {
+            **self.provenance,
+            "control": kind,
+            "control_seed": int(seed),
+            "control_of": self.content_hash,
+        }
 
     def subset(self, genes: Iterable[str]) -> GeneEmbeddings:
         """The rows of ``genes`` (all must be present), keeping provenance.

@@ -355,7 +355,9 @@ def symbol_to_ensembl(source: Source = "hgnc") -> dict[str, str]:
 
 
 @lru_cache(maxsize=2)
-def _hgnc_other_symbols(folder: str, path: str, sha256: str) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+def _hgnc_other_symbols(
+    folder: str, path: str, sha256: str
+) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """Previous symbol -> Ensembl ids, and alias symbol -> Ensembl ids (each sorted, unique)."""
     table = _gene_table(folder, path, sha256)
     found: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})

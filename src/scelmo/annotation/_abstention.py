@@ -159,7 +159,9 @@ def decide(
     if abstain is not None:
         abstain = np.asarray(abstain, dtype=bool)
         if abstain.shape != (n_cells,):
-            raise ValueError(f"`abstain` must have one value per cell ({n_cells}), got shape {abstain.shape}.")
+            raise ValueError(
+                f"`abstain` must have one value per cell ({n_cells}), got shape {abstain.shape}."
+            )
         unknown |= abstain
     labels[unknown] = unknown_label
     ancestor_ids[unknown] = ""

@@ -47,7 +47,9 @@ def _coherence(columns: np.ndarray) -> float:
     centred = columns - columns.mean(axis=0)
     sd = np.sqrt((centred**2).mean(axis=0))
     ok = sd > 1e-12
-    correlation = (centred.T @ centred) / len(columns) / np.outer(np.where(ok, sd, 1.0), np.where(ok, sd, 1.0))
+    correlation = (
+        (centred.T @ centred) / len(columns) / np.outer(np.where(ok, sd, 1.0), np.where(ok, sd, 1.0))
+    )
     correlation[~ok] = 0.0
     correlation[:, ~ok] = 0.0
     np.fill_diagonal(correlation, -np.inf)
@@ -90,7 +92,9 @@ class SignatureNull:
         if pool.size == 0:
             raise ValueError("No gene varies over the cells; zero-shot signatures cannot be scored.")
         ranks = np.empty(n_genes, dtype=np.int64)
-        ranks[pool] = np.searchsorted(np.quantile(mean[pool], np.linspace(0, 1, N_BINS + 1)[1:-1]), mean[pool])
+        ranks[pool] = np.searchsorted(
+            np.quantile(mean[pool], np.linspace(0, 1, N_BINS + 1)[1:-1]), mean[pool]
+        )
         other = np.setdiff1d(np.arange(n_genes), pool)
         if other.size:  # a signature gene that does not vary: match it to the lowest bin
             ranks[other] = 0
@@ -122,7 +126,9 @@ class SignatureNull:
         scores = self.standardised.times(self.random_weights)
         return scores.reshape(scores.shape[0], self.n_classes, self.n_random)
 
-    def present(self, level: float, *, max_cells: int = MAX_CELLS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def present(
+        self, level: float, *, max_cells: int = MAX_CELLS
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Which classes are present: coherence of the signature genes above the null's quantile.
 
         Returns ``present`` (bool per class), the observed coherences and the null quantiles.

@@ -63,7 +63,7 @@ from .._logging import logger
 from .._matrix import iter_row_blocks
 from ..gene_embeddings import GeneEmbeddings
 from ._elmo_null import signature_null
-from ._elmo_refine import CONFIDENT_FRACTION, anchored_refine, standardise_columns, top_genes
+from ._elmo_refine import anchored_refine, standardise_columns, top_genes
 
 __all__ = ["class_vectors", "elmo_scores", "match_programs", "resolve_encoder", "softmax"]
 
@@ -327,7 +327,9 @@ def match_programs(agreement: np.ndarray) -> np.ndarray:
     return order
 
 
-def _refine(standardised: _Standardised, text_weights: np.ndarray, n_genes: int, rounds: int, allowed: np.ndarray):
+def _refine(
+    standardised: _Standardised, text_weights: np.ndarray, n_genes: int, rounds: int, allowed: np.ndarray
+):
     return anchored_refine(standardised, text_weights, n_genes, rounds, allowed=allowed)
 
 
@@ -480,7 +482,11 @@ def elmo_scores(
             _unspelled_candidates(text_affinity, allowed, n_genes), np.flatnonzero(named_positive & allowed)
         )
         table[candidates] = _project_out_symbols(
-            table[candidates], [str(v) for v in np.asarray(var_names)[candidates]], text_encoder, cache, cache_dir
+            table[candidates],
+            [str(v) for v in np.asarray(var_names)[candidates]],
+            text_encoder,
+            cache,
+            cache_dir,
         )
         similarity = table[candidates] @ vectors.T
         if contrasted:
@@ -564,7 +570,9 @@ def _unspelled_candidates(affinity: np.ndarray, allowed: np.ndarray, n_genes: in
     return np.flatnonzero((take > 0).any(axis=1))
 
 
-def _project_out_symbols(rows: np.ndarray, symbols: list[str], encoder: Any, cache: Any, cache_dir: Any) -> np.ndarray:
+def _project_out_symbols(
+    rows: np.ndarray, symbols: list[str], encoder: Any, cache: Any, cache_dir: Any
+) -> np.ndarray:
     """Gene vectors without their component along the embedding of the bare symbol.
 
     A gene text begins with its symbol and aliases, which a general-domain encoder embeds by

@@ -155,7 +155,16 @@ def run_zeroshot(
             temperature=temperature,
         )
         provenance = info["provenance"]
-        for name in ("genes", "refined_genes", "kept_text", "mentions", "rematched", "absent", "presence", "coverage"):
+        for name in (
+            "genes",
+            "refined_genes",
+            "kept_text",
+            "mentions",
+            "rematched",
+            "absent",
+            "presence",
+            "coverage",
+        ):
             if name in info:
                 extra[name] = info[name]
     else:

@@ -213,7 +213,7 @@ def _coverage(found: OrthologMap, column_totals: np.ndarray, var: pd.DataFrame) 
     unmapped_order = np.argsort(-column_totals[~mapped], kind="stable")
     unmapped_names = assignment.index.to_numpy()[~mapped][unmapped_order]
     return {
-        "n_genes": int(len(assignment)),
+        "n_genes": len(assignment),
         "n_mapped": int(mapped.sum()),
         "n_human_genes": int(var.shape[0]),
         "share_of_counts_mapped": float(column_totals[mapped].sum() / total) if total > 0 else 0.0,

@@ -149,7 +149,9 @@ def _add_controls(
             "control=True needs gene_embeddings=, the gene table the elmo embeddings were made with "
             "(its shuffled and random controls are embedded the same way)."
         )
-    elmo = [key for key in embeddings if isinstance(adata.uns.get(key), dict) and "gene_table" in adata.uns[key]]
+    elmo = [
+        key for key in embeddings if isinstance(adata.uns.get(key), dict) and "gene_table" in adata.uns[key]
+    ]
     if not elmo:
         raise ValueError(
             f"control=True: none of {embeddings} was written by scelmo.tl.elmo_embed (no uns[key]['gene_table'])."

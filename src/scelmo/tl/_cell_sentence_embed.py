@@ -177,23 +177,25 @@ def cell_sentence_embed(
         )
     encoder_params = text_encoder.params()
     adata.obsm[key_added] = embedding
-    adata.uns[key_added] = h5ad_safe({
-        "params": {
-            "method": "GenePT-s (cell sentences)",
-            "encoder": encoder_params.pop("encoder"),
-            "model": encoder_params.pop("model"),
-            "n_genes": int(n_genes),
-            "layer": layer,
-            "use_raw": source == "raw",
-            "matrix": source,
-            "encoder_params": encoder_params,
-        },
-        "genes": genes_report,
-        "n_empty_cells": n_empty,
-        "n_unique_sentences": len(unique),
-        "n_encoded": int(n_encoded),
-        "mean_genes_per_cell": float(n_words / max(n_obs - n_empty, 1)),
-    })
+    adata.uns[key_added] = h5ad_safe(
+        {
+            "params": {
+                "method": "GenePT-s (cell sentences)",
+                "encoder": encoder_params.pop("encoder"),
+                "model": encoder_params.pop("model"),
+                "n_genes": int(n_genes),
+                "layer": layer,
+                "use_raw": source == "raw",
+                "matrix": source,
+                "encoder_params": encoder_params,
+            },
+            "genes": genes_report,
+            "n_empty_cells": n_empty,
+            "n_unique_sentences": len(unique),
+            "n_encoded": int(n_encoded),
+            "mean_genes_per_cell": float(n_words / max(n_obs - n_empty, 1)),
+        }
+    )
     logger.info(
         "added obsm[%r] (%d x %d, %d genes per sentence, %d sentences encoded, %d from the cache) "
         "and uns[%r]",
