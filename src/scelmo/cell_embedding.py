@@ -25,7 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from ._matrix import block_values, iter_column_blocks, iter_row_blocks, storage_format
+from ._checks import Requirement, check_values
+from ._matrix import iter_column_blocks, iter_row_blocks, storage_format
 from ._products import DENSE_BLOCK_BYTES, Backend, TableProduct
 
 Mode = Literal["wa", "aa"]
@@ -218,33 +219,13 @@ def _row_weight_sums(block: np.ndarray | sp.csr_matrix, weights_mask: np.ndarray
 
 
 class _BlockCheck:
-    """Refuses NaN/inf anywhere and negative weights in ``wa`` mode, naming the first bad cell."""
+    """Refuses NaN/inf anywhere and negative weights in ``wa`` mode; keeps the largest value for messages."""
 
     def __init__(self, mode: Mode) -> None:
-        self.mode = mode
+        self.require: Requirement = "nonnegative" if mode == "wa" else "finite"
         #: Largest absolute value seen, for the overflow message.
         self.largest = 0.0
 
     def __call__(self, block: np.ndarray | sp.csr_matrix, *, offset: int) -> None:
-        values = block_values(block)
-        if values.size == 0:
-            return
-        if not np.isfinite(values).all():
-            raise ValueError(
-                f"The expression matrix contains NaN or infinite values (near cell {offset + _first_bad_row(block, ~np.isfinite(values))}). "
-                "Fix or drop them before embedding."
-            )
-        if self.mode == "wa" and values.min() < 0:
-            raise ValueError(
-                f"The expression matrix has negative values (near cell {offset + _first_bad_row(block, values < 0)}), "
-                "which cannot be averaging weights; is it scaled (sc.pp.scale)? Use log-normalised or "
-                "count data, e.g. `layer='counts'` or `use_raw=True`."
-            )
-        self.largest = max(self.largest, float(np.abs(values).max()))
-
-
-def _first_bad_row(block: np.ndarray | sp.csr_matrix, bad_values: np.ndarray) -> int:
-    position = int(np.flatnonzero(bad_values)[0])
-    if sp.issparse(block):
-        return int(np.searchsorted(block.indptr, position, side="right") - 1)
-    return position // block.shape[1]
+        largest = check_values(block, start=offset, where="The expression matrix", require=self.require)
+        self.largest = max(self.largest, largest)

@@ -31,8 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._atomic import atomic_write
+from ._checks import check_values
 from ._logging import logger
-from ._matrix import block_values, iter_row_blocks, storage_format, to_float32_block
+from ._matrix import iter_row_blocks, storage_format, to_float32_block
 from .gene_ids import is_ensembl, strip_version
 
 __all__ = [
@@ -676,32 +677,10 @@ def match_genes(
 # --- the encoding -------------------------------------------------------------------------
 
 
-def _show(value: float) -> str:
-    """``value`` in few digits, but never shown as an integer when it is not one (3.000000001)."""
-    text = f"{value:g}"
-    if np.isfinite(value) and value != round(value) and float(text) == round(value):
-        return repr(value)
-    return text
-
-
 def _check_counts(block: np.ndarray | sp.csr_matrix, start: int, where: str) -> None:
     """Refuse negative, non-finite or non-integer values of ``block``, in the dtype given."""
-    values = block_values(block)
-    if np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_:
-        bad = values < 0
-    else:
-        bad = ~np.isfinite(values) | (values < 0) | (values != np.rint(values))
-    if not bad.any():
-        return
-    first = int(np.flatnonzero(bad)[0])
-    if sp.issparse(block):
-        row = int(np.searchsorted(block.indptr, first, side="right") - 1)
-    else:
-        row = first // max(block.shape[1], 1)
-    raise ValueError(
-        f"{where} does not hold raw counts: cell {start + row} has the value {_show(float(values[first]))}. "
-        "LangCell's rank-value tokenization needs non-negative integer counts. If the raw counts are "
-        "kept elsewhere, point at them: `layer='counts'` (adata.layers) or `use_raw=True` (adata.raw)."
+    check_values(
+        block, start=start, where=where, require="counts", purpose="LangCell's rank-value tokenization"
     )
 
 

@@ -36,8 +36,9 @@ def coverage_per_cell(
     >>> coverage_per_cell(adata, se.GeneEmbeddings(["CD3E"], np.ones((1, 2)))).tolist()
     [0.25, 1.0]
     """
-    matrix, var_names, _ = expression_matrix(adata, layer=layer, use_raw=use_raw)
-    matched = gene_embeddings.align(var_names, min_coverage=0.0).matched.astype(np.float64)
+    expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    matrix = expression.matrix
+    matched = gene_embeddings.align(expression.var_names, min_coverage=0.0).matched.astype(np.float64)
     out = np.zeros(adata.n_obs)
     for start, stop, block in iter_row_blocks(matrix, 8192):
         total = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
@@ -96,14 +97,15 @@ def gene_coverage(
     """
     if gene_embeddings is not None:
         fractions = coverage_per_cell(adata, gene_embeddings, layer=layer, use_raw=use_raw)
-        _, var_names, source = expression_matrix(adata, layer=layer, use_raw=use_raw)
-        aligned = gene_embeddings.align(var_names, min_coverage=0.0)
+        expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
+        source = expression.source
+        aligned = gene_embeddings.align(expression.var_names, min_coverage=0.0)
         fig, ax = new_axes(ax, (5.0, 3.5))
         ax.hist(fractions, bins=bins, range=(0.0, 1.0), color="tab:blue")
         ax.set_xlabel(f"fraction of expression on genes in the table ({source})")
         ax.set_ylabel("cells")
         ax.set_title(
-            f"{aligned.n_matched} of {len(var_names)} genes matched ({aligned.coverage:.1%}); "
+            f"{aligned.n_matched} of {len(expression.var_names)} genes matched ({aligned.coverage:.1%}); "
             f"median cell {np.median(fractions):.1%}",
             fontsize=9,
         )

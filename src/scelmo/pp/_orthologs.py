@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._anndata import check_key, expression_matrix, h5ad_safe
+from .._checks import check_values
 from .._logging import logger
 from .._matrix import iter_row_blocks
 from ..orthology import OrthologMap, orthology_table, resolve_orthologs
@@ -17,23 +18,15 @@ from ..orthology import OrthologMap, orthology_table, resolve_orthologs
 _EXAMPLES = 10
 
 
-def _check_block(values: np.ndarray, kind: str, source: str) -> None:
-    if not values.size:
-        return
-    if not np.isfinite(values).all():
-        raise ValueError(f"{source} holds NaN or infinite values; fix them before mapping genes.")
-    if values.min() < 0:
-        raise ValueError(
-            f"{source} holds negative values (scaled data?). Orthologs are merged by summing expression: "
-            "use counts (layer=...) or log-normalised values with values='log1p'."
-        )
-    if kind == "counts" and not np.array_equal(values, np.round(values)):
-        raise ValueError(
-            f"{source} holds non-integer values, but values='counts'. Merged genes are summed, which is "
-            "right for counts: pass the raw counts (layer='counts' or use_raw=True), values='log1p' if the "
-            "matrix is log1p of normalised counts (sums are taken after expm1), or values='linear' for "
-            "normalised values without a log."
-        )
+def _check_block(block: np.ndarray | sp.csr_matrix, start: int, kind: str, where: str) -> None:
+    # Merged genes are summed: right for counts (and for linear values), wrong for scaled data.
+    check_values(
+        block,
+        start=start,
+        where=where,
+        require="counts" if kind == "counts" else "nonnegative",
+        purpose="values='counts' (pass values='log1p' for log1p of normalised counts, or 'linear')",
+    )
 
 
 def map_orthologs(
@@ -129,7 +122,8 @@ def map_orthologs(
         table = orthology_table(source, from_species=from_species)  # type: ignore[arg-type]
     else:
         raise TypeError(f"source must be 'hcop', 'biomart' or a DataFrame, not {type(source).__name__}.")
-    matrix, var_names, where = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    matrix, var_names, where = expression.matrix, expression.var_names, expression.source
     found = resolve_orthologs(var_names, table, one_to_many=one_to_many)
     if not found.human_symbols:
         raise ValueError(
@@ -142,8 +136,8 @@ def map_orthologs(
     mapping = found.matrix
     blocks = []
     column_totals = np.zeros(mapping.shape[0], dtype=np.float64)
-    for _, _, block in iter_row_blocks(matrix, chunk_size):
-        _check_block(block.data if sp.issparse(block) else block, values, where)
+    for start, _, block in iter_row_blocks(matrix, chunk_size, float32=False):
+        _check_block(block, start, values, where)
         if values == "log1p":
             block = block.copy()
             if sp.issparse(block):

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 from anndata import AnnData
 
-from .._anndata import check_key
+from .._anndata import check_key, tokenize_into
 from .._logging import logger
-from ..cell_tokens import MAX_LENGTH, rank_value_encode
-
-#: Below this share of matched genes a warning suggests checking the gene names.
-_LOW_MATCH = 0.5
+from ..cell_tokens import MAX_LENGTH
 
 
 def tokenize(
@@ -110,78 +106,18 @@ def tokenize(
     <2700x2048 sparse matrix of type '<class 'numpy.int16'>' ...>
     """
     check_key(key_added)
-    if use_raw and layer is not None:
-        raise ValueError("Pass either `layer` or `use_raw=True`, not both: adata.raw has no layers.")
     adata = adata.copy() if copy else adata
-    if use_raw:
-        if adata.raw is None:
-            raise ValueError(
-                "use_raw=True, but adata.raw is empty. Pass `layer=` or put the counts in adata.X."
-            )
-        X, var, where = adata.raw.X, adata.raw.var, "adata.raw.X"
-    elif layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(f"adata.layers has no {layer!r}; it has {list(adata.layers.keys())}.")
-        X, var, where = adata.layers[layer], adata.var, f"adata.layers[{layer!r}]"
-    else:
-        X, var, where = adata.X, adata.var, "adata.X"
-    if X is None:
-        raise ValueError(f"{where} is empty; pass `layer=` or `use_raw=True` to point at the counts.")
-    if gene_id_key is None:
-        genes = var.index
-    elif gene_id_key in var.columns:
-        genes = var[gene_id_key]
-    else:
-        table = "adata.raw.var" if use_raw else "adata.var"
-        raise KeyError(f"{table} has no column {gene_id_key!r}; it has {list(var.columns)}.")
-
-    tokens, match = rank_value_encode(
-        X,
-        np.asarray(genes, dtype=object),
-        dictionaries=dictionaries,
+    tokens = tokenize_into(
+        adata,
+        layer=layer,
+        use_raw=use_raw,
+        gene_id_key=gene_id_key,
         chunk_size=chunk_size,
         max_length=max_length,
-        where=where,
+        dictionaries=dictionaries,
         hgnc_fallback=hgnc_fallback,
+        key_added=key_added,
     )
-    logger.info("%s", match.summary())
-    if match.n_kept < _LOW_MATCH * match.n_genes:
-        warnings.warn(
-            f"Only {match.summary()}. If the gene names are not Ensembl ids or HGNC symbols, pass "
-            "`gene_id_key=` naming a var column that has them.",
-            UserWarning,
-            stacklevel=2,
-        )
-    empty = np.flatnonzero(tokens.lengths == 0)
-    if empty.size:
-        shown = ", ".join(repr(str(name)) for name in adata.obs_names[empty[:5]])
-        warnings.warn(
-            f"{empty.size} of {adata.n_obs} cells have no counts in any Geneformer V1 gene ({shown}"
-            f"{', ...' if empty.size > 5 else ''}); their token sequences are empty and LangCell sees only <cls>.",
-            UserWarning,
-            stacklevel=2,
-        )
-
-    adata.obsm[key_added] = tokens.to_sparse()
-    adata.uns[key_added] = {
-        "params": {
-            "layer": layer,
-            "use_raw": use_raw,
-            "gene_id_key": gene_id_key,
-            "max_length": max_length,
-            "encoding": "geneformer_v1_rank_value",
-            "dictionaries": "custom" if dictionaries is not None else "geneformer_v1",
-            "hgnc_fallback": hgnc_fallback,
-        },
-        "n_genes_matched": match.n_kept,
-        "n_genes_unmatched": len(match.unmatched),
-        "n_empty_cells": int(empty.size),
-        "hgnc": {
-            "status": match.hgnc,
-            **{f"n_{how}": n for how, n in match.n_from_hgnc.items()},
-            "examples": match.hgnc_examples(),
-        },
-    }
     lengths = tokens.lengths
     logger.info(
         "added\n    %r, rank-value tokens of %d cells (median length %d) (adata.obsm)\n    %r, parameters (adata.uns)",

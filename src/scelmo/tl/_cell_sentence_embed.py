@@ -122,7 +122,8 @@ def cell_sentence_embed(
         if adata.isbacked:
             raise ValueError("copy=True is not supported for backed AnnData; embed in place instead.")
         adata = adata.copy()
-    matrix, var_names, source = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    matrix, var_names, source = expression.matrix, expression.var_names, expression.source
     words, genes_report = sentence_symbols(var_names)
     if genes_report["n_without_symbol"] == genes_report["n_genes"]:
         raise ValueError(

@@ -6,9 +6,10 @@ from typing import Literal
 
 from anndata import AnnData
 
-from .._anndata import check_key, expression_matrix, h5ad_safe
+from .._anndata import check_key, expression_matrix
 from .._logging import logger
 from .._products import Backend
+from .._records import ElmoRecord
 from ..cell_embedding import DEFAULT_CHUNK_SIZE, weighted_gene_average
 from ..gene_embeddings import GeneEmbeddings
 
@@ -105,12 +106,12 @@ def elmo_embed(
         if adata.isbacked:
             raise ValueError("copy=True is not supported for backed AnnData; embed in place instead.")
         adata = adata.copy()
-    matrix, var_names, source = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
     aligned = gene_embeddings.align(
-        var_names, id_type=id_type, case_sensitive=case_sensitive, min_coverage=min_coverage
+        expression.var_names, id_type=id_type, case_sensitive=case_sensitive, min_coverage=min_coverage
     )
     embedding, stats = weighted_gene_average(
-        matrix,
+        expression.matrix,
         aligned.matrix,
         mode=mode,
         matched=aligned.matched,
@@ -121,25 +122,25 @@ def elmo_embed(
         cell_names=adata.obs_names,
     )
     adata.obsm[key_added] = embedding
-    adata.uns[key_added] = {
-        "params": {
+    ElmoRecord(
+        params={
             "mode": mode,
             "layer": layer,
-            "use_raw": source == "raw",
+            "use_raw": expression.use_raw,
             "renormalize": renormalize,
             "backend": stats.backend,
-            "matrix": source,
+            "matrix": expression.source,
         },
-        "gene_table": h5ad_safe(aligned.provenance),
-        "coverage": aligned.report(),
-        "n_empty_cells": stats.n_empty_cells,
-    }
+        gene_table=aligned.provenance,
+        coverage=aligned.report(),
+        n_empty_cells=stats.n_empty_cells,
+    ).write(adata, key_added)
     logger.info(
         "added obsm[%r] (%d x %d, mode=%s, %s) and uns[%r]",
         key_added,
         *embedding.shape,
         mode,
-        source,
+        expression.source,
         key_added,
     )
     return adata if copy else None
