@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._logging import logger
+from ._optional import import_optional, installed
 
 Backend = Literal["auto", "numba", "torch", "numpy", "scipy"]
 BACKENDS = ("auto", "numba", "torch", "numpy", "scipy")
@@ -33,21 +34,12 @@ DENSE_BLOCK_BYTES = 1 << 27
 DENSE_GEMM_MIN_DENSITY = 0.02
 
 
-def installed(module: str) -> bool:
-    """Whether ``module`` can be imported, checked without importing it (torch is slow to import)."""
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def resolve_backend(backend: Backend) -> str:
     """The kernel ``"auto"`` stands for here: numba, else torch, else numpy/scipy per block."""
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}.")
     if backend == "torch" and not installed("torch"):
-        from ._optional import import_optional
-
-        import_optional("torch", "models", purpose="backend='torch'")
+        import_optional("torch", purpose="backend='torch'")
     if backend == "numba" and not installed("numba"):
         raise ImportError("backend='numba' needs numba, which is not installed: pip install numba")
     if backend == "auto":
