@@ -87,6 +87,8 @@ def test_missing_lists_what_an_extra_lacks(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hnswlib" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "hnswlib" else real(name, *a)
+    )
     assert missing("annotation") == ["hnswlib"]
     assert "hnswlib" in missing("bench")
