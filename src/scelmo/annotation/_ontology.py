@@ -196,9 +196,7 @@ class CellOntology:
     """
 
     def __init__(self, schema_version: str | None = None) -> None:
-        guide = import_optional(
-            "cellxgene_ontology_guide.ontology_parser", "annotation", purpose="Cell Ontology lookups"
-        )
+        guide = import_optional("cellxgene_ontology_guide.ontology_parser", purpose="Cell Ontology lookups")
         parser = guide.OntologyParser(schema_version)
         self._parser = parser
         self._terms: dict[str, dict[str, Any]] = parser.cxg_schema.ontology("CL")

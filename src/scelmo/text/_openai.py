@@ -94,7 +94,7 @@ def make_openai_client(*, api_key: str | None, base_url: str | None, timeout: fl
     ValueError
         When there is no API key.
     """
-    openai = import_optional("openai", "openai", purpose=purpose)
+    openai = import_optional("openai", purpose=purpose)
     key = api_key or os.environ.get("OPENAI_API_KEY")
     if not key:
         raise ValueError(

@@ -66,7 +66,7 @@ def cinemaot(
     >>> se.tl.elmo_embed(adata, table)  # doctest: +SKIP
     >>> effects = cinemaot(adata, "perturbation", "control", thres=0.5, smoothness=1e-5)  # doctest: +SKIP
     """
-    pertpy = import_optional("pertpy", "pertpy", purpose="CINEMA-OT")
+    pertpy = import_optional("pertpy", purpose="CINEMA-OT")
     if use_rep not in adata.obsm:
         raise KeyError(
             f"obsm[{use_rep!r}] not found; compute it with scelmo.tl.elmo_embed or pass `use_rep=`. "

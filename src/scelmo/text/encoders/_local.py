@@ -205,7 +205,7 @@ class LocalEncoder(TextEncoder):
     def _load(self) -> dict[str, Any]:
         with self._load_lock:
             if self._loaded is None:
-                transformers = import_optional("transformers", "models", purpose="LocalEncoder")
+                transformers = import_optional("transformers", purpose="LocalEncoder")
                 hf_logging = transformers.utils.logging
                 # transformers draws a bar per weight file while loading; ours is over batches.
                 was_enabled = hf_logging.is_progress_bar_enabled()
@@ -220,9 +220,7 @@ class LocalEncoder(TextEncoder):
         return self._loaded
 
     def _load_sentence_transformers(self) -> dict[str, Any]:
-        st = import_optional(
-            "sentence_transformers", "models", purpose="LocalEncoder (sentence-transformers)"
-        )
+        st = import_optional("sentence_transformers", purpose="LocalEncoder (sentence-transformers)")
         model = st.SentenceTransformer(
             self._location, device=self.device, local_files_only=self.local_files_only
         )
@@ -233,8 +231,8 @@ class LocalEncoder(TextEncoder):
         return {"model": model, "dim": int(dim_fn())}
 
     def _load_hf(self) -> dict[str, Any]:
-        transformers = import_optional("transformers", "models", purpose="LocalEncoder (transformers)")
-        import_optional("torch", "models", purpose="LocalEncoder")
+        transformers = import_optional("transformers", purpose="LocalEncoder (transformers)")
+        import_optional("torch", purpose="LocalEncoder")
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             self._location, local_files_only=self.local_files_only
         )

@@ -132,7 +132,7 @@ def ncbi_descriptions(
     logger.info(
         "ncbi: %d of %d genes cached; asking %s for %d", len(texts), len(genes), public_url(url), len(todo)
     )
-    mygene = import_optional("mygene", "ncbi", purpose="gene_descriptions(source='ncbi')")
+    mygene = import_optional("mygene", purpose="gene_descriptions(source='ncbi')")
     import httpx
 
     client = mygene.MyGeneInfo()
