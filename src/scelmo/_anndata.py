@@ -9,7 +9,6 @@ of a matrix are in :mod:`scelmo._checks`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +17,10 @@ import pandas as pd
 from anndata import AnnData
 
 from ._logging import logger
-from ._records import TokensRecord
+from ._records import TokensRecord, h5ad_safe
 from .cell_tokens import MAX_LENGTH, CellTokens, rank_value_encode
+
+__all__ = ["Expression", "cell_tokens", "check_key", "expression_matrix", "h5ad_safe", "tokenize_into"]
 
 
 @dataclass(frozen=True)
@@ -250,31 +251,6 @@ def tokenize_into(
         },
     ).write(adata, key_added)
     return tokens
-
-
-def h5ad_safe(value: Any) -> Any:
-    """A copy of ``value`` that ``write_h5ad`` can store in ``uns`` (``None`` dropped, tuples as lists).
-
-    Examples
-    --------
-    >>> from scelmo._anndata import h5ad_safe
-    >>> h5ad_safe({"a": None, "b": (1, 2), "c": {"d": None, "e": "x"}})
-    {'b': [1, 2], 'c': {'e': 'x'}}
-    """
-    if isinstance(value, Mapping):
-        return {str(k): h5ad_safe(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        items = [h5ad_safe(v) for v in value if v is not None]
-        if items and all(isinstance(v, Mapping) for v in items):
-            return {str(i): v for i, v in enumerate(items)}
-        if items and not all(isinstance(v, str | int | float | bool | np.number) for v in items):
-            return [str(v) for v in items]
-        return list(items)
-    if isinstance(value, np.ndarray) and value.dtype == object:
-        return [str(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def check_key(key: Any, what: str = "key_added") -> str:

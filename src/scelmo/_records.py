@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 from anndata import AnnData
 
-__all__ = ["AnnotationRecord", "ElmoRecord", "TokensRecord"]
+__all__ = ["AnnotationRecord", "ElmoRecord", "TokensRecord", "h5ad_safe"]
 
 R = TypeVar("R", bound="_Record")
 
@@ -25,6 +26,31 @@ def _plain(value: Any) -> Any:
     """``value`` with mappings as dicts (h5ad reads them back as dicts of numpy scalars)."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def h5ad_safe(value: Any) -> Any:
+    """A copy of ``value`` that ``write_h5ad`` can store in ``uns`` (``None`` dropped, tuples as lists).
+
+    Examples
+    --------
+    >>> from scelmo._records import h5ad_safe
+    >>> h5ad_safe({"a": None, "b": (1, 2), "c": {"d": None, "e": "x"}})
+    {'b': [1, 2], 'c': {'e': 'x'}}
+    """
+    if isinstance(value, Mapping):
+        return {str(k): h5ad_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        items = [h5ad_safe(v) for v in value if v is not None]
+        if items and all(isinstance(v, Mapping) for v in items):
+            return {str(i): v for i, v in enumerate(items)}
+        if items and not all(isinstance(v, str | int | float | bool | np.number) for v in items):
+            return [str(v) for v in items]
+        return list(items)
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return [str(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
@@ -66,8 +92,6 @@ class _Record:
 
     def write(self, adata: AnnData, key: str) -> None:
         """Store the record at ``adata.uns[key]`` in a form ``.h5ad`` can hold."""
-        from ._anndata import h5ad_safe
-
         adata.uns[key] = h5ad_safe(asdict(self))
 
 

@@ -9,10 +9,11 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._anndata import check_key, expression_matrix, h5ad_safe
+from .._anndata import check_key, expression_matrix
 from .._checks import check_values
 from .._logging import logger
 from .._matrix import iter_row_blocks
+from .._records import h5ad_safe
 from ..orthology import OrthologMap, orthology_table, resolve_orthologs
 
 _EXAMPLES = 10

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from .._anndata import check_key, expression_matrix, h5ad_safe
+from .._anndata import check_key, expression_matrix
 from .._logging import logger
+from .._records import h5ad_safe
 from ..cell_sentences import DEFAULT_N_GENES, iter_cell_sentences, sentence_symbols
 from ..text._cache import TextCache, resolve_cache
 from ..text._progress import progress_bar
