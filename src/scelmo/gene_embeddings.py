@@ -264,8 +264,7 @@ class GeneEmbeddings:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"No gene table at {path}.")
-        # GenePT's text-embedding-3-large table is named '....pickle.': the dot is not a suffix.
-        suffix = Path(path.name.rstrip(".")).suffix
+        suffix = _suffix(path.name)
         if suffix == ".npz":
             return cls._read_npz(path)
         if suffix in PICKLE_SUFFIXES:
@@ -274,6 +273,48 @@ class GeneEmbeddings:
             f"Unknown gene table format {path.suffix!r} for {path.name}: use .npz (scelmo) or "
             ".pickle/.pkl (GenePT/scELMo dict of vectors)."
         )
+
+    @staticmethod
+    def requires_trust(source: str | PathLike, *, registry: bool = False) -> bool:
+        """Whether reading ``source`` needs ``trusted=True``: it is a pickle that no hash verifies.
+
+        The rule :meth:`read` and :meth:`load` apply, for callers that check before any work
+        (the command line). A file given to :meth:`read` without ``sha256`` needs trust when
+        it is a pickle; a registry entry needs it when its file is not a ``.npz`` and the
+        registry can verify neither it nor the archive it comes from
+        (:func:`scelmo.datasets.can_verify`). Nothing is read or downloaded.
+
+        Parameters
+        ----------
+        source
+            A file, or with ``registry=True`` a registry entry name.
+        registry
+            ``source`` is a registry entry.
+
+        Returns
+        -------
+        ``True`` when only ``trusted=True`` lets it be read.
+
+        Raises
+        ------
+        KeyError
+            For an unknown registry entry.
+
+        Examples
+        --------
+        >>> import scelmo as se
+        >>> se.GeneEmbeddings.requires_trust("genes.pkl"), se.GeneEmbeddings.requires_trust("genes.npz")
+        (True, False)
+        >>> se.GeneEmbeddings.requires_trust("genept_ada_text", registry=True)  # md5-checked archive
+        False
+        """
+        if not registry:
+            return _suffix(Path(source).name) in PICKLE_SUFFIXES
+        from . import datasets
+
+        entry = datasets.entry(str(source))
+        filename = str(entry.get("filename") or entry.get("path") or "")
+        return _suffix(filename) != ".npz" and not datasets.can_verify(str(source))
 
     @classmethod
     def _read_pickle(cls, path: Path, *, sha256: str | None, trusted: bool) -> GeneEmbeddings:
@@ -317,7 +358,7 @@ class GeneEmbeddings:
         path = datasets.fetch(name)
         entry = datasets.entry(name)
         expected = datasets.verified_sha256(name)
-        if Path(path.name.rstrip(".")).suffix == ".npz":
+        if _suffix(path.name) == ".npz":
             table = cls._read_npz(path)
         elif expected is None and not trusted:
             raise ValueError(
@@ -325,7 +366,7 @@ class GeneEmbeddings:
                 f"Check the file at {path}, then load it with GeneEmbeddings.load({name!r}, trusted=True), "
                 "or pin its hash with scelmo.datasets.register."
             )
-        elif "archive" in entry or Path(path.name.rstrip(".")).suffix in PICKLE_SUFFIXES:
+        elif "archive" in entry or _suffix(path.name) in PICKLE_SUFFIXES:
             table = cls._read_pickle(path, sha256=expected, trusted=expected is None)
         else:
             table = cls.read(path, sha256=expected, trusted=expected is None)
@@ -881,6 +922,11 @@ class AlignedGeneEmbeddings:
             f"AlignedGeneEmbeddings({self.n_matched} of {len(self.var_names)} genes matched "
             f"({self.coverage:.1%}), dim {self.matrix.shape[1]})"
         )
+
+
+def _suffix(name: str) -> str:
+    """The format suffix of a file name (GenePT's 3072-d table is '....pickle.': that dot is no suffix)."""
+    return Path(str(name).rstrip(".")).suffix
 
 
 def _exact(keys: pd.Index, query: np.ndarray) -> np.ndarray:
