@@ -126,9 +126,12 @@ def _read(source: str, path: str) -> pd.DataFrame:
     has_source = (table["source_id"] != "") | (table["source_symbol"] != "")
     table = table[has_source & (table["human_id"] != "") & (table["human_symbol"] != "")]
     # A pair listed twice keeps its best support.
-    table = table.sort_values(["support", "human_id"], ascending=[False, True], kind="stable")
-    table = table.drop_duplicates(["source_id", "human_id"]).reset_index(drop=True)
-    return table
+    return _best_first(table).drop_duplicates(["source_id", "human_id"]).reset_index(drop=True)
+
+
+def _best_first(table: pd.DataFrame) -> pd.DataFrame:
+    """Pairs by support, best first, ties to the lowest human id (the order the rule relies on)."""
+    return table.sort_values(["support", "human_id"], ascending=[False, True], kind="stable")
 
 
 def _check_columns(frame: pd.DataFrame, needed: list[str], path: str) -> None:
@@ -215,7 +218,7 @@ def _check_table(table: pd.DataFrame) -> pd.DataFrame:
         out[column] = out[column].fillna("").astype(str).str.strip()
     out["support"] = pd.to_numeric(out["support"], errors="raise").astype(float)
     out = out[(out["human_symbol"] != "") & ((out["source_id"] != "") | (out["source_symbol"] != ""))]
-    out = out.sort_values(["support", "human_id"], ascending=[False, True], kind="stable")
+    out = _best_first(out)
     out.attrs = dict(table.attrs)
     out.attrs.setdefault("provenance", {"source": "user table"})
     return out.reset_index(drop=True)
@@ -294,71 +297,11 @@ def resolve_orthologs(
     >>> found.human_symbols, found.matrix.toarray().ravel().tolist()
     (['CD3E'], [1.0, 1.0, 0.0])
     """
-    from .gene_ids import is_ensembl, strip_version
-
     if one_to_many not in ("best", "drop"):
         raise ValueError(f"one_to_many must be 'best' or 'drop', not {one_to_many!r}.")
     table = _check_table(table)
     names = np.array([str(n) for n in var_names], dtype=object)
-    ids = is_ensembl(names) if len(names) else np.zeros(0, dtype=bool)
-    keys = names.copy()
-    if ids.any():
-        keys[ids] = strip_version(names[ids])
-
-    by_id = table.groupby("source_id", sort=False).indices
-    # Positions into the whole table (the best pair of a gene is its smallest position).
-    by_symbol = table.groupby("source_symbol", sort=False).indices
-    by_symbol.pop("", None)
-    by_id.pop("", None)
-    folded: dict[str, list[str]] = {}
-    for symbol in by_symbol:
-        folded.setdefault(symbol.lower(), []).append(symbol)
-
-    human_symbol = table["human_symbol"].to_numpy()
-    human_id = table["human_id"].to_numpy()
-    support = table["support"].to_numpy()
-    chosen_symbol, chosen_id, how, n_candidates, kept_support = [], [], [], [], []
-    for key, is_id in zip(keys, ids, strict=True):
-        rows, matched = None, "unmapped"
-        if is_id and key in by_id:
-            rows, matched = by_id[key], "id"
-        elif not is_id and key in by_symbol:
-            rows, matched = by_symbol[key], "symbol"
-        elif not is_id and len(folded.get(key.lower(), ())) == 1:
-            rows, matched = by_symbol[folded[key.lower()][0]], "symbol, case ignored"
-        if rows is None:
-            chosen_symbol.append("")
-            chosen_id.append("")
-            how.append("unmapped")
-            n_candidates.append(0)
-            kept_support.append(np.nan)
-            continue
-        candidates = np.unique(human_symbol[rows])
-        n_candidates.append(len(candidates))
-        if len(candidates) > 1 and one_to_many == "drop":
-            chosen_symbol.append("")
-            chosen_id.append("")
-            how.append("one-to-many dropped")
-            kept_support.append(np.nan)
-            continue
-        # The table is sorted by support (descending) then human id, so the best pair comes first
-        # among these rows once they are taken in table order.
-        best = int(np.min(rows))
-        chosen_symbol.append(str(human_symbol[best]))
-        chosen_id.append(str(human_id[best]))
-        how.append(matched)
-        kept_support.append(float(support[best]))
-
-    assignment = pd.DataFrame(
-        {
-            "human_symbol": chosen_symbol,
-            "human_id": chosen_id,
-            "how": how,
-            "n_candidates": n_candidates,
-            "support": kept_support,
-        },
-        index=pd.Index(names, name="gene"),
-    )
+    assignment = _assign(names, _candidate_rows(names, table), table, one_to_many)
     mapped = assignment["human_symbol"].to_numpy() != ""
     out_symbols = list(dict.fromkeys(assignment.loc[mapped, "human_symbol"]))
     column_of = {s: j for j, s in enumerate(out_symbols)}
@@ -375,4 +318,67 @@ def resolve_orthologs(
         matrix=matrix,
         assignment=assignment,
         provenance=dict(table.attrs.get("provenance", {})),
+    )
+
+
+def _candidate_rows(names: np.ndarray, table: pd.DataFrame) -> list[tuple[np.ndarray | None, str]]:
+    """Step 1 of the rule: each gene's rows of the table (``None``: none) and how they were found."""
+    from .gene_ids import is_ensembl, strip_version
+
+    ids = is_ensembl(names) if len(names) else np.zeros(0, dtype=bool)
+    keys = names.copy()
+    if ids.any():
+        keys[ids] = strip_version(names[ids])
+    # Positions into the whole table (the best pair of a gene is its smallest position).
+    by_id = table.groupby("source_id", sort=False).indices
+    by_symbol = table.groupby("source_symbol", sort=False).indices
+    by_symbol.pop("", None)
+    by_id.pop("", None)
+    folded: dict[str, list[str]] = {}
+    for symbol in by_symbol:
+        folded.setdefault(symbol.lower(), []).append(symbol)
+    found: list[tuple[np.ndarray | None, str]] = []
+    for key, is_id in zip(keys, ids, strict=True):
+        if is_id and key in by_id:
+            found.append((by_id[key], "id"))
+        elif not is_id and key in by_symbol:
+            found.append((by_symbol[key], "symbol"))
+        elif not is_id and len(folded.get(key.lower(), ())) == 1:
+            found.append((by_symbol[folded[key.lower()][0]], "symbol, case ignored"))
+        else:
+            found.append((None, "unmapped"))
+    return found
+
+
+_ASSIGNMENT_COLUMNS = ("human_symbol", "human_id", "how", "n_candidates", "support")
+
+
+def _assign(
+    names: np.ndarray,
+    candidates: list[tuple[np.ndarray | None, str]],
+    table: pd.DataFrame,
+    one_to_many: str,
+) -> pd.DataFrame:
+    """Step 2 of the rule: the human gene each input gene becomes (:attr:`OrthologMap.assignment`)."""
+    human_symbol = table["human_symbol"].to_numpy()
+    human_id = table["human_id"].to_numpy()
+    support = table["support"].to_numpy()
+    records: list[tuple[str, str, str, int, float]] = []
+    for rows, matched in candidates:
+        if rows is None:
+            records.append(("", "", "unmapped", 0, np.nan))
+            continue
+        n_candidates = len(np.unique(human_symbol[rows]))
+        if n_candidates > 1 and one_to_many == "drop":
+            records.append(("", "", "one-to-many dropped", n_candidates, np.nan))
+            continue
+        # The table is sorted by support (descending) then human id, so the best pair comes first
+        # among these rows once they are taken in table order.
+        best = int(np.min(rows))
+        records.append(
+            (str(human_symbol[best]), str(human_id[best]), matched, n_candidates, float(support[best]))
+        )
+    return pd.DataFrame(
+        {column: [record[i] for record in records] for i, column in enumerate(_ASSIGNMENT_COLUMNS)},
+        index=pd.Index(names, name="gene"),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -117,14 +117,9 @@ def map_orthologs(
         raise ValueError(f"values must be 'counts', 'linear' or 'log1p', not {values!r}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
-    if isinstance(source, pd.DataFrame):
-        table = source
-    elif isinstance(source, str):
-        table = orthology_table(source, from_species=from_species)  # type: ignore[arg-type]
-    else:
-        raise TypeError(f"source must be 'hcop', 'biomart' or a DataFrame, not {type(source).__name__}.")
+    table = _table(source, from_species)
     expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
-    matrix, var_names, where = expression.matrix, expression.var_names, expression.source
+    var_names, where = expression.var_names, expression.source
     found = resolve_orthologs(var_names, table, one_to_many=one_to_many)
     if not found.human_symbols:
         raise ValueError(
@@ -132,9 +127,61 @@ def map_orthologs(
             f"(genes like {list(map(str, var_names[:3]))}). Gene names must be mouse symbols (Cd3e) or mouse "
             "Ensembl ids (ENSMUSG...)."
         )
+    mapped_x, column_totals = _merge(expression.matrix, found.matrix, values, chunk_size, where)
+    var = _human_var(found)
+    report = _coverage(found, column_totals, var)
+    result = AnnData(
+        mapped_x,
+        obs=adata.obs.copy(),
+        var=var,
+        obsm={k: v.copy() for k, v in adata.obsm.items()},
+        obsp={k: v.copy() for k, v in adata.obsp.items()},
+        uns=dict(adata.uns),
+    )
+    user_table = isinstance(source, pd.DataFrame)
+    result.uns[key_added] = h5ad_safe(
+        {
+            "params": {
+                "from_species": "user table" if user_table else from_species,
+                "source": "user table" if user_table else source,
+                "values": values,
+                "one_to_many": one_to_many,
+                "matrix": where,
+            },
+            "table": found.provenance,
+            **report,
+        }
+    )
+    logger.info(
+        "mapped %d of %d genes of %s to %d human genes (%.1f%% of the expression); coverage in uns[%r]",
+        report["n_mapped"],
+        report["n_genes"],
+        where,
+        report["n_human_genes"],
+        100 * report["share_of_counts_mapped"],
+        key_added,
+    )
+    return result
 
+
+def _table(source: str | pd.DataFrame, from_species: str) -> pd.DataFrame:
+    """The orthology table ``source`` names (or is)."""
+    if isinstance(source, pd.DataFrame):
+        return source
+    if isinstance(source, str):
+        return orthology_table(source, from_species=from_species)  # type: ignore[arg-type]
+    raise TypeError(f"source must be 'hcop', 'biomart' or a DataFrame, not {type(source).__name__}.")
+
+
+def _merge(
+    matrix: Any, mapping: sp.csr_matrix, values: str, chunk_size: int, where: str
+) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
+    """``matrix @ mapping`` block by block on the linear scale, and each input gene's total.
+
+    The result is float32, CSR when the input is sparse; ``log1p`` values are summed after
+    ``expm1`` and ``log1p`` is applied again.
+    """
     sparse_in = sp.issparse(matrix) or getattr(matrix, "format", None) in ("csr", "csc")
-    mapping = found.matrix
     blocks = []
     column_totals = np.zeros(mapping.shape[0], dtype=np.float64)
     for start, _, block in iter_row_blocks(matrix, chunk_size, float32=False):
@@ -157,9 +204,13 @@ def map_orthologs(
         mapped_x = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, mapping.shape[1]))
     else:
         mapped_x = np.vstack(blocks) if blocks else np.zeros((0, mapping.shape[1]), dtype=np.float32)
+    return mapped_x, column_totals
 
+
+def _human_var(found: OrthologMap) -> pd.DataFrame:
+    """``var`` of the result: the human genes, their Ensembl ids and the input genes summed."""
     sources_of = found.sources_of()
-    var = pd.DataFrame(
+    return pd.DataFrame(
         {
             "human_ensembl_id": found.human_ids,
             "source_genes": [",".join(genes) for genes in sources_of],
@@ -167,38 +218,6 @@ def map_orthologs(
         },
         index=pd.Index(found.human_symbols),
     )
-    report = _coverage(found, column_totals, var)
-    result = AnnData(
-        mapped_x,
-        obs=adata.obs.copy(),
-        var=var,
-        obsm={k: v.copy() for k, v in adata.obsm.items()},
-        obsp={k: v.copy() for k, v in adata.obsp.items()},
-        uns=dict(adata.uns),
-    )
-    result.uns[key_added] = h5ad_safe(
-        {
-            "params": {
-                "from_species": "user table" if isinstance(source, pd.DataFrame) else from_species,
-                "source": source if isinstance(source, str) else "user table",
-                "values": values,
-                "one_to_many": one_to_many,
-                "matrix": where,
-            },
-            "table": found.provenance,
-            **report,
-        }
-    )
-    logger.info(
-        "mapped %d of %d genes of %s to %d human genes (%.1f%% of the expression); coverage in uns[%r]",
-        report["n_mapped"],
-        report["n_genes"],
-        where,
-        report["n_human_genes"],
-        100 * report["share_of_counts_mapped"],
-        key_added,
-    )
-    return result
 
 
 def _coverage(found: OrthologMap, column_totals: np.ndarray, var: pd.DataFrame) -> dict:
