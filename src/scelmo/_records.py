@@ -115,7 +115,8 @@ class ElmoRecord(_Record):
     params: dict[str, Any]
     gene_table: dict[str, Any]
     coverage: dict[str, Any]
-    n_empty_cells: int = 0
+    #: ``None`` when the embeddings are a dask array not computed yet.
+    n_empty_cells: int | None = None
 
     @property
     def matrix_source(self) -> str:

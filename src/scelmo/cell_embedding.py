@@ -26,8 +26,8 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ._checks import Requirement, check_values
-from ._matrix import iter_column_blocks, iter_row_blocks, storage_format
-from ._products import DENSE_BLOCK_BYTES, Backend, TableProduct
+from ._matrix import iter_column_blocks, iter_row_blocks, storage_format, to_float32_block
+from ._products import DENSE_BLOCK_BYTES, Backend, TableProduct, resolve_backend
 
 Mode = Literal["wa", "aa"]
 #: Cells per block: the product kernels (numba, torch) parallelise over a block's rows, so smaller
@@ -40,7 +40,8 @@ class EmbeddingStats:
     """What happened while embedding: how many cells had no signal, which kernel ran."""
 
     n_cells: int
-    n_empty_cells: int
+    #: ``None`` for a dask matrix: the embeddings are not computed yet.
+    n_empty_cells: int | None
     backend: str
     storage: str
 
@@ -121,6 +122,10 @@ def weighted_gene_average(
     if storage == "dense":
         # A dense block is cells x all genes: keep it near DENSE_BLOCK_BYTES whatever the gene count.
         chunk_size = max(1, min(chunk_size, DENSE_BLOCK_BYTES // (4 * max(n_genes, 1))))
+    if storage == "dask":
+        return _lazy_average(matrix, table, mode, weights_mask, backend), EmbeddingStats(
+            n_cells=n_cells, n_empty_cells=None, backend=resolve_backend(backend), storage=storage
+        )
     out = np.zeros((n_cells, table.shape[1]), dtype=np.float32)
     totals = np.zeros(n_cells, dtype=np.float64)
     check = _BlockCheck(mode)
@@ -129,15 +134,8 @@ def weighted_gene_average(
     # Overflow is detected on the result below (and reported with the cells' names), not by numpy warnings.
     with np.errstate(over="ignore", invalid="ignore"):
         _accumulate(matrix, storage, table, product, out, totals, check, weights_mask, chunk_size, progress)
-        if mode == "aa":
-            out *= np.float32(1.0 / n_genes)
-            empty = totals == 0
-        else:
-            empty = totals <= 0
-            scale = np.zeros(n_cells, dtype=np.float64)
-            np.divide(1.0, totals, out=scale, where=~empty)
-            out *= scale.astype(np.float32)[:, None]
-        overflow = np.flatnonzero(~np.isfinite(out).all(axis=1) | ~np.isfinite(totals))
+        empty = _scale_rows(out, totals, mode, n_genes)
+        overflow = _overflowing_rows(out, totals)
     if overflow.size:
         raise ValueError(_overflow_message(overflow, n_cells, check.largest, cell_names))
     n_empty = int(empty.sum())
@@ -152,6 +150,104 @@ def weighted_gene_average(
     return out, EmbeddingStats(
         n_cells=n_cells, n_empty_cells=n_empty, backend=product.backend, storage=storage
     )
+
+
+def _scale_rows(out: np.ndarray, totals: np.ndarray, mode: Mode, n_genes: int) -> np.ndarray:
+    """Turn the rows of ``X @ E`` into averages in place; return the mask of cells with no weight."""
+    if mode == "aa":
+        out *= np.float32(1.0 / n_genes)
+        return totals == 0
+    empty = totals <= 0
+    scale = np.zeros(len(totals), dtype=np.float64)
+    np.divide(1.0, totals, out=scale, where=~empty)
+    out *= scale.astype(np.float32)[:, None]
+    return empty
+
+
+def _overflowing_rows(out: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(~np.isfinite(out).all(axis=1) | ~np.isfinite(totals))
+
+
+def embed_block(
+    block: Any,
+    table: np.ndarray,
+    *,
+    start: int,
+    mode: Mode,
+    weights_mask: np.ndarray | None,
+    backend: Backend = "auto",
+) -> np.ndarray:
+    """The embeddings of one block of cells (all genes): the pure function a dask task runs.
+
+    It does for one block what :func:`weighted_gene_average` does for each block of an
+    in-memory matrix, with the same kernels (checks, ``X @ E``, weight sums, scaling), so that
+    both give the same numbers.
+
+    Parameters
+    ----------
+    block
+        Cells x all genes: ndarray or scipy sparse.
+    table
+        Genes x dims float32 table aligned to the block's columns.
+    start
+        Index of the block's first cell in the whole matrix, for messages.
+    mode, weights_mask, backend
+        As in :func:`weighted_gene_average` (``weights_mask``: float32 matched-gene mask when
+        renormalizing, else ``None``).
+
+    Returns
+    -------
+    Float32 ``(n_cells_in_block, dim)`` embeddings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.cell_embedding import embed_block
+    >>> embed_block(np.array([[1.0, 3.0]]), np.eye(2, dtype=np.float32), start=0, mode="wa", weights_mask=None).tolist()
+    [[0.25, 0.75]]
+    """
+    block = to_float32_block(block)
+    check = _BlockCheck(mode)
+    check(block, offset=start)
+    out = np.empty((block.shape[0], table.shape[1]), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        totals = _row_weight_sums(block, weights_mask)
+        TableProduct(table, backend).into(block, out)
+        _scale_rows(out, totals, mode, table.shape[0])
+        overflow = _overflowing_rows(out, totals)
+    if overflow.size:
+        raise ValueError(_overflow_message(overflow + start, block.shape[0], check.largest, None))
+    return out
+
+
+def _lazy_average(
+    matrix: Any, table: np.ndarray, mode: Mode, weights_mask: np.ndarray | None, backend: Backend
+) -> Any:
+    """A dask array of the embeddings: one :func:`embed_block` task per row chunk of ``matrix``.
+
+    The table enters the graph once, as one key that every task depends on: a distributed
+    scheduler sends it to each worker once, not with every task.
+    """
+    import dask
+    import dask.array as da
+
+    if matrix.numblocks[1] > 1:
+        matrix = matrix.rechunk({1: -1})
+    shared_table = dask.delayed(table, pure=True)
+    shared_mask = None if weights_mask is None else dask.delayed(weights_mask, pure=True)
+    starts = np.concatenate([[0], np.cumsum(matrix.chunks[0])[:-1]]).astype(int)
+    pieces = [
+        da.from_delayed(
+            dask.delayed(embed_block, pure=True)(
+                block, shared_table, start=int(start), mode=mode, weights_mask=shared_mask, backend=backend
+            ),
+            shape=(rows, table.shape[1]),
+            dtype=np.float32,
+            meta=np.empty((0, 0), dtype=np.float32),
+        )
+        for block, start, rows in zip(matrix.to_delayed().ravel(), starts, matrix.chunks[0], strict=True)
+    ]
+    return da.concatenate(pieces, axis=0) if pieces else da.zeros((0, table.shape[1]), dtype=np.float32)
 
 
 def _overflow_message(rows: np.ndarray, n_cells: int, largest: float, cell_names: Any) -> str:
