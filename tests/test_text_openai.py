@@ -268,7 +268,7 @@ def test_gene_descriptions_llm_retries_and_reports_empty_answers(
 def test_llm_exhausted_retries_report_cached_genes(service: OpenAIService, tmp_path: Path) -> None:
     service.fail(service.chat_path, 500, times=100)
     with pytest.raises(
-        ServiceError, match=r"gave up after 2 attempts(.|\n)*0 of 2 genes' texts are already cached"
+        ServiceError, match=r"gave up after 2 attempts(.|\n)*0 of 2 genes' answers are already cached"
     ):
         llm_descriptions(
             ["CD3E", "CD4"],

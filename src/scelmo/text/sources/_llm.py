@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
-from ..._logging import logger
 from .._cache import TextCache
 from .._openai import (
     BadAnswer,
@@ -19,6 +19,7 @@ from .._openai import (
 )
 from .._progress import progress_bar
 from .._retry import RetryPolicy, ServiceError, call_with_retries, run_concurrently
+from ._resume import cached_answers, stopped_run
 
 __all__ = ["SCELMO_GENE_PROMPT", "SCELMO_MODEL", "llm_descriptions"]
 
@@ -121,63 +122,38 @@ def llm_descriptions(
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}.")
     genes = list(dict.fromkeys(genes))
-    url = resolve_base_url(base_url)
+    url = public_url(resolve_base_url(base_url))
     provenance: dict[str, Any] = {
         "llm_model": model,
         "prompt": prompt,
         "system_prompt": system_prompt,
         "temperature": temperature,
         "max_tokens": max_tokens,
-        "base_url": public_url(url),
+        "base_url": url,
     }
-    cache_model = (
-        f"{model}|temperature={temperature}|max_tokens={max_tokens}|system={system_prompt}|{public_url(url)}"
-    )
+    cache_model = f"{model}|temperature={temperature}|max_tokens={max_tokens}|system={system_prompt}|{url}"
     prompts = {gene: prompt.format(gene=gene) for gene in genes}
-    cached = cache.get_texts("llm", cache_model, prompts.values()) if cache is not None else {}
-    texts: dict[str, str | None] = {g: cached[p] for g, p in prompts.items() if p in cached}
-    todo = [g for g in genes if g not in texts]
+    texts, todo = cached_answers(cache, "llm", cache_model, prompts, asking=f"{model} ({url})")
     if not todo:
         return texts, provenance
-    logger.info(
-        "llm: %d of %d genes cached; asking %s (%s) for %d",
-        len(texts),
-        len(genes),
-        model,
-        public_url(url),
-        len(todo),
-    )
     client = make_openai_client(
         api_key=api_key, base_url=base_url, timeout=timeout, purpose="gene_descriptions(source='llm')"
     )
-    policy = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
-    extra: dict[str, Any] = {}
-    if temperature is not None:
-        extra["temperature"] = temperature
-    if max_tokens is not None:
-        extra["max_tokens"] = max_tokens
-
-    endpoint = f"{public_url(url)}/chat/completions"
-
-    def ask(gene: str, stop: threading.Event) -> str | None:
-        messages = [{"role": "user", "content": prompts[gene]}]
-        if system_prompt:
-            messages.insert(0, {"role": "system", "content": system_prompt})
-
-        def call() -> str | None:
-            raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, **extra)
-            return _chat_content(read_json(raw, endpoint), endpoint)
-
-        content = call_with_retries(
-            call,
-            policy=policy,
-            classify=classify_openai_error,
-            what=f"chat completion for {gene!r} ({model}) from {endpoint}",
-            stop=stop,
-        )
-        return content.strip() if content and content.strip() else None
-
-    runs = run_concurrently(ask, todo, max_workers=max_concurrency, name="scelmo-llm")
+    settings = {"temperature": temperature, "max_tokens": max_tokens}
+    ask = _Asker(
+        client,
+        model=model,
+        system_prompt=system_prompt,
+        extra={name: value for name, value in settings.items() if value is not None},
+        policy=RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff),
+        endpoint=f"{url}/chat/completions",
+    )
+    runs = run_concurrently(
+        lambda gene, stop: ask(prompts[gene], gene, stop),
+        todo,
+        max_workers=max_concurrency,
+        name="scelmo-llm",
+    )
     try:
         with (
             closing(runs),
@@ -194,12 +170,37 @@ def llm_descriptions(
                 bar.update(1)
     except ServiceError as error:
         n_cached = sum(1 for v in texts.values() if v is not None)
-        where = (
-            f" in {cache.path}; a rerun asks only for the rest."
-            if cache is not None
-            else " (no cache: pass cache=True to keep them)."
-        )
-        raise ServiceError(
-            f"{error}\n{n_cached} of {len(genes)} genes' texts are already cached{where}"
-        ) from error
+        raise stopped_run(error, n_cached=n_cached, n_genes=len(genes), cache=cache) from error
     return texts, provenance
+
+
+@dataclass(frozen=True)
+class _Asker:
+    """One chat completion per gene, retried by ``policy``; the stripped answer or ``None``."""
+
+    client: Any
+    model: str
+    system_prompt: str | None
+    extra: dict[str, Any]
+    policy: RetryPolicy
+    endpoint: str
+
+    def __call__(self, prompt: str, gene: str, stop: threading.Event) -> str | None:
+        messages = [{"role": "user", "content": prompt}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+
+        def call() -> str | None:
+            raw = self.client.chat.completions.with_raw_response.create(
+                model=self.model, messages=messages, **self.extra
+            )
+            return _chat_content(read_json(raw, self.endpoint), self.endpoint)
+
+        content = call_with_retries(
+            call,
+            policy=self.policy,
+            classify=classify_openai_error,
+            what=f"chat completion for {gene!r} ({self.model}) from {self.endpoint}",
+            stop=stop,
+        )
+        return content.strip() if content and content.strip() else None

@@ -7,18 +7,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..._logging import logger
 from ..._optional import import_optional
 from .._cache import TextCache
 from .._openai import public_url
 from .._progress import progress_bar
 from .._retry import RETRY_STATUS, Failure, RetryPolicy, ServiceError, call_with_retries, parse_retry_after
+from ._resume import cached_answers, stopped_run
 
 __all__ = ["DEFAULT_MYGENE_URL", "ncbi_descriptions"]
 
 DEFAULT_MYGENE_URL = "https://mygene.info/v3"
 #: mygene.info accepts at most 1000 terms per POST query.
 _MAX_BATCH = 1000
+_FIELDS = "symbol,name,summary,entrezgene"
 
 
 def _classify(err: BaseException) -> Failure | None:
@@ -114,7 +115,6 @@ def ncbi_descriptions(
         )
     genes = list(dict.fromkeys(genes))
     url = url.rstrip("/")
-    fields = "symbol,name,summary,entrezgene"
     cache_model = f"mygene|species={species}|scopes={scopes}"
     if url != DEFAULT_MYGENE_URL:
         cache_model += f"|{public_url(url)}"
@@ -125,13 +125,41 @@ def ncbi_descriptions(
         "scopes": scopes,
         "field": "summary",
     }
-    texts: dict[str, str | None] = cache.get_texts("ncbi", cache_model, genes) if cache is not None else {}
-    todo = [g for g in genes if g not in texts]
+    texts, todo = cached_answers(cache, "ncbi", cache_model, {g: g for g in genes}, asking=public_url(url))
     if not todo:
         return texts, provenance
-    logger.info(
-        "ncbi: %d of %d genes cached; asking %s for %d", len(texts), len(genes), public_url(url), len(todo)
-    )
+    client = _client(url, timeout)
+    policy = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    try:
+        with progress_bar(total=len(batches), desc="NCBI gene summaries", enabled=progress) as bar:
+            for number, batch in enumerate(batches):
+                if number and request_delay:
+                    time.sleep(request_delay)
+                try:
+                    hits = call_with_retries(
+                        lambda batch=batch: client.querymany(
+                            batch, scopes=scopes, fields=_FIELDS, species=species, verbose=False
+                        ),
+                        policy=policy,
+                        classify=_classify,
+                        what=f"mygene.info query ({len(batch)} genes)",
+                    )
+                except ServiceError as err:
+                    n_cached = len(genes) - len(todo) + number * batch_size
+                    raise stopped_run(err, n_cached=n_cached, n_genes=len(genes), cache=cache) from err
+                answers = _summaries(batch, hits)
+                if cache is not None:
+                    cache.put_texts("ncbi", cache_model, answers)
+                texts.update(answers)
+                bar.update(1)
+    finally:
+        client.http_client.close()
+    return texts, provenance
+
+
+def _client(url: str, timeout: float) -> Any:
+    """A ``mygene.MyGeneInfo`` for ``url`` that never waits by itself and gives up after ``timeout``."""
     mygene = import_optional("mygene", purpose="gene_descriptions(source='ncbi')")
     import httpx
 
@@ -143,46 +171,17 @@ def ncbi_descriptions(
     client.delay = 0
     client.http_client = httpx.Client(timeout=httpx.Timeout(timeout))
     client.http_client_setup = True
-    policy = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    done = 0
-    try:
-        with progress_bar(total=len(batches), desc="NCBI gene summaries", enabled=progress) as bar:
-            for number, batch in enumerate(batches):
-                if number and request_delay:
-                    time.sleep(request_delay)
-                try:
-                    hits = call_with_retries(
-                        lambda batch=batch: client.querymany(
-                            batch, scopes=scopes, fields=fields, species=species, verbose=False
-                        ),
-                        policy=policy,
-                        classify=_classify,
-                        what=f"mygene.info query ({len(batch)} genes)",
-                    )
-                except ServiceError as err:
-                    cached = len(genes) - len(todo) + done
-                    raise ServiceError(
-                        f"{err}\n{cached} of {len(genes)} genes' answers are already cached"
-                        + (
-                            f" in {cache.path}; a rerun asks only for the other {len(genes) - cached}."
-                            if cache is not None
-                            else "."
-                        )
-                    ) from err
-                by_query: dict[str, list[dict[str, Any]]] = {}
-                for hit in hits:
-                    by_query.setdefault(str(hit.get("query")), []).append(hit)
-                answers: dict[str, str | None] = {}
-                for gene in batch:
-                    best = _best_hit(gene, by_query.get(gene, []))
-                    summary = best.get("summary") if best else None
-                    answers[gene] = summary.strip() if isinstance(summary, str) and summary.strip() else None
-                if cache is not None:
-                    cache.put_texts("ncbi", cache_model, answers)
-                texts.update(answers)
-                done += len(batch)
-                bar.update(1)
-    finally:
-        client.http_client.close()
-    return texts, provenance
+    return client
+
+
+def _summaries(batch: list[str], hits: list[dict[str, Any]]) -> dict[str, str | None]:
+    """``gene -> summary`` of one batch (``None``: no gene or no summary), from its hits."""
+    by_query: dict[str, list[dict[str, Any]]] = {}
+    for hit in hits:
+        by_query.setdefault(str(hit.get("query")), []).append(hit)
+    answers: dict[str, str | None] = {}
+    for gene in batch:
+        best = _best_hit(gene, by_query.get(gene, []))
+        summary = best.get("summary") if best else None
+        answers[gene] = summary.strip() if isinstance(summary, str) and summary.strip() else None
+    return answers
