@@ -136,7 +136,7 @@ def test_setup_anndata_errors():
         ElmoAdapter.setup_anndata(adata, labels_key="cell_type", batch_key="donor")
     scaled = adata.copy()
     scaled.X = scaled.X - scaled.X.mean(axis=0)
-    with pytest.raises(ValueError, match="not count or log-normalised data"):
+    with pytest.raises(ValueError, match="not counts or log-normalised expression"):
         ElmoAdapter.setup_anndata(scaled, labels_key="cell_type")
 
 
@@ -349,7 +349,7 @@ def test_predict_refuses_other_genes(trained):
         model.predict(adata[:, :30].copy())
     negative = adata.copy()
     negative.X[0, 0] = -1.0
-    with pytest.raises(ValueError, match="negative or non-finite"):
+    with pytest.raises(ValueError, match=r"adata\.X has negative values"):
         model.get_latent_representation(negative)
 
 

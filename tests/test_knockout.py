@@ -68,6 +68,30 @@ def test_vectorised_knockout_equals_naive_recompute(mode, sparse):
     np.testing.assert_allclose(after, _naive_means(x, table, mode), atol=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["wa", "aa"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_embed_cells_is_the_float64_reference_of_weighted_gene_average(mode, sparse):
+    # One cell embedding: the knockout's float64 version must give tl.elmo_embed's numbers.
+    from scelmo.cell_embedding import weighted_gene_average
+
+    rng = np.random.default_rng(4)
+    x = np.log1p(rng.poisson(0.7, size=(60, 40))).astype(np.float32)
+    x[5] = 0  # an empty cell: a zero vector in both
+    table = rng.normal(size=(40, 12))
+    table[[3, 9]] = 0  # genes without an embedding
+    matrix = sp.csr_matrix(x) if sparse else x
+    with pytest.warns(UserWarning, match="zero total expression"):
+        fast, _ = weighted_gene_average(matrix, table, mode=mode, progress=False)
+    reference = embed_cells(matrix, table, mode)
+    assert reference.dtype == np.float64
+    np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(reference[5], 0.0)
+    # The formula itself, written out for one cell.
+    row = x[7].astype(np.float64)
+    weights = row / (row.sum() if mode == "wa" else x.shape[1])
+    np.testing.assert_allclose(reference[7], weights @ table, rtol=1e-12)
+
+
 def test_gene_set_knockout_equals_naive_recompute():
     rng = np.random.default_rng(2)
     x = rng.poisson(0.8, size=(30, 12)).astype(float)
@@ -189,7 +213,7 @@ def test_screen_errors():
         se.tl.in_silico_knockout({"G1": [0.0]}, adata, [DRIVER], "condition", control="healthy")
     scaled = adata.copy()
     scaled.X = scaled.X.toarray() - 1.0
-    with pytest.raises(ValueError, match="not count or log-normalised"):
+    with pytest.raises(ValueError, match="not counts or log-normalised"):
         se.tl.in_silico_knockout(table, scaled, [DRIVER], "condition", control="healthy")
     x = adata.X.toarray()
     with pytest.raises(ValueError, match="No control cells"):

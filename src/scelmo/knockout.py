@@ -15,6 +15,10 @@ over all genes, mode ``"wa"``), removing gene ``g`` from cell ``c`` gives
 cells, the shift of the mean for every gene at once is ``(R^T Z)_g - E_g sum_c r_cg``: one
 sparse product with the pattern of ``X``, never a re-embedding of the whole matrix per gene.
 In mode ``"aa"`` (``x @ E / n_genes``) the mean simply loses ``mean_c(x_cg) E_g / n_genes``.
+
+The cell embedding is :func:`scelmo.cell_embedding.weighted_gene_average`'s; :func:`embed_cells`
+is its float64 reference, which the algebra above needs: a knockout moves a mean by a
+small fraction of it, and float32 would round that difference away.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-Mode = Literal["wa", "aa"]
+from .cell_embedding import Mode
+from .gene_embeddings import GeneEmbeddings
+
 Alternative = Literal["greater", "less", "two-sided"]
 
 
@@ -47,6 +53,11 @@ def _as_csr64(matrix: Any) -> sp.csr_matrix:
 
 def embed_cells(matrix: Any, table: np.ndarray, mode: Mode = "wa") -> np.ndarray:
     """``(x / x.sum()) @ E`` (``"wa"``) or ``x @ E / n_genes`` (``"aa"``) in float64; empty cells get zeros.
+
+    The float64 reference of :func:`scelmo.cell_embedding.weighted_gene_average` (same
+    formula, same zero vector for a cell without expression, no value checks); the knockout
+    algebra of this module builds on it. To embed cells, use that function (or
+    :func:`scelmo.tl.elmo_embed`).
 
     Examples
     --------
@@ -280,18 +291,7 @@ def knockout_screen(
     var_index = pd.Index(np.asarray(var_names, dtype=object).astype(str))
     x = _as_csr64(matrix)
     table = np.asarray(table, dtype=np.float64)
-    disease = np.asarray(disease, dtype=bool)
-    control = np.asarray(control, dtype=bool)
-    if x.shape[1] != len(var_index) or table.shape[0] != len(var_index):
-        raise ValueError("`matrix`, `table` and `var_names` must describe the same genes.")
-    if not disease.any():
-        raise ValueError("No disease cells: the condition has no cell of the disease group.")
-    if not control.any():
-        raise ValueError("No control cells: the condition has no cell of the control group.")
-    if (disease & control).any():
-        raise ValueError("A cell cannot be both disease and control.")
-    if n_perm < 1:
-        raise ValueError(f"`n_perm` must be positive, got {n_perm}.")
+    disease, control = _check_screen(x, table, var_index, disease, control, n_perm)
     x_disease = x[np.flatnonzero(disease)]
     control_mean = embed_cells(x[np.flatnonzero(control)], table, mode).mean(axis=0)
     mean_expression = np.asarray(x_disease.mean(axis=0)).ravel()
@@ -342,6 +342,103 @@ def knockout_screen(
             }
         )
     result = pd.DataFrame(rows, index=pd.Index(list(sets), name="gene" if single else "gene_set"))
+    return _ranked(result, null_draws, alternative, single)
+
+
+def screen_gene_embeddings(
+    matrix: Any,
+    gene_embeddings: GeneEmbeddings,
+    var_names: Sequence[str] | pd.Index,
+    disease: np.ndarray,
+    control: np.ndarray,
+    genes: Sequence[str] | Mapping[str, Sequence[str]],
+    *,
+    mode: Mode = "wa",
+    keyed_by_var_names: bool = False,
+    n_perm: int = 1000,
+    n_bins: int = 20,
+    alternative: Alternative = "greater",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The knockout screen with a :class:`~scelmo.GeneEmbeddings` table matched to the columns.
+
+    Parameters
+    ----------
+    matrix
+        Cells x genes expression (all cells).
+    gene_embeddings
+        The gene table: a text-derived one (zero-shot), or an adapter's adapted table
+        (:meth:`scelmo.models.ElmoAdapter.get_adapted_gene_embeddings`).
+    var_names
+        Names of the columns.
+    disease, control, genes, mode, n_perm, n_bins, alternative, seed
+        As for :func:`knockout_screen`.
+    keyed_by_var_names
+        The table's genes are names of the columns (an adapter's table): match them exactly.
+        By default they are matched as :meth:`scelmo.GeneEmbeddings.align` does.
+
+    Returns
+    -------
+    :func:`knockout_screen`'s table; only genes with a table row enter the null.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scelmo as se
+    >>> from scelmo.knockout import screen_gene_embeddings
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.poisson(1.0, (40, 30)).astype(float)
+    >>> X[:20, 0] += 10  # gene 0 up in the disease cells
+    >>> names = [f"g{i}" for i in range(30)]
+    >>> table = se.GeneEmbeddings(names, rng.normal(size=(30, 8)))
+    >>> disease = np.arange(40) < 20
+    >>> screen = screen_gene_embeddings(X, table, names, disease, ~disease, names, n_bins=1, keyed_by_var_names=True)
+    >>> screen.index[0]
+    'g0'
+    """
+    if keyed_by_var_names:
+        aligned = gene_embeddings.align(var_names, match="exact", min_coverage=0.0)
+    else:
+        aligned = gene_embeddings.align(var_names)
+    return knockout_screen(
+        matrix,
+        aligned.matrix,
+        var_names,
+        disease,
+        control,
+        genes,
+        mode=mode,
+        embedded=aligned.matched,
+        n_perm=n_perm,
+        n_bins=n_bins,
+        alternative=alternative,
+        seed=seed,
+    )
+
+
+def _check_screen(
+    x: sp.csr_matrix, table: np.ndarray, var_index: pd.Index, disease: Any, control: Any, n_perm: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The disease and control masks as booleans, after refusing inputs the screen cannot use."""
+    disease = np.asarray(disease, dtype=bool)
+    control = np.asarray(control, dtype=bool)
+    if x.shape[1] != len(var_index) or table.shape[0] != len(var_index):
+        raise ValueError("`matrix`, `table` and `var_names` must describe the same genes.")
+    if not disease.any():
+        raise ValueError("No disease cells: the condition has no cell of the disease group.")
+    if not control.any():
+        raise ValueError("No control cells: the condition has no cell of the control group.")
+    if (disease & control).any():
+        raise ValueError("A cell cannot be both disease and control.")
+    if n_perm < 1:
+        raise ValueError(f"`n_perm` must be positive, got {n_perm}.")
+    return disease, control
+
+
+def _ranked(
+    result: pd.DataFrame, null_draws: list[np.ndarray], alternative: Alternative, single: bool
+) -> pd.DataFrame:
+    """The screen with p-values, sorted by ``shift`` in the direction of ``alternative`` and ranked."""
     result["p_value"] = empirical_p_values(result["shift"].to_numpy(), null_draws, alternative)
     result["p_adj"] = benjamini_hochberg(result["p_value"].to_numpy())
     if single:

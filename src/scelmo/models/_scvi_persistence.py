@@ -31,13 +31,19 @@ import pickle
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .._logging import logger
 from ..gene_embeddings import GeneEmbeddings
+from ._scvi_inputs import check_same_genes
+
+if TYPE_CHECKING:
+    import torch
+    from anndata import AnnData
 
 #: The file only this format writes; with it and no manifest the save did not finish.
 MODEL_JSON = "scelmo_model.json"
@@ -102,30 +108,11 @@ def encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, int | float):
         return value
     if isinstance(value, GeneEmbeddings):
-        # Provenance is free-form metadata: kept as GeneEmbeddings.write keeps it (str() of non-JSON values).
-        arrays[f"{path}/vectors"] = np.ascontiguousarray(value.vectors)
-        return {
-            "__gene_embeddings__": {
-                "genes": [str(g) for g in value.genes],
-                "vectors": f"{path}/vectors",
-                "provenance": json.loads(json.dumps(value.provenance, default=str)),
-            }
-        }
+        return _encode_gene_embeddings(value, path, arrays)
     if isinstance(value, np.ndarray):
         return _encode_array(value, path, arrays)
     if isinstance(value, pd.DataFrame):
-        return {
-            "__dataframe__": {
-                "index": encode(value.index, f"{path}/index", arrays),
-                "columns": [
-                    [
-                        encode(name, f"{path}/column{i}", arrays),
-                        _encode_array(value.iloc[:, i].to_numpy(), f"{path}/{i}", arrays),
-                    ]
-                    for i, name in enumerate(value.columns)
-                ],
-            }
-        }
+        return _encode_dataframe(value, path, arrays)
     if isinstance(value, pd.Index) and not isinstance(value, pd.MultiIndex):
         return {
             "__index__": [
@@ -156,6 +143,29 @@ def encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
         f"{path} holds a {type(value).__module__}.{type(value).__name__}, which can only be saved as a pickle. "
         "Store it as numbers, strings, lists, dicts or numpy arrays, or delete the attribute before saving."
     )
+
+
+def _encode_gene_embeddings(value: GeneEmbeddings, path: str, arrays: dict[str, np.ndarray]) -> Any:
+    # Provenance is free-form metadata: kept as GeneEmbeddings.write keeps it (str() of non-JSON values).
+    arrays[f"{path}/vectors"] = np.ascontiguousarray(value.vectors)
+    return {
+        "__gene_embeddings__": {
+            "genes": [str(g) for g in value.genes],
+            "vectors": f"{path}/vectors",
+            "provenance": json.loads(json.dumps(value.provenance, default=str)),
+        }
+    }
+
+
+def _encode_dataframe(value: pd.DataFrame, path: str, arrays: dict[str, np.ndarray]) -> Any:
+    columns = [
+        [
+            encode(name, f"{path}/column{i}", arrays),
+            _encode_array(value.iloc[:, i].to_numpy(), f"{path}/{i}", arrays),
+        ]
+        for i, name in enumerate(value.columns)
+    ]
+    return {"__dataframe__": {"index": encode(value.index, f"{path}/index", arrays), "columns": columns}}
 
 
 def _encode_array(value: np.ndarray, path: str, arrays: dict[str, np.ndarray]) -> Any:
@@ -336,7 +346,7 @@ class SafePersistence:
     def load(
         cls,
         dir_path: str | os.PathLike[str],
-        adata: Any = None,
+        adata: AnnData | None = None,
         *,
         accelerator: str = "auto",
         device: int | str = "auto",
@@ -449,12 +459,12 @@ class SafePersistence:
 # --- the parts -----------------------------------------------------------------------------------
 
 
-def write_weights(state: dict[str, Any], path: Path, safetensors_torch: Any) -> None:
+def write_weights(state: dict[str, torch.Tensor], path: Path, safetensors_torch: ModuleType) -> None:
     """Write the module's state dict as safetensors."""
     safetensors_torch.save_file(state, str(path), metadata={"format": "pt"})
 
 
-def write_arrays(arrays: dict[str, np.ndarray], path: Path, safetensors_numpy: Any) -> None:
+def write_arrays(arrays: dict[str, np.ndarray], path: Path, safetensors_numpy: ModuleType) -> None:
     """Write the attributes' numeric arrays as safetensors."""
     safetensors_numpy.save_file(arrays, str(path))
 
@@ -465,7 +475,7 @@ def write_json(values: dict[str, Any], path: Path) -> None:
         json.dump(values, handle)
 
 
-def read_safe_folder(cls: type, folder: Path) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+def read_safe_folder(cls: type, folder: Path) -> tuple[list[str], dict[str, Any], dict[str, torch.Tensor]]:
     """Variable names, attributes and state dict of a folder saved by :meth:`SafePersistence.save`."""
     import safetensors.numpy
     import safetensors.torch
@@ -500,7 +510,7 @@ def read_safe_folder(cls: type, folder: Path) -> tuple[list[str], dict[str, Any]
 
 def read_pickled_folder(
     cls: type, folder: Path, *, trusted: bool
-) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+) -> tuple[list[str], dict[str, Any], dict[str, torch.Tensor]]:
     """Variable names, attributes and state dict from scvi-tools' pickled ``model.pt``, only if ``trusted``."""
     import torch
 
@@ -527,11 +537,11 @@ def read_pickled_folder(
 
 def _restore(
     cls: type,
-    adata: Any,
+    adata: AnnData | None,
     var_names: list[str],
     attributes: dict[str, Any],
-    state: dict[str, Any],
-    device: Any,
+    state: dict[str, torch.Tensor],
+    device: torch.device,
 ) -> Any:
     """Build the model from its registry and init parameters, then set attributes and weights (scvi-tools' order)."""
     attributes = dict(attributes)
@@ -539,14 +549,7 @@ def _restore(
     if registry.get("model_name", cls.__name__) != cls.__name__:
         raise ValueError(f"The folder holds a {registry['model_name']} model, not a {cls.__name__}.")
     if adata is not None:
-        names = pd.Index(adata.var_names).astype(str)
-        if len(names) != len(var_names) or not (names == pd.Index(var_names)).all():
-            missing = pd.Index(var_names).difference(names)
-            raise ValueError(
-                f"adata has other genes than the saved model ({adata.n_vars} vs {len(var_names)}; {len(missing)} of "
-                f"the model's are absent, e.g. {missing[:3].tolist()}). Subset and reorder it with "
-                "adata[:, var_names] (the model's var_names)."
-            )
+        check_same_genes(adata.var_names, var_names, "the saved model")
         cls.setup_anndata(adata, source_registry=registry, **registry["setup_args"])  # type: ignore[attr-defined]
     init_params = attributes.pop("init_params_")
     kwargs = {k: v for group in init_params.get("kwargs", {}).values() for k, v in group.items()}

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import check_key
+from .._anndata import check_key, expression_matrix
+from .._checks import check_matrix
 from .._logging import logger
 from ..gene_embeddings import GeneEmbeddings
-from ..knockout import knockout_screen
+from ..knockout import screen_gene_embeddings
+from ..models._scvi_inputs import check_same_genes
+
+if TYPE_CHECKING:
+    from ..models import ElmoAdapter
 
 
 def in_silico_knockout(
-    model: Any,
+    model: ElmoAdapter | GeneEmbeddings,
     adata: AnnData,
     genes: Sequence[str] | Mapping[str, Sequence[str]],
     condition_key: str,
@@ -28,6 +34,7 @@ def in_silico_knockout(
     alternative: Literal["greater", "less", "two-sided"] = "greater",
     seed: int = 0,
     layer: str | None = None,
+    use_raw: bool = False,
     mode: Literal["wa", "aa"] = "wa",
     key_added: str | None = "in_silico_knockout",
 ) -> pd.DataFrame:
@@ -44,7 +51,8 @@ def in_silico_knockout(
     Parameters
     ----------
     model
-        A trained :class:`~scelmo.models.ElmoAdapter` (its adapted gene table, mode and
+        A trained :class:`~scelmo.models.ElmoAdapter` (its adapted gene table,
+        :meth:`~scelmo.models.ElmoAdapter.get_adapted_gene_embeddings`, its mode and its
         expression layer are used; typically trained with ``labels_key=condition_key``), or a
         :class:`~scelmo.GeneEmbeddings` table for the zero-shot screen.
     adata
@@ -69,6 +77,9 @@ def in_silico_knockout(
         Seed of the null draws.
     layer
         Expression layer for a :class:`~scelmo.GeneEmbeddings` table (an adapter uses its own).
+    use_raw
+        Read ``adata.raw`` for a :class:`~scelmo.GeneEmbeddings` table (an adapter reads its
+        own layer).
     mode
         Cell embedding for a :class:`~scelmo.GeneEmbeddings` table (an adapter uses its own).
     key_added
@@ -92,52 +103,23 @@ def in_silico_knockout(
     """
     if key_added is not None:
         check_key(key_added)
-    if condition_key not in adata.obs:
-        raise KeyError(
-            f"condition_key {condition_key!r} is not a column of adata.obs; available: {list(adata.obs.columns)}."
-        )
-    condition = adata.obs[condition_key].astype(str).to_numpy()
-    if str(control) not in set(condition):
-        raise ValueError(
-            f"control {control!r} is not a category of obs[{condition_key!r}]: {sorted(set(condition))[:10]}."
-        )
-    control_mask = condition == str(control)
-    if disease is None:
-        disease_mask = ~control_mask
-    else:
-        wanted = {disease} if isinstance(disease, str) else set(map(str, disease))
-        missing = wanted - set(condition)
-        if missing:
-            raise ValueError(f"disease categories {sorted(missing)} are not in obs[{condition_key!r}].")
-        disease_mask = np.isin(condition, list(wanted))
-
+    condition, control_mask, disease_mask = _condition_masks(adata, condition_key, control, disease)
     if isinstance(model, GeneEmbeddings):
-        from ..models.elmo_adapter._data import check_expression, expression_matrix
-
-        matrix = expression_matrix(adata, layer)
-        check_expression(matrix, where="the expression matrix")
-        aligned = model.align(adata.var_names)
-        table, embedded, source, used_mode = aligned.matrix, aligned.matched, "gene_embeddings", mode
-    elif hasattr(model, "adapted_gene_matrix"):
-        matrix, _ = model._matrix(adata)
-        table, embedded = model.adapted_gene_matrix()
-        source, used_mode = type(model).__name__, model.module.mode
-        if layer is not None:
-            raise ValueError("`layer` applies to a GeneEmbeddings table; an adapter uses its own layer.")
+        table, used_mode, source = model, mode, "gene_embeddings"
+        expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
     else:
-        raise TypeError(
-            f"`model` must be a trained scelmo.models.ElmoAdapter or a scelmo.GeneEmbeddings, got {type(model).__name__}."
-        )
-
-    result = knockout_screen(
-        matrix,
+        table, used_mode, source = _adapter_table(model, adata, layer=layer, use_raw=use_raw)
+        expression = expression_matrix(adata, layer=model.layer, use_raw=False)
+    check_matrix(expression.matrix, where=expression.where, require="nonnegative")
+    result = screen_gene_embeddings(
+        expression.matrix,
         table,
-        adata.var_names,
+        expression.var_names,
         disease_mask,
         control_mask,
         genes,
         mode=used_mode,
-        embedded=embedded,
+        keyed_by_var_names=source != "gene_embeddings",
         n_perm=n_perm,
         n_bins=n_bins,
         alternative=alternative,
@@ -158,16 +140,59 @@ def in_silico_knockout(
             },
             "results": result,
         }
-    top = result.index[0] if len(result) else None
     logger.info(
         "in_silico_knockout: screened %d candidates (%d disease vs %d control cells); top %s%s",
         len(result),
         int(disease_mask.sum()),
         int(control_mask.sum()),
-        top,
+        result.index[0] if len(result) else None,
         f"; added uns[{key_added!r}]" if key_added else "",
     )
     return result
+
+
+def _condition_masks(
+    adata: AnnData, condition_key: str, control: str, disease: str | Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The condition of every cell, and the masks of the control and the disease cells."""
+    if condition_key not in adata.obs:
+        raise KeyError(
+            f"condition_key {condition_key!r} is not a column of adata.obs; available: {list(adata.obs.columns)}."
+        )
+    condition = adata.obs[condition_key].astype(str).to_numpy()
+    if str(control) not in set(condition):
+        raise ValueError(
+            f"control {control!r} is not a category of obs[{condition_key!r}]: {sorted(set(condition))[:10]}."
+        )
+    control_mask = condition == str(control)
+    if disease is None:
+        return condition, control_mask, ~control_mask
+    wanted = {disease} if isinstance(disease, str) else set(map(str, disease))
+    missing = wanted - set(condition)
+    if missing:
+        raise ValueError(f"disease categories {sorted(missing)} are not in obs[{condition_key!r}].")
+    return condition, control_mask, np.isin(condition, list(wanted))
+
+
+def _adapter_table(
+    model: Any, adata: AnnData, *, layer: str | None, use_raw: bool
+) -> tuple[GeneEmbeddings, str, str]:
+    """The adapted gene table, mode and class name of a trained adapter, whose genes ``adata`` must have."""
+    # ElmoAdapter needs torch: a model can only be one when its module was imported, and
+    # anything else is refused without importing torch.
+    module = sys.modules.get("scelmo.models.elmo_adapter._model")
+    if module is None or not isinstance(model, module.ElmoAdapter):
+        raise TypeError(
+            "`model` must be a trained scelmo.models.ElmoAdapter or a scelmo.GeneEmbeddings, "
+            f"got {type(model).__name__}."
+        )
+    if layer is not None or use_raw:
+        raise ValueError(
+            "`layer` and `use_raw` apply to a GeneEmbeddings table; an adapter uses its own layer "
+            f"({model.layer!r})."
+        )
+    check_same_genes(adata.var_names, model.var_names, "the model")
+    return model.get_adapted_gene_embeddings(), model.mode, type(model).__name__
 
 
 def _labels(condition: np.ndarray, mask: np.ndarray) -> list[str]:

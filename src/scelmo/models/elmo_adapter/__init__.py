@@ -6,8 +6,9 @@ that the torch-free helpers in ``_data`` can be used without them.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from .._lazy import scvi_attribute
 
 __all__ = [
     "ElmoAdapter",
@@ -27,13 +28,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from ..._optional import import_optional
-
-        import_optional("torch", "adapter", purpose="ElmoAdapter")
-        import_optional("scvi", "adapter", purpose="ElmoAdapter")
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return scvi_attribute(__name__, _LAZY, name, purpose="ElmoAdapter")
 
 
 def __dir__() -> list[str]:

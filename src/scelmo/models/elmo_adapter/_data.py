@@ -1,4 +1,4 @@
-"""Data helpers of the trainable models: expression checks, splits, blocks, gene-table alignment."""
+"""Data helpers of the adapter: the validation split, blocks of cells, the gene table keyed by the variables."""
 
 from __future__ import annotations
 
@@ -7,45 +7,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from anndata import AnnData
 
-from ..._matrix import block_values, iter_row_blocks
+from ..._matrix import iter_row_blocks
 from ...gene_embeddings import GeneEmbeddings
-
-
-def expression_matrix(adata: AnnData, layer: str | None) -> Any:
-    """``adata.layers[layer]`` or ``adata.X``, with an error naming the available layers."""
-    if layer is None:
-        if adata.X is None:
-            raise ValueError("adata.X is empty; pass `layer=` with the expression matrix.")
-        return adata.X
-    if layer not in adata.layers:
-        raise KeyError(f"Layer {layer!r} not found in adata.layers; available: {list(adata.layers)}.")
-    return adata.layers[layer]
-
-
-def check_expression(matrix: Any, *, where: str, chunk_size: int = 8192) -> None:
-    """Refuse NaN/inf and negative values (scaled data): the models need counts or log-expression."""
-    for start, _, block in iter_row_blocks(matrix, chunk_size):
-        values = block_values(block)
-        if values.size == 0:
-            continue
-        if not np.isfinite(values).all():
-            raise ValueError(f"{where} contains NaN or infinite values (cells {start}+); fix or drop them.")
-        if values.min() < 0:
-            raise ValueError(
-                f"{where} has negative values, so it is not count or log-normalised data (is it "
-                "scaled with sc.pp.scale?). Set up the model on counts or log-normalised expression, "
-                "e.g. `adata.layers['log1p'] = adata.raw.X` and `layer='log1p'`."
-            )
-
-
-def check_obs_key(adata: AnnData, key: str | None, what: str) -> None:
-    """A clear error when ``adata.obs`` lacks ``key``."""
-    if key is not None and key not in adata.obs:
-        raise KeyError(
-            f"{what} {key!r} is not a column of adata.obs; available columns: {list(adata.obs.columns)}."
-        )
 
 
 def stratified_split(codes: np.ndarray, validation_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,17 +30,22 @@ def stratified_split(codes: np.ndarray, validation_size: float, seed: int) -> tu
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
 
 
-def dense_blocks(matrix: Any, indices: np.ndarray | None, batch_size: int) -> Iterator[np.ndarray]:
-    """Dense float32 row blocks of ``matrix`` (optionally of the rows ``indices``, in that order)."""
+def dense_blocks(
+    matrix: Any, indices: np.ndarray | None, batch_size: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, block)``: dense float32 row blocks of ``matrix`` (optionally of the rows ``indices``, in that order).
+
+    ``start`` is the block's first row: in ``matrix``, or with ``indices`` a position in ``indices``.
+    """
     if indices is None:
-        for _, _, block in iter_row_blocks(matrix, batch_size):
-            yield block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+        for start, _, block in iter_row_blocks(matrix, batch_size):
+            yield start, block.toarray() if hasattr(block, "toarray") else np.asarray(block)
         return
     for start in range(0, len(indices), batch_size):
         rows = np.asarray(indices[start : start + batch_size])
         block = matrix[rows]
         block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-        yield np.asarray(block, dtype=np.float32)
+        yield start, np.asarray(block, dtype=np.float32)
 
 
 def align_to_variables(

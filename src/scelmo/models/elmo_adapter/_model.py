@@ -4,37 +4,31 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
-from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.dataloaders import DataSplitter
-from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from ..._logging import logger
 from ...gene_embeddings import GeneEmbeddings
-from .._scvi_persistence import SafePersistence
-from ._data import (
-    align_to_variables,
-    check_expression,
-    check_obs_key,
-    dense_blocks,
-    expression_matrix,
-    stratified_split,
-)
+from .._scvi_base import ScviModel, seeded
+from .._scvi_inputs import check_model_values, check_same_genes, model_expression
+from ._data import align_to_variables, dense_blocks, stratified_split
 from ._module import BatchCorrection, ElmoAdapterModule
 from ._training_plan import ElmoAdapterTrainingPlan, SelectOn, knn_vote
 
+if TYPE_CHECKING:
+    from ..._anndata import Expression
 
-class ElmoAdapter(SafePersistence, BaseModelClass):
+
+class ElmoAdapter(ScviModel):
     """scELMo's fine-tuning adapter: gene text embeddings adapted to a labelled dataset.
 
     A small MLP maps each gene's text embedding ``E_g`` (dimension ``d``) to an adapted vector
@@ -184,7 +178,7 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
                 f"`batch_correction` must be None, 'adversarial' or 'centroid', got {batch_correction!r}."
             )
         super().__init__(adata, registry=registry)
-        var_names = pd.Index(np.asarray(self.get_var_names(), dtype=object).astype(str))
+        var_names = self.var_names
         # Keep only the matched rows, keyed by our variables: small, and exact when reloaded.
         gene_embeddings, matrix, matched = align_to_variables(
             gene_embeddings,
@@ -199,8 +193,7 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
                 f"batch_correction={batch_correction!r} needs at least two batches: pass `batch_key=` to "
                 "ElmoAdapter.setup_anndata."
             )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.module = self._module_cls(
                 matrix,
                 matched,
@@ -235,10 +228,6 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
         )
         self.init_params_ = self._get_init_params(locals())
         logger.info(self._model_summary_string)
-
-    def __repr__(self) -> str:
-        trained = "trained" if self.is_trained_ else "not trained"
-        return f"{self._model_summary_string} ({trained})"
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -279,18 +268,16 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
             raise ValueError(
                 "ElmoAdapter.setup_anndata needs `labels_key`, the column of adata.obs to learn."
             )
-        check_obs_key(adata, labels_key, "labels_key")
-        check_obs_key(adata, batch_key, "batch_key")
-        where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
-        check_expression(expression_matrix(adata, layer), where=where)
-        fields = [
-            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
-            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
-            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
-        ]
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        cls._register_anndata(
+            adata,
+            setup_method_args,
+            layer=layer,
+            categorical=[
+                (REGISTRY_KEYS.LABELS_KEY, labels_key, "labels_key"),
+                (REGISTRY_KEYS.BATCH_KEY, batch_key, "batch_key"),
+            ],
+            **kwargs,
+        )
 
     # --------------------------------------------------------------- training
     def train(
@@ -361,8 +348,7 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
         >>> model.best_validation_classifier_accuracy_  # the classifier, same cells and round  # doctest: +SKIP
         0.89
         """
-        if self.adata is None:
-            raise ValueError("This model was loaded without AnnData; load it with `adata` to train it.")
+        self._training_adata()
         seed = self.seed if seed is None else seed
         codes = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY)).ravel()
         train_idx, val_idx = stratified_split(codes, validation_size, seed)
@@ -374,41 +360,24 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
                 stacklevel=2,
             )
         matrix = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-
-        def reference_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            for start, block in zip(
-                range(0, len(train_idx), 4096), dense_blocks(matrix, train_idx, 4096), strict=True
-            ):
-                yield torch.from_numpy(block), torch.from_numpy(codes[train_idx[start : start + 4096]])
-
+        plan = self._training_plan_cls(
+            self.module,
+            select_on=select_on,
+            class_weights=class_weights(class_weight, codes[train_idx], len(self.labels)),
+            lr=lr,
+            weight_decay=weight_decay,
+            n_neighbors=n_neighbors,
+            reference_batches=reference_batches(matrix, codes, train_idx) if len(val_idx) else None,
+            patience=early_stopping_patience,
+        )
         splitter = DataSplitter(
             self.adata_manager,
             external_indexing=[train_idx, val_idx, np.array([], dtype=np.int64)],
             batch_size=batch_size,
         )
-        weights = None
-        if class_weight == "balanced":
-            counts = np.bincount(codes[train_idx], minlength=len(self.labels)).astype(np.float64)
-            weights = torch.as_tensor(
-                np.where(counts > 0, len(train_idx) / (len(self.labels) * np.maximum(counts, 1)), 0.0),
-                dtype=torch.float32,
-            )
-        elif class_weight is not None:
-            raise ValueError(f"`class_weight` must be None or 'balanced', got {class_weight!r}.")
-        plan = self._training_plan_cls(
-            self.module,
-            select_on=select_on,
-            class_weights=weights,
-            lr=lr,
-            weight_decay=weight_decay,
-            n_neighbors=n_neighbors,
-            reference_batches=reference_batches if len(val_idx) else None,
-            patience=early_stopping_patience,
-        )
         self.module.train()  # after predict() it is in eval mode, which Lightning warns about
-        with quiet_lightning(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            runner = TrainRunner(
+        with quiet_lightning(), seeded(seed):
+            TrainRunner(
                 self,
                 training_plan=plan,
                 data_splitter=splitter,
@@ -418,8 +387,13 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
                 check_val_every_n_epoch=check_val_every_n_epoch if len(val_idx) else None,
                 enable_progress_bar=enable_progress_bar,
                 **trainer_kwargs,
-            )
-            runner()
+            )()
+        self._keep_training_results(plan, codes, n_neighbors)
+
+    def _keep_training_results(
+        self, plan: ElmoAdapterTrainingPlan, codes: np.ndarray, n_neighbors: int
+    ) -> None:
+        """Record the kept round's scores and histories, and embed the kNN reference with its weights."""
         self.best_epoch_ = plan.best_epoch
         # Scores of the kept round (whatever select_on picked it by).
         self.best_validation_knn_accuracy_ = plan.best_scores["knn_accuracy"] if plan.best_scores else None
@@ -436,7 +410,7 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
             logger.info(
                 "ElmoAdapter: kept epoch %d (best validation %s %.4f): %d-NN accuracy %.4f, classifier %.4f",
                 plan.best_epoch,
-                select_on,
+                plan.select_on,
                 plan.best_score,
                 n_neighbors,
                 plan.best_scores["knn_accuracy"],
@@ -447,44 +421,34 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
     @property
     def labels(self) -> pd.Index:
         """The classes, in the order of the classifier's outputs."""
-        state = self.registry_["field_registries"][REGISTRY_KEYS.LABELS_KEY]["state_registry"]
-        return pd.Index(state["categorical_mapping"])
+        return self._categories(REGISTRY_KEYS.LABELS_KEY)
 
     @property
-    def var_names(self) -> pd.Index:
-        """The genes of the model, in order."""
-        return pd.Index(np.asarray(self.get_var_names(), dtype=object).astype(str))
+    def mode(self) -> Literal["wa", "aa"]:
+        """How a cell embedding averages the adapted gene vectors: ``"wa"`` or ``"aa"``."""
+        return self.module.mode
 
-    def _matrix(self, adata: AnnData | None) -> tuple[Any, AnnData]:
+    def _expression(self, adata: AnnData | None) -> Expression:
+        """The registered expression of ``adata`` (default the model's), unchecked: blocks are checked as read."""
         if adata is None:
             if self.adata is None:
                 raise ValueError("Pass `adata`: this model was loaded without AnnData.")
             adata = self.adata
-        ours = self.var_names
-        if not pd.Index(adata.var_names).equals(ours):
-            missing = ours.difference(adata.var_names)
-            raise ValueError(
-                f"adata has other genes than the model ({adata.n_vars} vs {len(ours)}; "
-                f"{len(missing)} of the model's are absent, e.g. {missing[:3].tolist()}). "
-                "Subset and reorder it with adata[:, model.var_names]."
-            )
-        layer = self.registry_["setup_args"].get("layer")
-        return expression_matrix(adata, layer), adata
+        check_same_genes(adata.var_names, self.var_names, "the model")
+        return model_expression(adata, self.layer, check=False)
 
     def _forward_blocks(
         self, adata: AnnData | None, indices: Sequence[int] | None, batch_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        matrix, _ = self._matrix(adata)
+        expression = self._expression(adata)
+        # With `indices` a block's rows are positions in `indices`, and the message says so.
+        where = expression.where if indices is None else f"{expression.where}[indices]"
         indices = None if indices is None else np.asarray(indices)
         self.module.eval()
         with torch.no_grad():
             table = self.module.adapted_gene_table()
-            for block in dense_blocks(matrix, indices, batch_size):
-                if block.size and (block.min() < 0 or not np.isfinite(block).all()):
-                    raise ValueError(
-                        "The expression matrix has negative or non-finite values; the model needs counts "
-                        "or log-normalised expression, as it was set up with."
-                    )
+            for start, block in dense_blocks(expression.matrix, indices, batch_size):
+                check_model_values(block, where=where, rows=start)
                 z = self.module.embed(
                     torch.from_numpy(np.asarray(block, dtype=np.float32)).to(self.module.device), table
                 )
@@ -635,6 +599,31 @@ class ElmoAdapter(SafePersistence, BaseModelClass):
         if self.module.gene_residual is not None:
             has_vector = np.ones_like(has_vector)
         return matrix, has_vector
+
+
+def class_weights(
+    class_weight: Literal["balanced"] | None, train_codes: np.ndarray, n_labels: int
+) -> torch.Tensor | None:
+    """Per-class cross-entropy weights: ``n / (n_classes * n_class)`` of the training cells, or ``None``."""
+    if class_weight is None:
+        return None
+    if class_weight != "balanced":
+        raise ValueError(f"`class_weight` must be None or 'balanced', got {class_weight!r}.")
+    counts = np.bincount(train_codes, minlength=n_labels).astype(np.float64)
+    weights = np.where(counts > 0, len(train_codes) / (n_labels * np.maximum(counts, 1)), 0.0)
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def reference_batches(
+    matrix: Any, codes: np.ndarray, train_idx: np.ndarray, batch_size: int = 4096
+) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """The training cells and their label codes in blocks, read anew on each call (validation's kNN reference)."""
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start, block in dense_blocks(matrix, train_idx, batch_size):
+            yield torch.from_numpy(block), torch.from_numpy(codes[train_idx[start : start + batch_size]])
+
+    return batches
 
 
 @contextmanager

@@ -12,9 +12,9 @@ heavy; the model is imported on first access.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from .._lazy import scvi_attribute
 from ._cinemaot import cinemaot
 from ._data import PerturbationShifts, pearson_top_de, perturbation_shifts
 from ._evaluate import RIDGE_ALPHAS, evaluate_perturbation_prediction
@@ -37,13 +37,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from ..._optional import import_optional
-
-        import_optional("torch", "adapter", purpose="ElmoPerturbation")
-        import_optional("scvi", "adapter", purpose="ElmoPerturbation")
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return scvi_attribute(__name__, _LAZY, name, purpose="ElmoPerturbation")
 
 
 def __dir__() -> list[str]:

@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ..elmo_adapter._data import check_expression, check_obs_key, expression_matrix
+from .._scvi_inputs import check_obs_key, model_expression
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,7 @@ def perturbation_shifts(
             f"control {control!r} is not a category of obs[{perturbation_key!r}]; "
             f"categories include {sorted(set(labels))[:10]}."
         )
-    matrix = expression_matrix(adata, layer)
-    check_expression(matrix, where=f"adata.layers[{layer!r}]" if layer else "adata.X")
+    matrix = model_expression(adata, layer).matrix
     names, codes = np.unique(labels, return_inverse=True)
     counts = np.bincount(codes, minlength=len(names))
     indicator = sp.csr_matrix(

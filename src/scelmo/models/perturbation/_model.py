@@ -11,19 +11,16 @@ import pandas as pd
 import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
-from scvi.data.fields import CategoricalObsField, LayerField
-from scvi.model.base import BaseModelClass
 
 from ..._logging import logger
 from ...gene_embeddings import GeneEmbeddings
-from .._scvi_persistence import SafePersistence
-from ..elmo_adapter._data import check_expression, check_obs_key, expression_matrix
+from .._scvi_base import ScviModel, seeded
+from .._scvi_inputs import check_obs_key
 from ._data import perturbation_shifts, split_perturbations
 from ._module import PerturbationModule, fit_perturbation_module
 
 
-class ElmoPerturbation(SafePersistence, BaseModelClass):
+class ElmoPerturbation(ScviModel):
     """Predict the mean expression change of a single-gene perturbation from the gene's embedding.
 
     Training data are cells labelled by the gene they perturb (CRISPR screens, Perturb-seq) and
@@ -94,8 +91,7 @@ class ElmoPerturbation(SafePersistence, BaseModelClass):
         vectors = gene_embeddings.vectors.astype(np.float64)
         input_mean = vectors.mean(axis=0)
         input_scale = float(np.sqrt(((vectors - input_mean) ** 2).sum(axis=1).mean())) or 1.0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.module = PerturbationModule(
                 gene_embeddings.dim,
                 len(var_names),
@@ -117,10 +113,6 @@ class ElmoPerturbation(SafePersistence, BaseModelClass):
             f"{gene_embeddings.dim} dims, hidden {n_hidden}, latent {n_latent}"
         )
         self.init_params_ = self._get_init_params(locals())
-
-    def __repr__(self) -> str:
-        trained = "trained" if self.is_trained_ else "not trained"
-        return f"{self._model_summary_string} ({trained})"
 
     @classmethod
     def setup_anndata(
@@ -158,22 +150,15 @@ class ElmoPerturbation(SafePersistence, BaseModelClass):
         check_obs_key(adata, perturbation_key, "perturbation_key")
         if str(control) not in set(adata.obs[perturbation_key].astype(str)):
             raise ValueError(f"control {control!r} is not a category of obs[{perturbation_key!r}].")
-        where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
-        check_expression(expression_matrix(adata, layer), where=where)
-        fields = [
-            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
-            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, perturbation_key),
-        ]
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        cls._register_anndata(
+            adata,
+            setup_method_args,
+            layer=layer,
+            categorical=[(REGISTRY_KEYS.LABELS_KEY, perturbation_key, "perturbation_key")],
+            **kwargs,
+        )
 
     # ---------------------------------------------------------------- helpers
-    @property
-    def var_names(self) -> pd.Index:
-        """The measured genes (outputs), in order."""
-        return pd.Index(np.asarray(self.get_var_names(), dtype=object).astype(str))
-
     @property
     def control(self) -> str:
         """The control category."""
@@ -182,8 +167,7 @@ class ElmoPerturbation(SafePersistence, BaseModelClass):
     @property
     def perturbation_categories(self) -> list[str]:
         """Categories of the perturbation column at setup (control included)."""
-        state = self.registry_["field_registries"][REGISTRY_KEYS.LABELS_KEY]["state_registry"]
-        return [str(c) for c in state["categorical_mapping"]]
+        return [str(c) for c in self._categories(REGISTRY_KEYS.LABELS_KEY)]
 
     def _embeddings(
         self, genes: Sequence[str], table: GeneEmbeddings | None
@@ -242,12 +226,14 @@ class ElmoPerturbation(SafePersistence, BaseModelClass):
         --------
         >>> model.train(max_epochs=400)  # doctest: +SKIP
         """
-        if self.adata is None:
-            raise ValueError("This model was loaded without AnnData; load it with `adata` to train it.")
+        adata = self._training_adata()
         seed = self.seed if seed is None else seed
-        setup = self.registry_["setup_args"]
         shifts = perturbation_shifts(
-            self.adata, setup["perturbation_key"], self.control, layer=setup.get("layer"), min_cells=min_cells
+            adata,
+            self.registry_["setup_args"]["perturbation_key"],
+            self.control,
+            layer=self.layer,
+            min_cells=min_cells,
         )
         embeddings, found = self._embeddings(shifts.perturbations, None)
         if not found.all():
@@ -273,8 +259,7 @@ class ElmoPerturbation(SafePersistence, BaseModelClass):
         self.module.set_mean_shift(targets[train_rows].mean(axis=0))
         as_tensor = lambda rows: torch.as_tensor(embeddings[rows], dtype=torch.float32)  # noqa: E731
         target = lambda rows: torch.as_tensor(targets[rows], dtype=torch.float32)  # noqa: E731
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             fit = fit_perturbation_module(
                 self.module,
                 as_tensor(train_rows),
