@@ -1,169 +1,36 @@
-"""Scores of an embedding against known labels: clustering agreement and kNN accuracy.
+"""Deprecated: the scores of an embedding against known labels moved to :mod:`scelmo.evaluation`.
 
-These follow the papers' evaluation: Leiden clustering scored by NMI/ARI at the best of
-resolutions 0.2..2.0, and a cosine 10-nearest-neighbour majority vote scored out of fold
-(cross-validated, so a cell never votes for itself, unlike one of the originals' bugs).
+``from scelmo.metrics import leiden_scores`` keeps working with a :class:`DeprecationWarning`;
+import from :mod:`scelmo.evaluation` instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import warnings
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from anndata import AnnData
+if TYPE_CHECKING:
+    from .evaluation import DEFAULT_RESOLUTIONS, ClusteringScore, KnnScore, knn_cross_validated, leiden_scores
 
-#: Resolutions scanned for the best Leiden clustering, as in scELMo's evaluation.
-DEFAULT_RESOLUTIONS = tuple(round(0.2 * i, 1) for i in range(1, 11))
+__all__ = ["DEFAULT_RESOLUTIONS", "ClusteringScore", "KnnScore", "knn_cross_validated", "leiden_scores"]
 
-
-@dataclass(frozen=True)
-class ClusteringScore:
-    """NMI and ARI of the best Leiden clustering and the resolution that gave it."""
-
-    nmi: float
-    ari: float
-    resolution: float
-    n_clusters: int
+#: Old name -> name in scelmo.evaluation.
+_MOVED = {name: name for name in __all__} | {"_neighbors": "neighbor_graph"}
 
 
-def leiden_scores(
-    adata: AnnData,
-    label_key: str,
-    *,
-    use_rep: str,
-    resolutions: Sequence[float] = DEFAULT_RESOLUTIONS,
-    n_neighbors: int = 15,
-    random_state: int = 0,
-) -> ClusteringScore:
-    """Leiden clusterings of ``use_rep`` scored against ``obs[label_key]``; the best by NMI.
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module 'scelmo.metrics' has no attribute {name!r}")
+    from . import evaluation
 
-    Parameters
-    ----------
-    adata
-        Data with the embedding in ``obsm[use_rep]`` and labels in ``obs[label_key]``.
-    label_key
-        Column of true labels.
-    use_rep
-        Embedding to build the neighbour graph from.
-    resolutions
-        Leiden resolutions to try.
-    n_neighbors
-        Neighbours of the graph.
-    random_state
-        Seed of neighbours and Leiden.
-
-    Returns
-    -------
-    The scores of the resolution with the highest NMI (ARI reported for that clustering).
-
-    Examples
-    --------
-    >>> import scanpy as sc
-    >>> from scelmo.metrics import leiden_scores
-    >>> adata = sc.datasets.pbmc68k_reduced()
-    >>> leiden_scores(adata, "bulk_labels", use_rep="X_pca").nmi > 0.4
-    True
-    """
-    import scanpy as sc
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-    work = AnnData(obs=adata.obs[[label_key]].copy(), obsm={use_rep: np.asarray(adata.obsm[use_rep])})
-    _neighbors(work, use_rep=use_rep, n_neighbors=n_neighbors, random_state=random_state)
-    labels = work.obs[label_key].astype(str).to_numpy()
-    best: ClusteringScore | None = None
-    for resolution in resolutions:
-        sc.tl.leiden(
-            work,
-            resolution=float(resolution),
-            key_added="_leiden",
-            random_state=random_state,
-            flavor="igraph",
-            n_iterations=2,
-            directed=False,
-        )
-        clusters = work.obs["_leiden"].to_numpy()
-        score = ClusteringScore(
-            nmi=float(normalized_mutual_info_score(labels, clusters)),
-            ari=float(adjusted_rand_score(labels, clusters)),
-            resolution=float(resolution),
-            n_clusters=len(np.unique(clusters)),
-        )
-        if best is None or score.nmi > best.nmi:
-            best = score
-    assert best is not None
-    return best
-
-
-def _neighbors(adata: AnnData, **kwargs) -> None:
-    """``sc.pp.neighbors``; an environment that cannot build the graph gets an error naming the fix.
-
-    scanpy (1.11 and 1.12) reads the distances of its kNN transformer with ``getnnz``, which
-    scipy's sparse arrays lost in 1.14, and pynndescent >= 0.7 (the transformer from 8,192 cells
-    on) returns sparse arrays. scelmo requires ``pynndescent<0.7``, but an environment changed
-    after installing scelmo can still hold the three together.
-    """
-    import scanpy as sc
-
-    try:
-        sc.pp.neighbors(adata, **kwargs)
-    except AttributeError as err:
-        if "getnnz" not in str(err):
-            raise
-        raise RuntimeError(
-            "scanpy could not build the neighbour graph: it cannot read the sparse arrays that "
-            "pynndescent >= 0.7 returns (scipy >= 1.14 removed their `getnnz`); scanpy uses pynndescent "
-            "from 8,192 cells on. Install the pynndescent scelmo requires: pip install 'pynndescent<0.7'"
-        ) from err
-
-
-@dataclass(frozen=True)
-class KnnScore:
-    """Out-of-fold kNN label transfer: accuracy and macro-F1."""
-
-    accuracy: float
-    macro_f1: float
-    k: int
-    folds: int
-
-
-def knn_cross_validated(
-    embedding: np.ndarray,
-    labels: Sequence[str] | pd.Series,
-    *,
-    k: int = 10,
-    folds: int = 5,
-    random_state: int = 0,
-) -> KnnScore:
-    """Stratified ``folds``-fold accuracy of a cosine ``k``-NN majority vote.
-
-    Exact neighbours (scikit-learn, brute force); each fold's cells are predicted from the
-    other folds only.
-
-    Examples
-    --------
-    >>> import scanpy as sc
-    >>> from scelmo.metrics import knn_cross_validated
-    >>> adata = sc.datasets.pbmc68k_reduced()
-    >>> knn_cross_validated(adata.obsm["X_pca"], adata.obs["bulk_labels"]).accuracy > 0.7
-    True
-    """
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.neighbors import KNeighborsClassifier
-
-    embedding = np.asarray(embedding)
-    labels = np.asarray(labels).astype(str)
-    predicted = np.empty_like(labels)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-    for train, test in splitter.split(embedding, labels):
-        model = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
-        model.fit(embedding[train], labels[train])
-        predicted[test] = model.predict(embedding[test])
-    return KnnScore(
-        accuracy=float(accuracy_score(labels, predicted)),
-        macro_f1=float(f1_score(labels, predicted, average="macro")),
-        k=k,
-        folds=folds,
+    warnings.warn(
+        f"scelmo.metrics.{name} moved to scelmo.evaluation.{_MOVED[name]}; import it from there "
+        "(scelmo.metrics will be removed).",
+        DeprecationWarning,
+        stacklevel=2,
     )
+    return getattr(evaluation, _MOVED[name])
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

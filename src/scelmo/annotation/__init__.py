@@ -6,11 +6,10 @@ The public entry points are :func:`scelmo.tl.zeroshot_annotate`, :func:`scelmo.t
 reusing (Cell Ontology lookups, the hnswlib index, abstention, the shared output format).
 """
 
+from .._neighbors import HnswIndex, KnnVotes, cross_validated_votes, knn_votes
+from ..evaluation import AnnotationReport, annotation_metrics, benchmark_embeddings
 from ._abstention import Decision, calibrate_threshold, decide
-from ._benchmark import benchmark_embeddings
 from ._descriptions import LANGCELL_TEMPLATE, class_texts
-from ._knn import HnswIndex, KnnVotes, cross_validated_votes, knn_votes
-from ._metrics import AnnotationReport, annotation_metrics
 from ._ontology import CellOntology, OntologyMatch, normalize_label
 from ._output import UNKNOWN, AnnotationResult, h5ad_safe, write_annotation
 

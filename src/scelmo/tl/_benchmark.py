@@ -9,7 +9,8 @@ from anndata import AnnData
 
 from .._anndata import check_key
 from .._logging import logger
-from ..annotation._benchmark import benchmark_embeddings
+from .._records import ElmoRecord
+from ..evaluation import benchmark_embeddings
 from ..gene_embeddings import GeneEmbeddings
 from ._elmo_embed import elmo_embed
 
@@ -149,27 +150,26 @@ def _add_controls(
             "control=True needs gene_embeddings=, the gene table the elmo embeddings were made with "
             "(its shuffled and random controls are embedded the same way)."
         )
-    elmo = [
-        key for key in embeddings if isinstance(adata.uns.get(key), dict) and "gene_table" in adata.uns[key]
-    ]
+    elmo = [key for key in embeddings if ElmoRecord.matches(adata.uns.get(key))]
     if not elmo:
         raise ValueError(
             f"control=True: none of {embeddings} was written by scelmo.tl.elmo_embed (no uns[key]['gene_table'])."
         )
     added = []
     for key in elmo:
-        recorded = adata.uns[key]["gene_table"].get("content_hash")
+        record = ElmoRecord.read(adata, key)
+        recorded = record.gene_table.get("content_hash")
         if recorded and recorded != table.content_hash:
             raise ValueError(
                 f"obsm[{key!r}] was embedded with another gene table (content hash {recorded[:12]}...) "
                 f"than the one passed ({table.content_hash[:12]}...)."
             )
-        params = adata.uns[key]["params"]
+        # The controls are embedded from the same matrix, with the same options.
         options = {
-            "mode": params["mode"],
-            "renormalize": bool(params["renormalize"]),
-            "layer": params["layer"] or None,
-            "use_raw": bool(params["use_raw"]),
+            "mode": record.params["mode"],
+            "renormalize": bool(record.params["renormalize"]),
+            "layer": record.layer,
+            "use_raw": bool(record.use_raw),
         }
         for suffix, control in (("shuffled", table.shuffled(seed)), ("random", table.random_like(seed))):
             elmo_embed(adata, control, key_added=f"{key}_{suffix}", progress=False, **options)

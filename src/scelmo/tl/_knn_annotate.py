@@ -11,8 +11,8 @@ from anndata import AnnData
 
 from .._anndata import check_key
 from .._logging import logger
+from .._neighbors import cross_validated_votes, knn_votes, queryable
 from ..annotation._abstention import decide
-from ..annotation._knn import cross_validated_votes, knn_votes, queryable
 from ..annotation._output import UNKNOWN, AnnotationResult, write_annotation
 
 

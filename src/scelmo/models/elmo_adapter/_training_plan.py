@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from torch.nn import functional as F
 
+from ..._neighbors import knn_accuracy, knn_vote  # noqa: F401 (knn_accuracy: exported by the package)
 from ._module import ElmoAdapterModule
 
 X_KEY = "X"
@@ -29,67 +29,6 @@ BATCH_KEY = "batch"
 
 SelectOn = Literal["knn_accuracy", "knn_macro_f1", "classifier_accuracy", "classifier_macro_f1"]
 SELECT_ON: tuple[str, ...] = ("knn_accuracy", "knn_macro_f1", "classifier_accuracy", "classifier_macro_f1")
-
-
-def knn_vote(
-    query: torch.Tensor,
-    reference: torch.Tensor,
-    reference_labels: torch.Tensor,
-    *,
-    k: int,
-    n_labels: int,
-    block: int | None = None,
-) -> torch.Tensor:
-    """Votes ``(n_query, n_labels)`` of the ``k`` cosine-nearest ``reference`` cells of each query.
-
-    Queries go in blocks that keep the similarity matrix of a block at about 32 million entries.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from scelmo.models.elmo_adapter._training_plan import knn_vote
-    >>> ref = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-    >>> knn_vote(torch.tensor([[1.0, 0.05]]), ref, torch.tensor([0, 0, 1]), k=2, n_labels=2)
-    tensor([[2, 0]])
-    """
-    reference = F.normalize(reference.float(), dim=1)
-    k = min(k, reference.shape[0])
-    reference_labels = reference_labels.to(reference.device).long()
-    if block is None:
-        block = max(1, 2**25 // max(reference.shape[0], 1))
-    votes = []
-    for start in range(0, query.shape[0], block):
-        q = F.normalize(query[start : start + block].float().to(reference.device), dim=1)
-        neighbours = (q @ reference.T).topk(k, dim=1).indices
-        votes.append(F.one_hot(reference_labels[neighbours], n_labels).sum(dim=1))
-    return torch.cat(votes) if votes else torch.zeros((0, n_labels), dtype=torch.long)
-
-
-def knn_accuracy(
-    query: torch.Tensor,
-    query_labels: torch.Tensor,
-    reference: torch.Tensor,
-    reference_labels: torch.Tensor,
-    *,
-    k: int,
-    n_labels: int,
-    block: int | None = None,
-) -> float:
-    """Accuracy of a cosine ``k``-NN majority vote of ``query`` cells among ``reference`` cells.
-
-    Ties go to the lowest label index (deterministic).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from scelmo.models.elmo_adapter._training_plan import knn_accuracy
-    >>> ref = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-    >>> knn_accuracy(torch.tensor([[1.0, 0.05]]), torch.tensor([0]), ref, torch.tensor([0, 0, 1]), k=2, n_labels=2)
-    1.0
-    """
-    votes = knn_vote(query, reference, reference_labels, k=k, n_labels=n_labels, block=block)
-    correct = int((votes.argmax(dim=1).cpu() == query_labels.cpu()).sum())
-    return correct / max(query.shape[0], 1)
 
 
 def macro_f1(predicted: torch.Tensor, truth: torch.Tensor, n_labels: int) -> float:

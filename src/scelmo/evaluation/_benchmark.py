@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._neighbors import HnswIndex, cross_validated_votes
 from .._optional import import_optional
+from ._clustering import DEFAULT_RESOLUTIONS, leiden_scores
 
 __all__ = ["COLUMNS", "benchmark_embeddings"]
 
@@ -41,9 +43,6 @@ def _without_batch(
     random_state: int,
 ) -> list[dict[str, object]]:
     from sklearn.metrics import f1_score, silhouette_score
-
-    from ..metrics import leiden_scores
-    from ._knn import cross_validated_votes
 
     labels = adata.obs[label_key].astype(str).to_numpy()
     vectors = np.asarray(adata.obsm[embedding], dtype=np.float64)
@@ -83,8 +82,6 @@ def _hnsw_neighbors(data: np.ndarray, n_neighbors: int):
     scib-metrics' default (pynndescent) spends a minute compiling before its first call.
     """
     from scib_metrics.nearest_neighbors import NeighborsResults
-
-    from ._knn import HnswIndex
 
     n_neighbors = min(n_neighbors, data.shape[0])
     index = HnswIndex(data, metric="euclidean", ef=max(2 * n_neighbors, 100))
@@ -163,17 +160,36 @@ def benchmark_embeddings(
 ) -> pd.DataFrame:
     """The tidy table of :func:`scelmo.tl.benchmark` (not stored).
 
+    Parameters
+    ----------
+    adata
+        Cells with the embeddings in ``obsm`` and labels (and batches) in ``obs``.
+    embeddings
+        ``obsm`` keys to score.
+    label_key, batch_key
+        ``obs`` columns of the true labels and (optionally) the batches.
+    resolutions, n_neighbors
+        Leiden resolutions (default 0.2..2.0) and neighbours of the graph (without batches).
+    knn_k, knn_folds
+        Out-of-fold kNN label transfer (``knn_k=None``: skipped), without batches.
+    pre_integrated, n_jobs, bio_metrics, batch_metrics
+        Options of scib-metrics' ``Benchmarker`` (with batches).
+    random_state
+        Seed of the graph, Leiden and the folds.
+
+    Returns
+    -------
+    One row per embedding and metric: columns ``embedding``, ``metric_type``, ``metric``, ``value``.
+
     Examples
     --------
     >>> import scanpy as sc
-    >>> from scelmo.annotation import benchmark_embeddings
+    >>> from scelmo.evaluation import benchmark_embeddings
     >>> adata = sc.datasets.pbmc68k_reduced()
     >>> table = benchmark_embeddings(adata, ["X_pca"], "bulk_labels", knn_k=None, resolutions=[1.0])
     >>> sorted(table["metric"])
     ['leiden_ari', 'leiden_n_clusters', 'leiden_nmi', 'leiden_resolution', 'silhouette_label']
     """
-    from ..metrics import DEFAULT_RESOLUTIONS
-
     embeddings = [embeddings] if isinstance(embeddings, str) else list(embeddings)
     if not embeddings:
         raise ValueError("No embedding to benchmark: pass obsm keys, e.g. ['X_elmo', 'X_pca'].")
