@@ -16,6 +16,7 @@ from ..cell_sentences import DEFAULT_N_GENES, iter_cell_sentences, sentence_symb
 from ..text._cache import TextCache, resolve_cache
 from ..text._progress import progress_bar
 from ..text.encoders import CachedEncoder, TextEncoder, get_encoder
+from ._inplace import target
 
 #: Cells whose sentences are built and sent to the encoder together; every finished encoder
 #: batch inside is stored in the cache at once, so this only bounds memory.
@@ -108,104 +109,129 @@ def cell_sentence_embed(
     (700, 384)
     """
     check_key(key_added)
-    kwargs = dict(encoder_kwargs or {})
-    if batch_size is not None:
-        if isinstance(encoder, TextEncoder):
-            raise TypeError("batch_size= cannot change an encoder instance; set batch_size when creating it.")
-        kwargs["batch_size"] = batch_size
+    kwargs = _encoder_kwargs(encoder, encoder_kwargs, batch_size)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
     text_encoder = get_encoder(encoder, **kwargs)
     store = resolve_cache(cache, cache_dir)
     if store is not None:
         text_encoder = CachedEncoder(text_encoder, cache=store)
-    if copy:
-        if adata.isbacked:
-            raise ValueError("copy=True is not supported for backed AnnData; embed in place instead.")
-        adata = adata.copy()
+    adata = target(adata, copy)
     expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
-    matrix, var_names, source = expression.matrix, expression.var_names, expression.source
-    words, genes_report = sentence_symbols(var_names)
+    source = expression.source
+    words, genes_report = sentence_symbols(expression.var_names)
     if genes_report["n_without_symbol"] == genes_report["n_genes"]:
         raise ValueError(
             f"None of the {genes_report['n_genes']} genes of {source} has a symbol "
             f"(e.g. {genes_report['without_symbol_examples'][:3]}); cell sentences need human gene "
             "symbols or human Ensembl ids as var_names (for mouse data see scelmo.pp.map_orthologs)."
         )
-
-    n_obs = matrix.shape[0]
-    embedding: np.ndarray | None = None
-    empty = np.zeros(n_obs, dtype=bool)
-    n_words = 0
-    unique: set[str] = set()
-    n_encoded = 0
-    with progress_bar(total=n_obs, desc="Embedding cell sentences", enabled=progress, unit="cell") as bar:
-        blocks = iter_cell_sentences(matrix, words, n_genes=n_genes, chunk_size=chunk_size)
-        for start, stop, sentences in blocks:
-            texts = np.array(sentences, dtype=object)
-            filled = texts != ""
-            empty[start:stop] = ~filled
-            n_words += sum(s.count(" ") + 1 for s in sentences if s)
-            unique.update(texts[filled])
-            rows = np.flatnonzero(filled)
-            bar.update(int((~filled).sum()))
-            if not len(rows):
-                continue
-            # Identical sentences (frequent for short sentences or sparse data) are encoded once.
-            distinct, inverse = np.unique(texts[rows].astype(str), return_inverse=True)
-            cells_per_text = np.bincount(inverse, minlength=len(distinct))
-            vectors_of: np.ndarray | None = None
-            for positions, vectors in text_encoder.encode_batches(distinct.tolist(), progress=False):
-                if vectors_of is None:
-                    vectors_of = np.empty((len(distinct), vectors.shape[1]), dtype=np.float32)
-                vectors_of[positions] = vectors
-                bar.update(int(cells_per_text[positions].sum()))
-            if vectors_of is None:
-                raise RuntimeError(f"{text_encoder!r} returned no vectors for {len(distinct)} sentences.")
-            if embedding is None:
-                embedding = np.zeros((n_obs, vectors_of.shape[1]), dtype=np.float32)
-            embedding[start + rows] = vectors_of[inverse]
-            n_encoded += text_encoder.last_stats.get("encoded", 0) if store is not None else len(distinct)
-    if embedding is None:
+    cells = _CellSentences(expression.matrix.shape[0])
+    with progress_bar(
+        total=cells.n_obs, desc="Embedding cell sentences", enabled=progress, unit="cell"
+    ) as bar:
+        for start, stop, sentences in iter_cell_sentences(
+            expression.matrix, words, n_genes=n_genes, chunk_size=chunk_size
+        ):
+            cells.add(start, stop, sentences, text_encoder, cached=store is not None, bar=bar)
+    if cells.embedding is None:
         raise ValueError(
             f"No cell of {source} has an expressed gene with a symbol, so there is nothing to embed."
         )
-    n_empty = int(empty.sum())
+    n_empty = int(cells.empty.sum())
     if n_empty:
         warnings.warn(
             f"{n_empty} cells have no expressed gene with a symbol; their {key_added} rows are zeros.",
             UserWarning,
             stacklevel=2,
         )
-    encoder_params = text_encoder.params()
-    adata.obsm[key_added] = embedding
+    adata.obsm[key_added] = cells.embedding
     adata.uns[key_added] = h5ad_safe(
         {
-            "params": {
-                "method": "GenePT-s (cell sentences)",
-                "encoder": encoder_params.pop("encoder"),
-                "model": encoder_params.pop("model"),
-                "n_genes": int(n_genes),
-                "layer": layer,
-                "use_raw": source == "raw",
-                "matrix": source,
-                "encoder_params": encoder_params,
-            },
+            "params": _params(text_encoder, n_genes=n_genes, layer=layer, source=source),
             "genes": genes_report,
             "n_empty_cells": n_empty,
-            "n_unique_sentences": len(unique),
-            "n_encoded": int(n_encoded),
-            "mean_genes_per_cell": float(n_words / max(n_obs - n_empty, 1)),
+            "n_unique_sentences": len(cells.unique),
+            "n_encoded": int(cells.n_encoded),
+            "mean_genes_per_cell": float(cells.n_words / max(cells.n_obs - n_empty, 1)),
         }
     )
     logger.info(
         "added obsm[%r] (%d x %d, %d genes per sentence, %d sentences encoded, %d from the cache) "
         "and uns[%r]",
         key_added,
-        *embedding.shape,
+        *cells.embedding.shape,
         n_genes,
-        n_encoded,
-        len(unique) - n_encoded,
+        cells.n_encoded,
+        len(cells.unique) - cells.n_encoded,
         key_added,
     )
     return adata if copy else None
+
+
+def _encoder_kwargs(
+    encoder: str | os.PathLike | TextEncoder, encoder_kwargs: dict[str, Any] | None, batch_size: int | None
+) -> dict[str, Any]:
+    """The options of the encoder class, ``batch_size`` among them when given."""
+    kwargs = dict(encoder_kwargs or {})
+    if batch_size is not None:
+        if isinstance(encoder, TextEncoder):
+            raise TypeError("batch_size= cannot change an encoder instance; set batch_size when creating it.")
+        kwargs["batch_size"] = batch_size
+    return kwargs
+
+
+def _params(text_encoder: TextEncoder, *, n_genes: int, layer: str | None, source: str) -> dict[str, Any]:
+    """``uns[key_added]['params']``: the method, the encoder and its settings, the matrix read."""
+    encoder_params = text_encoder.params()
+    return {
+        "method": "GenePT-s (cell sentences)",
+        "encoder": encoder_params.pop("encoder"),
+        "model": encoder_params.pop("model"),
+        "n_genes": int(n_genes),
+        "layer": layer,
+        "use_raw": source == "raw",
+        "matrix": source,
+        "encoder_params": encoder_params,
+    }
+
+
+class _CellSentences:
+    """The embedding of every cell, filled block by block, and the counts reported in ``uns``."""
+
+    def __init__(self, n_obs: int) -> None:
+        self.n_obs = n_obs
+        self.embedding: np.ndarray | None = None
+        self.empty = np.zeros(n_obs, dtype=bool)
+        self.n_words = 0
+        self.unique: set[str] = set()
+        self.n_encoded = 0
+
+    def add(
+        self, start: int, stop: int, sentences: list[str], encoder: TextEncoder, *, cached: bool, bar: Any
+    ) -> None:
+        """Embed the sentences of cells ``start:stop``; a cell's progress ticks when it is done."""
+        texts = np.array(sentences, dtype=object)
+        filled = texts != ""
+        self.empty[start:stop] = ~filled
+        self.n_words += sum(s.count(" ") + 1 for s in sentences if s)
+        self.unique.update(texts[filled])
+        rows = np.flatnonzero(filled)
+        bar.update(int((~filled).sum()))
+        if not len(rows):
+            return
+        # Identical sentences (frequent for short sentences or sparse data) are encoded once.
+        distinct, inverse = np.unique(texts[rows].astype(str), return_inverse=True)
+        cells_per_text = np.bincount(inverse, minlength=len(distinct))
+        vectors_of: np.ndarray | None = None
+        for positions, vectors in encoder.encode_batches(distinct.tolist(), progress=False):
+            if vectors_of is None:
+                vectors_of = np.empty((len(distinct), vectors.shape[1]), dtype=np.float32)
+            vectors_of[positions] = vectors
+            bar.update(int(cells_per_text[positions].sum()))
+        if vectors_of is None:
+            raise RuntimeError(f"{encoder!r} returned no vectors for {len(distinct)} sentences.")
+        if self.embedding is None:
+            self.embedding = np.zeros((self.n_obs, vectors_of.shape[1]), dtype=np.float32)
+        self.embedding[start + rows] = vectors_of[inverse]
+        self.n_encoded += encoder.last_stats.get("encoded", 0) if cached else len(distinct)
