@@ -89,6 +89,18 @@ def _vector_problem(vector: np.ndarray) -> str | None:
     return None
 
 
+def _entries(*, source: str | None, encoder: str | None, model: str | None) -> tuple[str, str, tuple]:
+    """``(table, where, params)`` that select the entries of one text source or one encoder."""
+    if (source is None) == (encoder is None):
+        raise ValueError("Give exactly one of source= (text answers) or encoder= (vectors).")
+    table, column, value = (
+        ("texts", "source", source) if source is not None else ("vectors", "encoder", encoder)
+    )
+    if model is None:
+        return table, f"{column} = ?", (value,)
+    return table, f"{column} = ? AND model = ?", (value, model)
+
+
 def _blocking_file(folder: Path) -> Path:
     """The existing file among ``folder`` and its parents that stops the folder being created."""
     for candidate in (folder, *folder.parents):
@@ -210,21 +222,14 @@ class TextCache:
         (version,) = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if version != "1":
             return version
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(opening=True) as conn:
             # Another process may have upgraded the file since the read above.
-            (version,) = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if version == "1":
                 # Entries of version 1 keep a NULL checksum: their values are still checked.
-                self._conn.execute("ALTER TABLE vectors ADD COLUMN checksum TEXT")
-                self._conn.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,)
-                )
+                conn.execute("ALTER TABLE vectors ADD COLUMN checksum TEXT")
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,))
                 version = _SCHEMA_VERSION
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
         return version
 
     def _explain(self, err: sqlite3.Error, *, opening: bool) -> str:
@@ -254,19 +259,29 @@ class TextCache:
         except sqlite3.DatabaseError as err:
             raise CacheError(self._explain(err, opening=opening)) from err
 
-    def _write(self, statements: Iterable[tuple[str, Sequence | Iterable[Sequence]]]) -> None:
-        """Run ``(sql, rows)`` pairs in one transaction: all are committed, or none."""
-        with self._lock, self._guard():
+    @contextmanager
+    def _transaction(self, *, opening: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``): committed when the block ends, else rolled back."""
+        with self._lock, self._guard(opening=opening):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for sql, rows in statements:
-                    self._conn.executemany(sql, rows)
+                yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException:
                 # Also on Ctrl-C: a half-written batch is never committed.
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+
+    def _select_by_hash(self, sql: str, params: tuple, hashes: Sequence[str]) -> list[tuple]:
+        """Rows of ``sql`` (ending in ``IN ({marks})``) for ``hashes``, a bounded number per statement."""
+        rows: list[tuple] = []
+        with self._lock, self._guard():
+            for start in range(0, len(hashes), _LOOKUP_CHUNK):
+                chunk = hashes[start : start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows += self._conn.execute(sql.format(marks=marks), (*params, *chunk)).fetchall()
+        return rows
 
     def __repr__(self) -> str:
         return f"TextCache({str(self.path)!r})"
@@ -301,18 +316,12 @@ class TextCache:
         """
         keys = list(dict.fromkeys(keys))
         by_hash = {_sha256(k): k for k in keys}
-        found: dict[str, str | None] = {}
-        hashes = list(by_hash)
-        with self._lock, self._guard():
-            for start in range(0, len(hashes), _LOOKUP_CHUNK):
-                chunk = hashes[start : start + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key_sha256, value FROM texts WHERE source = ? AND model = ? AND key_sha256 IN ({marks})",
-                    (source, model, *chunk),
-                ).fetchall()
-                for digest, value in rows:
-                    found[by_hash[digest]] = value
+        rows = self._select_by_hash(
+            "SELECT key_sha256, value FROM texts WHERE source = ? AND model = ? AND key_sha256 IN ({marks})",
+            (source, model),
+            list(by_hash),
+        )
+        found: dict[str, str | None] = {by_hash[digest]: value for digest, value in rows}
         return {k: found[k] for k in keys if k in found}
 
     def put_texts(self, source: str, model: str, answers: Mapping[str, str | None]) -> None:
@@ -335,7 +344,8 @@ class TextCache:
         rows = [(source, model, _sha256(k), k, v, created) for k, v in answers.items()]
         if not rows:
             return
-        self._write([("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?, ?, ?)", rows)])
+        with self._transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     # -- vectors ---------------------------------------------------------------------------------
 
@@ -369,29 +379,25 @@ class TextCache:
         by_hash = {_sha256(t): t for t in texts}
         found: dict[str, np.ndarray] = {}
         rejected: Counter[str] = Counter()
-        hashes = list(by_hash)
-        with self._lock, self._guard():
-            for start in range(0, len(hashes), _LOOKUP_CHUNK):
-                chunk = hashes[start : start + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT text_sha256, dim, data, checksum FROM vectors WHERE encoder = ? AND model = ? "
-                    f"AND text_sha256 IN ({marks})",
-                    (encoder, model, *chunk),
-                ).fetchall()
-                for digest, dim, data, checksum in rows:
-                    if not isinstance(data, bytes) or not isinstance(dim, int) or len(data) != 4 * dim:
-                        rejected["malformed"] += 1
-                        continue
-                    if checksum is not None and checksum != _checksum(encoder, model, digest, dim, data):
-                        rejected["checksum mismatch"] += 1
-                        continue
-                    vec = np.frombuffer(data, dtype="<f4").astype(np.float32)
-                    problem = _vector_problem(vec)
-                    if problem is not None:
-                        rejected[problem] += 1
-                        continue
-                    found[by_hash[digest]] = vec
+        rows = self._select_by_hash(
+            "SELECT text_sha256, dim, data, checksum FROM vectors WHERE encoder = ? AND model = ? "
+            "AND text_sha256 IN ({marks})",
+            (encoder, model),
+            list(by_hash),
+        )
+        for digest, dim, data, checksum in rows:
+            if not isinstance(data, bytes) or not isinstance(dim, int) or len(data) != 4 * dim:
+                rejected["malformed"] += 1
+                continue
+            if checksum is not None and checksum != _checksum(encoder, model, digest, dim, data):
+                rejected["checksum mismatch"] += 1
+                continue
+            vec = np.frombuffer(data, dtype="<f4").astype(np.float32)
+            problem = _vector_problem(vec)
+            if problem is not None:
+                rejected[problem] += 1
+                continue
+            found[by_hash[digest]] = vec
         if rejected:
             n = sum(rejected.values())
             reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(rejected.items()))
@@ -451,39 +457,32 @@ class TextCache:
             rows.append(
                 (encoder, model, digest, t, dim, data, created, _checksum(encoder, model, digest, dim, data))
             )
-        with self._lock, self._guard():
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO vectors (encoder, model, text_sha256, text, dim, data, created, "
-                    "checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO vectors (encoder, model, text_sha256, text, dim, data, created, "
+                "checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            # Checked after the insert, so that entries of another size that this batch
+            # replaces do not count; the index makes it a lookup, not a scan.
+            # Two range lookups on the index (an OR of both would scan this model's entries).
+            other = (
+                conn.execute(
+                    "SELECT dim FROM vectors WHERE encoder = ? AND model = ? AND dim < ? LIMIT 1",
+                    (encoder, model, dim),
+                ).fetchone()
+                or conn.execute(
+                    "SELECT dim FROM vectors WHERE encoder = ? AND model = ? AND dim > ? "
+                    "AND typeof(dim) = 'integer' LIMIT 1",
+                    (encoder, model, dim),
+                ).fetchone()
+            )
+            if other is not None:
+                raise ValueError(
+                    f"The cache {self.path} holds {other[0]}-d vectors for encoder {encoder!r}, model "
+                    f"{model!r}; these are {dim}-d. One cache entry never mixes sizes: remove the old "
+                    f"ones with TextCache({str(self.path)!r}).forget(encoder={encoder!r}, model={model!r})."
                 )
-                # Checked after the insert, so that entries of another size that this batch
-                # replaces do not count; the index makes it a lookup, not a scan.
-                # Two range lookups on the index (an OR of both would scan this model's entries).
-                other = (
-                    self._conn.execute(
-                        "SELECT dim FROM vectors WHERE encoder = ? AND model = ? AND dim < ? LIMIT 1",
-                        (encoder, model, dim),
-                    ).fetchone()
-                    or self._conn.execute(
-                        "SELECT dim FROM vectors WHERE encoder = ? AND model = ? AND dim > ? "
-                        "AND typeof(dim) = 'integer' LIMIT 1",
-                        (encoder, model, dim),
-                    ).fetchone()
-                )
-                if other is not None:
-                    raise ValueError(
-                        f"The cache {self.path} holds {other[0]}-d vectors for encoder {encoder!r}, model "
-                        f"{model!r}; these are {dim}-d. One cache entry never mixes sizes: remove the old "
-                        f"ones with TextCache({str(self.path)!r}).forget(encoder={encoder!r}, model={model!r})."
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
 
     # -- housekeeping ----------------------------------------------------------------------------
 
@@ -514,18 +513,9 @@ class TextCache:
         >>> cache.count(encoder="openai"), cache.count(source="ncbi")
         (1, 0)
         """
-        if (source is None) == (encoder is None):
-            raise ValueError("Give exactly one of source= (text answers) or encoder= (vectors).")
-        table, column, value = (
-            ("texts", "source", source) if source is not None else ("vectors", "encoder", encoder)
-        )
-        sql = f"SELECT COUNT(*) FROM {table} WHERE {column} = ?"
-        params: tuple = (value,)
-        if model is not None:
-            sql += " AND model = ?"
-            params += (model,)
+        table, where, params = _entries(source=source, encoder=encoder, model=model)
         with self._lock, self._guard():
-            (n,) = self._conn.execute(sql, params).fetchone()
+            (n,) = self._conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()
         return n
 
     def dims(self, encoder: str, model: str) -> dict[int, int]:
@@ -593,31 +583,14 @@ class TextCache:
         >>> cache.forget(encoder="openai"), cache.count(source="llm")
         (1, 1)
         """
-        if (source is None) == (encoder is None):
-            raise ValueError("Give exactly one of source= (text answers) or encoder= (vectors).")
+        table, where, params = _entries(source=source, encoder=encoder, model=model)
         if dim is not None and encoder is None:
             raise ValueError("dim= applies to vectors: give encoder= with it.")
-        table, column, value = (
-            ("texts", "source", source) if source is not None else ("vectors", "encoder", encoder)
-        )
-        sql = f"DELETE FROM {table} WHERE {column} = ?"
-        params: tuple = (value,)
-        if model is not None:
-            sql += " AND model = ?"
-            params += (model,)
         if dim is not None:
-            sql += " AND dim = ?"
+            where += " AND dim = ?"
             params += (int(dim),)
-        with self._lock, self._guard():
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                n = self._conn.execute(sql, params).rowcount
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-        return n
+        with self._transaction() as conn:
+            return conn.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount
 
     def close(self) -> None:
         """Close the database connection.
