@@ -11,7 +11,7 @@ Two sources of maps:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,10 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .datasets import data_dir, fetch, geneformer_dictionaries
-from .datasets._derived import load_derived
-from .datasets._hashing import file_sha256
-from .datasets._pickle import read_trusted_pickle
+from .datasets import data_dir, fetch, file_sha256, geneformer_dictionaries, load_derived, read_trusted_pickle
 
 __all__ = [
     "ENSEMBL_GENE_ID",
@@ -30,6 +27,7 @@ __all__ = [
     "gene_table",
     "infer_id_type",
     "is_ensembl",
+    "resolve_name",
     "resolve_symbols",
     "strip_version",
     "symbol_to_ensembl",
@@ -370,6 +368,53 @@ def _hgnc_other_symbols(
     return previous, aliases
 
 
+def resolve_name(
+    name: str,
+    current: Mapping[str, str],
+    *,
+    previous: Mapping[str, Sequence[str]] | None = None,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[str, str]:
+    """The gene a name stands for, by scelmo's one rule (see :func:`resolve_symbols`).
+
+    A current symbol wins over everything else; otherwise a previous symbol of exactly one
+    gene, then an alias symbol of exactly one gene. A previous or alias symbol of several genes
+    is ambiguous: it says nothing reliable about which gene was measured.
+
+    Parameters
+    ----------
+    name
+        A gene symbol.
+    current
+        Current symbol -> gene (an Ensembl id, or the symbol itself).
+    previous, aliases
+        Previous symbol -> genes, alias symbol -> genes.
+
+    Returns
+    -------
+    The gene (``""`` when unresolved) and how it was found: ``"symbol"``, ``"previous"``,
+    ``"alias"``, ``"ambiguous"`` or ``"unknown"``.
+
+    Examples
+    --------
+    >>> from scelmo.gene_ids import resolve_name
+    >>> current = {"CXCL8": "CXCL8", "TLE5": "TLE5"}
+    >>> resolve_name("IL8", current, previous={"IL8": ["CXCL8"]})
+    ('CXCL8', 'previous')
+    >>> resolve_name("AES", current, aliases={"AES": ["TLE5", "SOMETHING"]})
+    ('', 'ambiguous')
+    """
+    if name in current:
+        return current[name], "symbol"
+    for how, lookup in (("previous", previous or {}), ("alias", aliases or {})):
+        candidates = lookup.get(name, ())
+        if len(candidates) == 1:
+            return str(candidates[0]), how
+        if candidates:
+            return "", "ambiguous"
+    return "", "unknown"
+
+
 def resolve_symbols(names: Iterable[str]) -> pd.DataFrame:
     """Resolve gene names to HGNC genes, through previous and alias symbols where needed.
 
@@ -409,17 +454,8 @@ def resolve_symbols(names: Iterable[str]) -> pd.DataFrame:
     for name, is_id, key in zip(names, ensembl_like, stripped, strict=True):
         if is_id:
             rows.append((str(key), to_symbol.get(str(key), ""), "ensembl"))
-        elif name in to_ensembl:
-            rows.append((to_ensembl[name], to_symbol.get(to_ensembl[name], name), "symbol"))
-        else:
-            for how, lookup in (("previous", previous), ("alias", aliases)):
-                candidates = lookup.get(name, ())
-                if len(candidates) == 1:
-                    rows.append((candidates[0], to_symbol.get(candidates[0], ""), how))
-                    break
-                if candidates:
-                    rows.append(("", "", "ambiguous"))
-                    break
-            else:
-                rows.append(("", "", "unknown"))
+            continue
+        gene, how = resolve_name(name, to_ensembl, previous=previous, aliases=aliases)
+        symbol = to_symbol.get(gene, name if how == "symbol" else "") if gene else ""
+        rows.append((gene, symbol, how))
     return pd.DataFrame(rows, columns=["ensembl_id", "symbol", "how"], index=pd.Index(names, name="name"))

@@ -401,8 +401,9 @@ def mention_matrix(
 def var_symbols(var_names: Sequence[str], lexicon: GeneLexicon) -> list[str]:
     """HGNC symbol of each variable: itself, else its unique previous/alias symbol, else itself.
 
-    Ensembl ids are mapped through :func:`scelmo.gene_ids.ensembl_to_symbol` when the lexicon is
-    HGNC's.
+    With HGNC's lexicon the names are resolved by :func:`scelmo.gene_ids.resolve_symbols`
+    (Ensembl ids included); with another lexicon its symbols and aliases go through the same
+    rule (:func:`scelmo.gene_ids.resolve_name`).
 
     Examples
     --------
@@ -410,21 +411,14 @@ def var_symbols(var_names: Sequence[str], lexicon: GeneLexicon) -> list[str]:
     >>> var_symbols(["AES", "CD4"], GeneLexicon(["TLE5", "CD4"], aliases={"AES": ["TLE5"]}))
     ['TLE5', 'CD4']
     """
-    names = [str(v) for v in var_names]
-    ensembl: dict[str, str] = {}
-    if lexicon.source == "hgnc" and any(n.startswith("ENS") for n in names):
-        from ..gene_ids import ensembl_to_symbol, strip_version
+    from ..gene_ids import resolve_name, resolve_symbols
 
-        ensembl = ensembl_to_symbol()
-        names = [ensembl.get(str(s), n) for s, n in zip(strip_version(names), names, strict=True)]
-    out = []
-    for name in names:
-        if name in lexicon.symbols:
-            out.append(name)
-            continue
-        genes = lexicon.aliases.get(name, ())
-        out.append(genes[0] if len(genes) == 1 else name)
-    return out
+    names = [str(v) for v in var_names]
+    if lexicon.source == "hgnc":
+        resolved = resolve_symbols(names)["symbol"]
+        return [symbol or name for name, symbol in zip(names, resolved, strict=True)]
+    current = {symbol: symbol for symbol in lexicon.symbols}
+    return [resolve_name(name, current, aliases=lexicon.aliases)[0] or name for name in names]
 
 
 def default_lexicon(var_names: Sequence[str]) -> GeneLexicon:

@@ -11,10 +11,13 @@ archive is verified by md5, the members an entry names are extracted from it alo
 sha256 of each extracted member is recorded (:func:`verified_sha256`).
 
 Pickled sources are unpickled only after their hash matched (:func:`read_trusted_pickle`) and
-are then kept in a safe format under ``data_dir()/derived/``.
+are then kept in a safe format under ``data_dir()/derived/`` (:func:`load_derived`, keyed by the
+source's :func:`file_sha256`).
 """
 
+from ._derived import load_derived
 from ._geneformer import GeneformerDictionaries, geneformer_dictionaries
+from ._hashing import file_sha256
 from ._pickle import read_trusted_pickle
 from ._registry import (
     available,
@@ -34,7 +37,9 @@ __all__ = [
     "data_dir",
     "entry",
     "fetch",
+    "file_sha256",
     "geneformer_dictionaries",
+    "load_derived",
     "read_trusted_pickle",
     "register",
     "register_local",

@@ -32,12 +32,45 @@ def load_derived(
     write: Callable[[T, Path], None],
     read: Callable[[Path], T],
 ) -> T:
-    """Read the derived file if it exists, else ``build`` it, save it with ``write`` and read it back.
+    """A safe conversion of a verified source file, made once and kept under ``data_dir()/derived/``.
 
-    Reading back makes the first call return exactly what later calls will. The file appears
-    whole or not at all (:func:`scelmo._atomic.atomic_write`); if it cannot be written (a
-    read-only data folder, a full disk) the converted object is returned without being kept.
-    A ``derived`` folder that is a link out of the data folder is refused (``ValueError``).
+    Read the derived file if it exists, else ``build`` it, save it with ``write`` and read it
+    back. Reading back makes the first call return exactly what later calls will. The file
+    appears whole or not at all (:func:`scelmo._atomic.atomic_write`); if it cannot be written
+    (a read-only data folder, a full disk) the converted object is returned without being kept.
+    A ``derived`` folder that is a link out of the data folder is refused (``ValueError``); a
+    damaged derived file is rebuilt.
+
+    Parameters
+    ----------
+    stem
+        Name of the conversion (usually the registry entry it comes from).
+    source_sha256
+        The sha256 of the verified source (:func:`file_sha256`): its first 16 hex digits are in
+        the file name, so a changed source never reuses an old conversion.
+    suffix
+        File suffix, e.g. ``".tsv.gz"`` or ``".json"``.
+    build
+        Makes the object from the source (called only when no derived file can be read).
+    write
+        Writes the object to a path.
+    read
+        Reads the object from a path.
+
+    Returns
+    -------
+    What ``read`` returns for the kept file (or ``build``'s object when it could not be kept).
+
+    Examples
+    --------
+    >>> import json
+    >>> from scelmo.datasets import load_derived
+    >>> def write(obj, path):
+    ...     path.write_text(json.dumps(obj))
+    >>> table = load_derived("example", "0" * 64, ".json", build=lambda: {"CD3E": 1}, write=write,
+    ...                      read=lambda path: json.loads(path.read_text()))  # doctest: +SKIP
+    >>> table  # doctest: +SKIP
+    {'CD3E': 1}
     """
     path = derived_path(stem, source_sha256, suffix)
     if path.exists():

@@ -27,7 +27,28 @@ def _digest_file(path: Path, algorithm: str = "sha256") -> str:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 digest of a file's bytes."""
+    """Hex SHA-256 digest of a file's bytes, remembered while the file is unchanged.
+
+    Parameters
+    ----------
+    path
+        The file.
+
+    Returns
+    -------
+    64 lower-case hex digits.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from scelmo.datasets import file_sha256
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "empty.txt"
+    ...     _ = path.write_bytes(b"")
+    ...     file_sha256(path)[:16]
+    'e3b0c44298fc1c14'
+    """
     path = Path(path).resolve()
     key = ("file", str(path), _stat_key(path))
     if key not in _seen:
