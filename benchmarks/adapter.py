@@ -1,6 +1,6 @@
 """Benchmark ``se.models.ElmoAdapter`` on PBMC 68k (reduced): accuracy, macro-F1, CPU training time.
 
-5-fold stratified cross-validation (the folds of ``scelmo.metrics.knn_cross_validated``) on the
+5-fold stratified cross-validation (the folds of ``scelmo.evaluation.knn_cross_validated``) on the
 700 cells of ``scanpy.datasets.pbmc68k_reduced`` with ``obs["bulk_labels"]`` (10 types), input the
 log-normalised expression in ``adata.raw`` (765 genes). Every method sees the training folds only:
 
@@ -127,13 +127,11 @@ def load_pbmc():
 
 
 def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = 10) -> np.ndarray:
-    from sklearn.neighbors import KNeighborsClassifier
+    """Labels of a cosine ``k``-NN majority vote, exact (scikit-learn's brute-force classifier's)."""
+    from scelmo._neighbors import knn_votes
 
-    return (
-        KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
-        .fit(train_x, train_y)
-        .predict(test_x)
-    )
+    votes = knn_votes(train_x, train_y, test_x, k=k, search="exact")
+    return np.asarray(votes.classes, dtype=object)[votes.probs.argmax(axis=1)]
 
 
 def cross_validate(adata, table, folds: int, seed: int, n_seeds: int = 1) -> pd.DataFrame:
@@ -321,7 +319,7 @@ def batch_benchmark(adata, table, seed: int, n_genes: int = 300, shift: float = 
 
 
 def _knn_cv(embedding: np.ndarray, labels: np.ndarray) -> float:
-    from scelmo.metrics import knn_cross_validated
+    from scelmo.evaluation import knn_cross_validated
 
     return knn_cross_validated(embedding, labels).accuracy
 
