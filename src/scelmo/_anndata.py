@@ -17,8 +17,9 @@ import pandas as pd
 from anndata import AnnData
 
 from ._logging import logger
+from ._matrix import is_dask
 from ._records import TokensRecord, h5ad_safe
-from .cell_tokens import MAX_LENGTH, CellTokens, rank_value_encode
+from .cell_tokens import MAX_LENGTH, CellTokens, lazy_rank_value_encode, match_genes, rank_value_encode
 
 __all__ = ["Expression", "cell_tokens", "check_key", "expression_matrix", "h5ad_safe", "tokenize_into"]
 
@@ -192,26 +193,37 @@ def tokenize_into(
     dictionaries: Any = None,
     hgnc_fallback: bool = True,
     key_added: str = "langcell_tokens",
-) -> CellTokens:
+) -> CellTokens | None:
     """Tokenize the counts of ``adata`` and write ``obsm``/``uns[key_added]``: :func:`scelmo.pp.tokenize`'s work.
 
     The parameters and what is written are documented at :func:`scelmo.pp.tokenize`.
 
     Returns
     -------
-    The tokens written.
+    The tokens written; ``None`` when the matrix is a dask array (``obsm[key_added]`` is then a
+    lazy dask array of sparse row blocks).
     """
     check_key(key_added)
     expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
-    tokens, match = rank_value_encode(
-        expression.matrix,
-        expression.gene_names(gene_id_key),
-        dictionaries=dictionaries,
-        chunk_size=chunk_size,
-        max_length=max_length,
-        where=expression.where,
-        hgnc_fallback=hgnc_fallback,
-    )
+    if is_dask(expression.matrix):
+        tokens = None
+        match = match_genes(expression.gene_names(gene_id_key), dictionaries, hgnc_fallback=hgnc_fallback)
+        adata.obsm[key_added] = lazy_rank_value_encode(
+            expression.matrix, match, max_length=max_length, where=expression.where
+        )
+        n_empty = None  # known once computed
+    else:
+        tokens, match = rank_value_encode(
+            expression.matrix,
+            expression.gene_names(gene_id_key),
+            dictionaries=dictionaries,
+            chunk_size=chunk_size,
+            max_length=max_length,
+            where=expression.where,
+            hgnc_fallback=hgnc_fallback,
+        )
+        adata.obsm[key_added] = tokens.to_sparse()
+        n_empty = _warn_empty_cells(adata, tokens)
     logger.info("%s", match.summary())
     if match.n_kept < _LOW_MATCH * match.n_genes:
         warnings.warn(
@@ -220,16 +232,6 @@ def tokenize_into(
             UserWarning,
             stacklevel=3,
         )
-    empty = np.flatnonzero(tokens.lengths == 0)
-    if empty.size:
-        shown = ", ".join(repr(str(name)) for name in adata.obs_names[empty[:5]])
-        warnings.warn(
-            f"{empty.size} of {adata.n_obs} cells have no counts in any Geneformer V1 gene ({shown}"
-            f"{', ...' if empty.size > 5 else ''}); their token sequences are empty and LangCell sees only <cls>.",
-            UserWarning,
-            stacklevel=3,
-        )
-    adata.obsm[key_added] = tokens.to_sparse()
     params = {
         "layer": layer,
         "use_raw": use_raw,
@@ -243,7 +245,7 @@ def tokenize_into(
         params=params,
         n_genes_matched=match.n_kept,
         n_genes_unmatched=len(match.unmatched),
-        n_empty_cells=int(empty.size),
+        n_empty_cells=n_empty,
         hgnc={
             "status": match.hgnc,
             **{f"n_{how}": n for how, n in match.n_from_hgnc.items()},
@@ -251,6 +253,19 @@ def tokenize_into(
         },
     ).write(adata, key_added)
     return tokens
+
+
+def _warn_empty_cells(adata: AnnData, tokens: CellTokens) -> int:
+    empty = np.flatnonzero(tokens.lengths == 0)
+    if empty.size:
+        shown = ", ".join(repr(str(name)) for name in adata.obs_names[empty[:5]])
+        warnings.warn(
+            f"{empty.size} of {adata.n_obs} cells have no counts in any Geneformer V1 gene ({shown}"
+            f"{', ...' if empty.size > 5 else ''}); their token sequences are empty and LangCell sees only <cls>.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return int(empty.size)
 
 
 def check_key(key: Any, what: str = "key_added") -> str:

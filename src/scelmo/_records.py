@@ -162,7 +162,8 @@ class TokensRecord(_Record):
     params: dict[str, Any]
     n_genes_matched: int
     n_genes_unmatched: int = 0
-    n_empty_cells: int = 0
+    #: ``None`` when the tokens are a dask array not computed yet.
+    n_empty_cells: int | None = None
     hgnc: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

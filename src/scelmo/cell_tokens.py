@@ -745,6 +745,20 @@ def _encode_block(
     return out, out_lengths
 
 
+def check_match(match: GeneMatch, n_columns: int, where: str) -> None:
+    """Refuse a gene match that does not fit the matrix or keeps no gene."""
+    if match.n_genes != n_columns:
+        raise ValueError(
+            f"{where} has {n_columns} genes (columns) but {match.n_genes} gene names were given."
+        )
+    if match.n_kept == 0:
+        raise ValueError(
+            f"None of the {match.n_genes} genes is in the Geneformer V1 vocabulary (human Ensembl ids "
+            f"such as 'ENSG00000198851', or HGNC symbols such as 'CD3E'); the first names are "
+            f"{match.unmatched[:5]}. Pass `gene_id_key=` naming a var column with Ensembl ids or symbols."
+        )
+
+
 def rank_value_encode(
     X: Any,
     genes: Sequence[str] | np.ndarray | GeneMatch,
@@ -804,20 +818,12 @@ def rank_value_encode(
         raise ValueError(f"max_length must be at least 1, got {max_length}.")
     if len(X.shape) != 2:
         raise ValueError(f"{where} must be 2-dimensional (cells x genes), got shape {X.shape}.")
-    if isinstance(genes, GeneMatch):
-        match = genes
-    else:
-        match = match_genes(genes, dictionaries, hgnc_fallback=hgnc_fallback)
-    if match.n_genes != X.shape[1]:
-        raise ValueError(
-            f"{where} has {X.shape[1]} genes (columns) but {match.n_genes} gene names were given."
-        )
-    if match.n_kept == 0:
-        raise ValueError(
-            f"None of the {match.n_genes} genes is in the Geneformer V1 vocabulary (human Ensembl ids "
-            f"such as 'ENSG00000198851', or HGNC symbols such as 'CD3E'); the first names are "
-            f"{match.unmatched[:5]}. Pass `gene_id_key=` naming a var column with Ensembl ids or symbols."
-        )
+    match = (
+        genes
+        if isinstance(genes, GeneMatch)
+        else match_genes(genes, dictionaries, hgnc_fallback=hgnc_fallback)
+    )
+    check_match(match, X.shape[1], where)
     if sp.issparse(X) and storage_format(X) in ("csc", "other_sparse"):
         # Row blocks of column-major storage rescan the whole matrix each time: one sparse copy is cheaper.
         X = X.tocsr()
@@ -853,3 +859,97 @@ def rank_value_encode(
     else:
         flat_tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=token_dtype)
     return CellTokens(indptr, flat_tokens.astype(token_dtype, copy=False), max_length=max_length), match
+
+
+def encode_token_block(
+    block: Any, match: GeneMatch, *, start: int = 0, max_length: int = MAX_LENGTH, where: str = "the matrix"
+) -> sp.csr_matrix:
+    """The tokens of one block of cells as the sparse ``n x max_length`` matrix of ``obsm``.
+
+    What a dask task of :func:`lazy_rank_value_encode` runs: :func:`rank_value_encode` on the
+    block with the gene match made once for the whole matrix.
+
+    Parameters
+    ----------
+    block
+        Cells x all genes raw counts (ndarray or scipy sparse).
+    match
+        How the genes were matched (:func:`match_genes`).
+    start
+        Index of the block's first cell in the whole matrix, for messages.
+    max_length, where
+        As in :func:`rank_value_encode`.
+
+    Returns
+    -------
+    The block's tokens (:meth:`CellTokens.to_sparse`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.cell_tokens import encode_token_block, match_genes
+    >>> vocab = {"token_ids": {"ENSG1": 2, "ENSG2": 3}, "gene_medians": {"ENSG1": 1.0, "ENSG2": 2.0}}
+    >>> match = match_genes(["ENSG1", "ENSG2"], vocab, hgnc_fallback=False)
+    >>> encode_token_block(np.array([[1, 4]]), match, max_length=4).toarray()
+    array([[3, 2, 0, 0]], dtype=int16)
+    """
+    label = f"{where} (the block of cells {start}-{start + block.shape[0] - 1})" if start else where
+    tokens, _ = rank_value_encode(
+        block, match, chunk_size=max(block.shape[0], 1), max_length=max_length, where=label
+    )
+    return tokens.to_sparse()
+
+
+def lazy_rank_value_encode(
+    X: Any, match: GeneMatch, *, max_length: int = MAX_LENGTH, where: str = "the matrix"
+) -> Any:
+    """Tokens of a dask matrix as a lazy dask array of sparse ``n x max_length`` row blocks.
+
+    One :func:`encode_token_block` task per row chunk of ``X``; the gene match enters the
+    graph once. Computed, the blocks equal :func:`rank_value_encode` on the whole matrix.
+
+    Parameters
+    ----------
+    X
+        Dask array of raw counts, cells x genes.
+    match
+        How the genes were matched (:func:`match_genes`, made once for the whole matrix).
+    max_length, where
+        As in :func:`rank_value_encode`.
+
+    Returns
+    -------
+    A :class:`dask.array.Array` of int16 (int32 for large vocabularies) CSR blocks.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> from scelmo.cell_tokens import lazy_rank_value_encode, match_genes
+    >>> vocab = {"token_ids": {"ENSG1": 2, "ENSG2": 3}, "gene_medians": {"ENSG1": 1.0, "ENSG2": 2.0}}
+    >>> match = match_genes(["ENSG1", "ENSG2"], vocab, hgnc_fallback=False)
+    >>> lazy = lazy_rank_value_encode(da.from_array(np.array([[1, 4], [3, 0]]), chunks=1), match, max_length=2)
+    >>> lazy.compute().toarray()
+    array([[3, 2],
+           [2, 0]], dtype=int16)
+    """
+    import dask
+    import dask.array as da
+
+    check_match(match, X.shape[1], where)
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})
+    shared = dask.delayed(match, pure=True)
+    dtype = np.int16 if match.tokens.max(initial=0) <= np.iinfo(np.int16).max else np.int32
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
+    pieces = [
+        da.from_delayed(
+            dask.delayed(encode_token_block, pure=True)(
+                block, shared, start=int(start), max_length=max_length, where=where
+            ),
+            shape=(rows, max_length),
+            dtype=dtype,
+            meta=sp.csr_matrix((0, 0), dtype=dtype),
+        )
+        for block, start, rows in zip(X.to_delayed().ravel(), starts, X.chunks[0], strict=True)
+    ]
+    return da.concatenate(pieces, axis=0)

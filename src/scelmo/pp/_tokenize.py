@@ -74,7 +74,9 @@ def tokenize(
     ``adata.obsm[key_added]``
         :class:`scipy.sparse.csr_matrix` of shape ``(n_obs, max_length)``, int16: entry
         ``(i, r)`` is the token id of cell ``i``'s gene of rank ``r`` (0 = highest). It
-        follows the cells through subsetting and ``.h5ad`` files; read it with
+        follows the cells through subsetting and ``.h5ad`` files. When the counts are a dask
+        array, a lazy dask array of such blocks, one per row chunk, computed when asked
+        (``.compute()``, ``.persist()``, writing to zarr). Read it with
         :meth:`scelmo.cell_tokens.CellTokens.from_sparse`.
     ``adata.uns[key_added]``
         ``{'params': {...}, 'n_genes_matched': int, 'n_genes_unmatched': int, 'n_empty_cells': int,
@@ -118,12 +120,19 @@ def tokenize(
         hgnc_fallback=hgnc_fallback,
         key_added=key_added,
     )
-    lengths = tokens.lengths
-    logger.info(
-        "added\n    %r, rank-value tokens of %d cells (median length %d) (adata.obsm)\n    %r, parameters (adata.uns)",
-        key_added,
-        adata.n_obs,
-        int(np.median(lengths)) if lengths.size else 0,
-        key_added,
-    )
+    if tokens is None:
+        logger.info(
+            "added\n    %r, rank-value tokens of %d cells, a lazy dask array (adata.obsm)\n    %r, parameters (adata.uns)",
+            key_added,
+            adata.n_obs,
+            key_added,
+        )
+    else:
+        logger.info(
+            "added\n    %r, rank-value tokens of %d cells (median length %d) (adata.obsm)\n    %r, parameters (adata.uns)",
+            key_added,
+            adata.n_obs,
+            int(np.median(tokens.lengths)) if tokens.n_cells else 0,
+            key_added,
+        )
     return adata if copy else None
