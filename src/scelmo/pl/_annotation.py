@@ -11,7 +11,7 @@ from anndata import AnnData
 
 from ..annotation._metrics import annotation_metrics
 from ..annotation._output import UNKNOWN
-from ._utils import finish, new_axes
+from ._utils import finish, new_axes, write_in_cells
 
 __all__ = ["class_f1", "confusion_matrix", "similarity_heatmap"]
 
@@ -118,19 +118,9 @@ def confusion_matrix(
     ax.set_xlabel(f"predicted ({pred_key})")
     ax.set_ylabel(f"true ({true_key})")
     if annotate:
-        for i in range(n_rows):
-            for j in range(n_cols):
-                value = table.iat[i, j]
-                text = f"{value:.2f}" if normalize else f"{int(value)}"
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if value > 0.6 * vmax else "black",
-                )
+        values = table.to_numpy()
+        # Counts are whole numbers: written without decimals.
+        write_in_cells(ax, values, "{:.2f}" if normalize else "{:.0f}", dark=values > 0.6 * vmax, fontsize=7)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction" if normalize else "cells")
     finish(fig, save)
     return ax

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._utils import finish, new_axes
+from ._utils import finish, new_axes, write_in_cells
 
 __all__ = ["benchmark_table"]
 
@@ -80,18 +80,7 @@ def benchmark_table(
     ax.imshow(colours, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(wide.shape[1]), wide.columns, rotation=45, ha="right")
     ax.set_yticks(range(wide.shape[0]), wide.index)
-    for i in range(wide.shape[0]):
-        for j in range(wide.shape[1]):
-            if np.isfinite(values[i, j]):
-                ax.text(
-                    j,
-                    i,
-                    f"{values[i, j]:.3f}",
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if colours[i, j] > 0.6 else "black",
-                )
+    write_in_cells(ax, values, "{:.3f}", dark=colours > 0.6, fontsize=8)
     ax.set_title("benchmark (colour scaled per metric)", fontsize=9)
     finish(fig, save)
     return ax

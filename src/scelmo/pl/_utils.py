@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 
 def new_axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
     """``(figure, axes)``: the given axes, or a new figure of ``figsize``."""
@@ -14,6 +16,20 @@ def new_axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
         return ax.figure, ax
     fig, ax = plt.subplots(figsize=figsize)
     return fig, ax
+
+
+def write_in_cells(ax: Any, values: np.ndarray, fmt: str, *, dark: np.ndarray, fontsize: float) -> None:
+    """Write each finite value of a heatmap in its cell with ``fmt``: white where ``dark``, else black."""
+    for i, j in zip(*np.nonzero(np.isfinite(values)), strict=True):
+        ax.text(
+            j,
+            i,
+            fmt.format(values[i, j]),
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color="white" if dark[i, j] else "black",
+        )
 
 
 def finish(fig: Any, save: str | os.PathLike | None, *, dpi: int = 150) -> None:
