@@ -11,7 +11,7 @@ from anndata import AnnData
 
 from .._anndata import check_key
 from .._logging import logger
-from .._neighbors import cross_validated_votes, knn_votes, queryable
+from .._neighbors import KnnVotes, cross_validated_votes, knn_votes, queryable
 from ..annotation._abstention import decide
 from ..annotation._output import UNKNOWN, AnnotationResult, write_annotation
 
@@ -45,6 +45,7 @@ def _check_reference(adata: AnnData, vectors: np.ndarray, where: str) -> None:
 
 
 def _table_hash(adata: AnnData, use_rep: str) -> str | None:
+    """The content hash of the gene table recorded for ``use_rep`` (``tl.elmo_embed`` writes it), if any."""
     record = adata.uns.get(use_rep)
     if isinstance(record, Mapping):
         table = record.get("gene_table")
@@ -160,104 +161,37 @@ def knn_annotate(
         raise ValueError(f"`k` must be at least 1, got {k}.")
     if copy:
         adata = adata.copy()
-    params = {
-        "k": k,
-        "weights": weights,
-        "metric": metric,
-        "M": M,
-        "ef_construction": ef_construction,
-        "ef": ef,
-        "use_rep": use_rep,
-        "label_key": label_key,
-        "threshold": threshold,
-        "min_margin": min_margin,
-        "random_state": random_state,
-    }
     index_options = {
         "weights": weights,
         "metric": metric,
         "M": M,
         "ef_construction": ef_construction,
         "ef": ef,
-        "n_threads": n_threads,
     }
+    params = {
+        "k": k,
+        **index_options,
+        "use_rep": use_rep,
+        "label_key": label_key,
+        "threshold": threshold,
+        "min_margin": min_margin,
+        "random_state": random_state,
+    }
+    index_options["n_threads"] = n_threads
     query = _embedding(adata, use_rep, "adata")
     provenance: dict[str, object] = {}
     if reference is None:
-        if label_key not in adata.obs:
-            raise KeyError(
-                f"adata.obs[{label_key!r}] not found: the cross-validated mode (reference=None) needs labels "
-                "in adata itself; pass a labelled reference AnnData otherwise."
-            )
-        labels = adata.obs[label_key]
-        if labels.isna().any():
-            raise ValueError(
-                f"{int(labels.isna().sum())} cells have no {label_key!r}; drop them before cross-validating."
-            )
-        _check_reference(adata, query, f"adata.obsm[{use_rep!r}] (the reference in cross-validation)")
-        votes, _ = cross_validated_votes(
-            query, labels.astype(str).to_numpy(), folds=folds, random_state=random_state, k=k, **index_options
-        )
+        votes = _cross_validated(adata, query, label_key, use_rep, folds, random_state, k, index_options)
         params.update(mode="cross_validated", folds=folds)
     else:
-        if label_key not in reference.obs:
-            raise KeyError(
-                f"reference.obs[{label_key!r}] not found; available: {list(reference.obs.columns)}."
-            )
         reference_rep = reference_rep or use_rep
-        ref = _embedding(reference, reference_rep, "reference")
-        if ref.shape[1] != query.shape[1]:
-            raise ValueError(
-                f"reference.obsm[{reference_rep!r}] is {ref.shape[1]}-d but adata.obsm[{use_rep!r}] is "
-                f"{query.shape[1]}-d: embed both with the same model."
-            )
-        ours, theirs = _table_hash(adata, use_rep), _table_hash(reference, reference_rep)
-        if ours and theirs and ours != theirs:
-            raise ValueError(
-                f"adata and reference were embedded with different gene tables (content hashes {ours[:12]}... "
-                f"and {theirs[:12]}...): their embeddings are not comparable. Embed both with the same table."
-            )
-        labels = reference.obs[label_key]
-        keep = ~labels.isna().to_numpy()
-        if not keep.all():
-            warnings.warn(
-                f"{int((~keep).sum())} reference cells have no {label_key!r} and are left out of the index.",
-                UserWarning,
-                stacklevel=2,
-            )
-        if not keep.any():
-            raise ValueError(
-                f"No reference cell has a {label_key!r} label: nothing to vote with. Pass a labelled reference."
-            )
-        _check_reference(reference[keep], ref[keep], f"reference.obsm[{reference_rep!r}]")
-        votes = knn_votes(
-            ref[keep],
-            labels[keep].astype(str).to_numpy(),
-            query,
-            k=k,
-            random_state=random_state,
-            **index_options,
+        votes, n_reference, theirs = _reference_votes(
+            adata, reference, query, label_key, use_rep, reference_rep, random_state, k, index_options
         )
-        params.update(mode="reference", reference_rep=reference_rep, n_reference=int(keep.sum()))
+        params.update(mode="reference", reference_rep=reference_rep, n_reference=n_reference)
         if theirs:
             provenance["gene_table_hash"] = theirs
-    valid = votes.valid if votes.valid is not None else queryable(query, metric)
-    decision = decide(
-        np.where(valid[:, None], votes.probs, 0.0), votes.classes, threshold=threshold, min_margin=min_margin
-    )
-    labels, score = decision.labels.copy(), decision.score.astype(np.float32)
-    n_bad = int((~valid).sum())
-    if n_bad:
-        # Such a cell has no neighbours: any label would be the index's arbitrary answer.
-        labels[~valid] = UNKNOWN
-        score[~valid] = np.nan
-        what = "not finite" if metric != "cosine" else "not finite or all zeros"
-        warnings.warn(
-            f"{n_bad} of {adata.n_obs} cells have an embedding (obsm[{use_rep!r}]) that is {what} "
-            f"({_names(adata, np.flatnonzero(~valid))}): they are labelled {UNKNOWN!r} with a NaN score.",
-            UserWarning,
-            stacklevel=2,
-        )
+    labels, score, n_bad = _decide(adata, votes, query, use_rep, metric, threshold, min_margin)
     params["k_used"] = int(votes.k if votes.k is not None else k)
     result = AnnotationResult(
         method="knn",
@@ -276,9 +210,112 @@ def knn_annotate(
         params["mode"],
         k,
         len(votes.classes),
-        int((decision.labels == UNKNOWN).sum()),
+        int((labels == UNKNOWN).sum()),
         f"{key_added}_score",
         f"{key_added}_probs",
         key_added,
     )
     return adata if copy else None
+
+
+def _cross_validated(
+    adata: AnnData,
+    query: np.ndarray,
+    label_key: str,
+    use_rep: str,
+    folds: int,
+    random_state: int,
+    k: int,
+    index_options: dict[str, object],
+) -> KnnVotes:
+    """Out-of-fold votes of ``adata``'s own labelled cells (``reference=None``)."""
+    if label_key not in adata.obs:
+        raise KeyError(
+            f"adata.obs[{label_key!r}] not found: the cross-validated mode (reference=None) needs labels "
+            "in adata itself; pass a labelled reference AnnData otherwise."
+        )
+    labels = adata.obs[label_key]
+    if labels.isna().any():
+        raise ValueError(
+            f"{int(labels.isna().sum())} cells have no {label_key!r}; drop them before cross-validating."
+        )
+    _check_reference(adata, query, f"adata.obsm[{use_rep!r}] (the reference in cross-validation)")
+    votes, _ = cross_validated_votes(
+        query, labels.astype(str).to_numpy(), folds=folds, random_state=random_state, k=k, **index_options
+    )
+    return votes
+
+
+def _reference_votes(
+    adata: AnnData,
+    reference: AnnData,
+    query: np.ndarray,
+    label_key: str,
+    use_rep: str,
+    reference_rep: str,
+    random_state: int,
+    k: int,
+    index_options: dict[str, object],
+) -> tuple[KnnVotes, int, str | None]:
+    """Votes of the labelled ``reference`` cells; also their number and the reference's gene-table hash."""
+    if label_key not in reference.obs:
+        raise KeyError(f"reference.obs[{label_key!r}] not found; available: {list(reference.obs.columns)}.")
+    ref = _embedding(reference, reference_rep, "reference")
+    if ref.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"reference.obsm[{reference_rep!r}] is {ref.shape[1]}-d but adata.obsm[{use_rep!r}] is "
+            f"{query.shape[1]}-d: embed both with the same model."
+        )
+    ours, theirs = _table_hash(adata, use_rep), _table_hash(reference, reference_rep)
+    if ours and theirs and ours != theirs:
+        raise ValueError(
+            f"adata and reference were embedded with different gene tables (content hashes {ours[:12]}... "
+            f"and {theirs[:12]}...): their embeddings are not comparable. Embed both with the same table."
+        )
+    labels = reference.obs[label_key]
+    keep = ~labels.isna().to_numpy()
+    if not keep.all():
+        warnings.warn(
+            f"{int((~keep).sum())} reference cells have no {label_key!r} and are left out of the index.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not keep.any():
+        raise ValueError(
+            f"No reference cell has a {label_key!r} label: nothing to vote with. Pass a labelled reference."
+        )
+    _check_reference(reference[keep], ref[keep], f"reference.obsm[{reference_rep!r}]")
+    votes = knn_votes(
+        ref[keep], labels[keep].astype(str).to_numpy(), query, k=k, random_state=random_state, **index_options
+    )
+    return votes, int(keep.sum()), theirs
+
+
+def _decide(
+    adata: AnnData,
+    votes: KnnVotes,
+    query: np.ndarray,
+    use_rep: str,
+    metric: str,
+    threshold: float | None,
+    min_margin: float | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Labels and scores from the votes; cells that could not vote are ``"unknown"`` with a NaN score."""
+    valid = votes.valid if votes.valid is not None else queryable(query, metric)
+    decision = decide(
+        np.where(valid[:, None], votes.probs, 0.0), votes.classes, threshold=threshold, min_margin=min_margin
+    )
+    labels, score = decision.labels.copy(), decision.score.astype(np.float32)
+    n_bad = int((~valid).sum())
+    if n_bad:
+        # Such a cell has no neighbours: any label would be the index's arbitrary answer.
+        labels[~valid] = UNKNOWN
+        score[~valid] = np.nan
+        what = "not finite" if metric != "cosine" else "not finite or all zeros"
+        warnings.warn(
+            f"{n_bad} of {adata.n_obs} cells have an embedding (obsm[{use_rep!r}]) that is {what} "
+            f"({_names(adata, np.flatnonzero(~valid))}): they are labelled {UNKNOWN!r} with a NaN score.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return labels, score, n_bad

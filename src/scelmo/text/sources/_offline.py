@@ -145,7 +145,6 @@ def offline_descriptions(
     >>> texts["CD3E"]  # doctest: +SKIP
     'CD3E (CD3e molecule).'
     """
-    global _WARNED_NO_GO
     del progress
     genes = list(dict.fromkeys(genes))
     keys, rows = _text_keys(genes)
@@ -158,6 +157,33 @@ def offline_descriptions(
         "gene_in_text": "current HGNC symbol (scelmo.gene_ids.resolve_symbols), else the name as requested",
         "max_go_terms": max_go_terms,
     }
+    terms, ncbi_names = _go_lookup(names, rows, go_annotations, max_go_terms, provenance)
+    by_name: dict[str, str | None] = {}
+    for key in names:
+        full_name, aliases = "", []
+        if key in rows:
+            row = rows[key]
+            full_name = row["name"]
+            approved = row["symbol"]
+            aliases = [approved] if approved and approved != key else []
+            aliases += [a for a in _split(row["aliases"]) if a != key and a not in aliases]
+        full_name = full_name or ncbi_names.get(key, "")
+        hit = terms.get(key, {})
+        by_name[key] = format_offline_text(
+            key, name=full_name, aliases=aliases, processes=hit.get("BP", []), functions=hit.get("MF", [])
+        )
+    return {gene: by_name[keys[gene]] for gene in genes}, provenance
+
+
+def _go_lookup(
+    names: list[str],
+    rows: dict[str, pd.Series],
+    go_annotations: str | os.PathLike | Sequence[str | os.PathLike] | bool | None,
+    max_go_terms: int | None,
+    provenance: dict[str, Any],
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, str]]:
+    """GO terms of each name, and NCBI's full names of the names the gene table lacks (into ``provenance`` too)."""
+    global _WARNED_NO_GO
     paths = (
         None
         if go_annotations is False
@@ -198,18 +224,4 @@ def offline_descriptions(
             provenance["go_annotations"] = go.metadata()
         finally:
             go.close()
-    by_name: dict[str, str | None] = {}
-    for key in names:
-        full_name, aliases = "", []
-        if key in rows:
-            row = rows[key]
-            full_name = row["name"]
-            approved = row["symbol"]
-            aliases = [approved] if approved and approved != key else []
-            aliases += [a for a in _split(row["aliases"]) if a != key and a not in aliases]
-        full_name = full_name or ncbi_names.get(key, "")
-        hit = terms.get(key, {})
-        by_name[key] = format_offline_text(
-            key, name=full_name, aliases=aliases, processes=hit.get("BP", []), functions=hit.get("MF", [])
-        )
-    return {gene: by_name[keys[gene]] for gene in genes}, provenance
+    return terms, ncbi_names
