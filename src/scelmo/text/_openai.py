@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .._optional import import_optional
-from ._retry import RETRY_STATUS, Failure
+from ._retry import RETRY_STATUS, Failure, RetryPolicy, call_with_retries
 
 __all__ = [
     "DEFAULT_OPENAI_URL",
@@ -17,8 +19,11 @@ __all__ = [
     "make_openai_client",
     "public_url",
     "read_json",
+    "request_json",
     "resolve_base_url",
 ]
+
+R = TypeVar("R")
 
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 
@@ -84,6 +89,49 @@ def read_json(raw: Any, url: str) -> Any:
         raise BadAnswer(
             f"{url} answered a body that is not JSON (status {status}, {content_type}): {_snippet(text)}"
         ) from None
+
+
+def request_json(
+    create: Callable[[], Any],
+    parse: Callable[[Any], R],
+    *,
+    endpoint: str,
+    policy: RetryPolicy,
+    what: str,
+    stop: threading.Event | None = None,
+) -> R:
+    """One request of the ``openai`` client, read raw and parsed here, retried by ``policy``.
+
+    The raw answer is read by :func:`read_json` (the client's own parsing turns an HTML page or
+    broken JSON into errors that do not say what came back), then by ``parse``; either one's
+    :class:`BadAnswer`, and the failures :func:`classify_openai_error` calls worth it, are retried.
+
+    Parameters
+    ----------
+    create
+        Sends the request: ``client.<endpoint>.with_raw_response.create(...)``.
+    parse
+        Turns the JSON answer into the result; raises :class:`BadAnswer` for a wrong one.
+    endpoint
+        The URL, without credentials, named in errors.
+    policy
+        Retries and backoff.
+    what
+        The request, for the error after the last retry.
+    stop
+        A ``threading.Event`` that ends the retries (see :func:`~scelmo.text._retry.call_with_retries`).
+
+    Returns
+    -------
+    What ``parse`` returned.
+    """
+    return call_with_retries(
+        lambda: parse(read_json(create(), endpoint)),
+        policy=policy,
+        classify=classify_openai_error,
+        what=what,
+        stop=stop,
+    )
 
 
 def make_openai_client(*, api_key: str | None, base_url: str | None, timeout: float, purpose: str) -> Any:

@@ -11,17 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from .._concurrent import requests_with_progress
 from .._openai import (
     DEFAULT_OPENAI_URL,
     BadAnswer,
-    classify_openai_error,
     make_openai_client,
     public_url,
-    read_json,
+    request_json,
     resolve_base_url,
 )
-from .._progress import progress_bar
-from .._retry import RetryPolicy, call_with_retries, run_concurrently
+from .._retry import RetryPolicy
 from ._base import TextEncoder, check_texts
 
 __all__ = ["OpenAIEncoder"]
@@ -245,20 +244,18 @@ class OpenAIEncoder(TextEncoder):
         client = self._get_client()
         extra = {"dimensions": self.dimensions} if self.dimensions is not None else {}
 
-        def call() -> np.ndarray:
-            # The raw answer, read here: the client's own parsing turns an HTML page or broken
-            # JSON into errors that do not say what came back.
-            raw = client.embeddings.with_raw_response.create(
-                model=self.model, input=batch, encoding_format="base64", **extra
-            )
-            vectors = parse_embeddings(read_json(raw, self.endpoint), len(batch), self.endpoint)
+        def parse(payload: Any) -> np.ndarray:
+            vectors = parse_embeddings(payload, len(batch), self.endpoint)
             self._check_size(vectors)
             return vectors
 
-        return call_with_retries(
-            call,
+        return request_json(
+            lambda: client.embeddings.with_raw_response.create(
+                model=self.model, input=batch, encoding_format="base64", **extra
+            ),
+            parse,
+            endpoint=self.endpoint,
             policy=self.retry,
-            classify=classify_openai_error,
             what=f"OpenAI embeddings request to {self.endpoint} ({len(batch)} texts, model {self.model!r})",
             stop=stop,
         )
@@ -297,13 +294,14 @@ class OpenAIEncoder(TextEncoder):
         def request(positions: np.ndarray, stop: threading.Event) -> np.ndarray:
             return self._request([texts[i] for i in positions], stop)
 
-        runs = run_concurrently(request, batches, max_workers=self.max_concurrency, name="scelmo-openai")
-        with (
-            closing(runs),
-            progress_bar(
-                total=len(batches), desc=f"OpenAI embeddings ({self.model})", enabled=progress
-            ) as bar,
-        ):
+        runs = requests_with_progress(
+            request,
+            batches,
+            max_workers=self.max_concurrency,
+            name="scelmo-openai",
+            desc=f"OpenAI embeddings ({self.model})",
+            progress=progress,
+        )
+        with closing(runs):
             for k, vectors in runs:
-                bar.update(1)
                 yield batches[k], vectors

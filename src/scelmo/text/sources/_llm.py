@@ -9,16 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._cache import TextCache
-from .._openai import (
-    BadAnswer,
-    classify_openai_error,
-    make_openai_client,
-    public_url,
-    read_json,
-    resolve_base_url,
-)
-from .._progress import progress_bar
-from .._retry import RetryPolicy, ServiceError, call_with_retries, run_concurrently
+from .._concurrent import requests_with_progress
+from .._openai import BadAnswer, make_openai_client, public_url, request_json, resolve_base_url
+from .._retry import RetryPolicy, ServiceError
 from ._resume import cached_answers, stopped_run
 
 __all__ = ["SCELMO_GENE_PROMPT", "SCELMO_MODEL", "llm_descriptions"]
@@ -148,26 +141,23 @@ def llm_descriptions(
         policy=RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff),
         endpoint=f"{url}/chat/completions",
     )
-    runs = run_concurrently(
+    runs = requests_with_progress(
         lambda gene, stop: ask(prompts[gene], gene, stop),
         todo,
         max_workers=max_concurrency,
         name="scelmo-llm",
+        desc=f"Gene text from {model}",
+        progress=progress,
+        unit="gene",
     )
     try:
-        with (
-            closing(runs),
-            progress_bar(
-                total=len(todo), desc=f"Gene text from {model}", enabled=progress, unit="gene"
-            ) as bar,
-        ):
+        with closing(runs):
             for k, answer in runs:
                 gene = todo[k]
                 texts[gene] = answer
                 # An empty answer is not cached: a rerun asks again.
                 if cache is not None and answer is not None:
                     cache.put_texts("llm", cache_model, {prompts[gene]: answer})
-                bar.update(1)
     except ServiceError as error:
         n_cached = sum(1 for v in texts.values() if v is not None)
         raise stopped_run(error, n_cached=n_cached, n_genes=len(genes), cache=cache) from error
@@ -189,17 +179,13 @@ class _Asker:
         messages = [{"role": "user", "content": prompt}]
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
-
-        def call() -> str | None:
-            raw = self.client.chat.completions.with_raw_response.create(
+        content = request_json(
+            lambda: self.client.chat.completions.with_raw_response.create(
                 model=self.model, messages=messages, **self.extra
-            )
-            return _chat_content(read_json(raw, self.endpoint), self.endpoint)
-
-        content = call_with_retries(
-            call,
+            ),
+            lambda payload: _chat_content(payload, self.endpoint),
+            endpoint=self.endpoint,
             policy=self.policy,
-            classify=classify_openai_error,
             what=f"chat completion for {gene!r} ({self.model}) from {self.endpoint}",
             stop=stop,
         )
