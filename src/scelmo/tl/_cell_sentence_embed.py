@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from .._anndata import check_key, expression_matrix
@@ -119,13 +120,7 @@ def cell_sentence_embed(
     adata = target(adata, copy)
     expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
     source = expression.source
-    words, genes_report = sentence_symbols(expression.var_names)
-    if genes_report["n_without_symbol"] == genes_report["n_genes"]:
-        raise ValueError(
-            f"None of the {genes_report['n_genes']} genes of {source} has a symbol "
-            f"(e.g. {genes_report['without_symbol_examples'][:3]}); cell sentences need human gene "
-            "symbols or human Ensembl ids as var_names (for mouse data see scelmo.pp.map_orthologs)."
-        )
+    words, genes_report = _symbols(expression.var_names, source)
     cells = _CellSentences(expression.matrix.shape[0])
     with progress_bar(
         total=cells.n_obs, desc="Embedding cell sentences", enabled=progress, unit="cell"
@@ -167,6 +162,18 @@ def cell_sentence_embed(
         key_added,
     )
     return adata if copy else None
+
+
+def _symbols(var_names: pd.Index, source: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """The word of each gene in a sentence and the report on genes without one; refuses data with none."""
+    words, genes_report = sentence_symbols(var_names)
+    if genes_report["n_without_symbol"] == genes_report["n_genes"]:
+        raise ValueError(
+            f"None of the {genes_report['n_genes']} genes of {source} has a symbol "
+            f"(e.g. {genes_report['without_symbol_examples'][:3]}); cell sentences need human gene "
+            "symbols or human Ensembl ids as var_names (for mouse data see scelmo.pp.map_orthologs)."
+        )
+    return words, genes_report
 
 
 def _encoder_kwargs(
