@@ -1,293 +1,64 @@
-"""Zero-shot annotation with LangCell: cell-text similarity plus cell-text matching (CTM).
+"""LangCell's zero-shot scorer for :func:`scelmo.tl.zeroshot_annotate` (``method="langcell"``).
 
-For K class texts and a cell (Zhao et al., ICML 2024, as in the released notebook):
-
-- ``sim_probs = softmax(cell_emb @ text_emb.T / 0.05)`` over the K classes;
-- CTM: for each class ``k``, the text encoder reads text ``k`` while cross-attending to the
-  cell's last hidden states; ``p_k = softmax(ctm_head(h[:, 0]))[:, 1]`` is the match
-  probability and ``ctm_probs = softmax([p_1, ..., p_K])`` (a softmax of probabilities, as
-  published);
-- ``probs = alpha * sim_probs + (1 - alpha) * ctm_probs``; the prediction is its argmax
-  (``alpha = 0.1`` in the published results).
-
-What is done differently from the original, with the same numbers (to float rounding):
-
-- class texts are tokenised and embedded once, not once per cell batch;
-- cells are visited in length-sorted batches, each padded to its own longest cell
-  (:func:`scelmo.models.langcell.cell_batches`), with fused attention in the cell encoder;
-- per cell batch, the cross-attention keys and values of every text layer are computed once
-  and shared by all K classes, and the (class, cell) pairs of a batch go through the text
-  encoder together (:meth:`scelmo.models.LangCell.ctm_logits`), instead of one multimodal pass
-  per class that recomputes the keys and values;
-- classes are grouped by text length, so a short text is not padded to the longest one.
-
-Optionally (``ctm_top_k``, off by default, which changes the results), CTM runs only on each
-cell's ``k`` most similar classes, as BLIP re-ranks the top candidates of its contrastive
-similarity: ``ctm_probs`` is then the softmax over those ``k`` classes and 0 elsewhere, so
-the prediction is always one of them.
+The computation (similarity plus cell-text matching) is model inference and lives with the
+model: :func:`scelmo.models.langcell.langcell_zeroshot`. This module adapts it to the
+annotation runner: :func:`langcell_token_scores` takes the cells' tokens, the class texts, the
+model (or a checkpoint folder) and the options, and returns the probabilities with what the
+runner records (checkpoint hash, provenance, parameters); :func:`langcell_scores` does the same
+from an AnnData. Nothing here imports torch until a scorer runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from anndata import AnnData
 
-from .._logging import logger
-from ..cell_tokens import CellTokens
+from .._anndata import cell_tokens
+from ..models.langcell._config import MAX_PAIRS, TEMPERATURE, ZEROSHOT_ALPHA
 
-__all__ = ["LangCellZeroShot", "langcell_scores", "langcell_zeroshot"]
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from torch import device as Device
+    from torch import dtype as DType
+
+    from ..cell_tokens import CellTokens
+    from ..models.langcell import LangCell
+    from ..models.langcell._network import TokenizerSource
+
+__all__ = ["ALPHA", "MAX_PAIRS", "langcell_scores", "langcell_token_scores"]
 
 #: Default weight of the similarity probabilities (LangCell's published setting).
-ALPHA = 0.1
-#: Largest number of (cell, class) pairs sent through the text encoder at once.
-MAX_PAIRS = 512
+ALPHA = ZEROSHOT_ALPHA
+#: The options of :func:`scelmo.models.langcell.langcell_zeroshot` a scorer passes on, with their defaults.
+_SCORING = {
+    "alpha": ALPHA,
+    "use_ctm": True,
+    "temperature": None,
+    "batch_size": 32,
+    "max_pairs": MAX_PAIRS,
+    "max_tokens": "auto",
+    "ctm_top_k": None,
+    "dtype": None,
+    "progress": True,
+}
+#: The computation itself, importable from here as before (it moved to the model).
+_MOVED = {"LangCellZeroShot", "class_groups", "langcell_zeroshot"}
 
 
-@dataclass
-class LangCellZeroShot:
-    """LangCell's zero-shot scores of every cell against K class texts.
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from ..models.langcell import _zeroshot
 
-    Attributes
-    ----------
-    probs
-        ``(n_cells, K)`` ``alpha * sim_probs + (1 - alpha) * ctm_probs`` (``sim_probs`` when
-        CTM is off); rows sum to one and the prediction is the argmax.
-    sim_probs
-        ``(n_cells, K)`` ``softmax(cell_emb @ text_emb.T / temperature)``.
-    ctm_probs
-        ``(n_cells, K)`` ``softmax`` of the match probabilities, or ``None`` without CTM.
-    match_probs
-        ``(n_cells, K)`` raw CTM match probabilities ``p_k``, or ``None`` without CTM; with
-        ``ctm_top_k``, NaN for the classes outside a cell's top ``k``.
-    cell_embeddings
-        ``(n_cells, 256)`` L2-normalised cell embeddings (as :func:`scelmo.tl.langcell_encode`).
-
-    Examples
-    --------
-    >>> from scelmo.annotation._langcell_zeroshot import langcell_zeroshot
-    >>> scores = langcell_zeroshot(model, tokens, ["cell type: T cell.", "cell type: B cell."])  # doctest: +SKIP
-    >>> scores.probs.argmax(1)  # doctest: +SKIP
-    """
-
-    probs: np.ndarray
-    sim_probs: np.ndarray
-    ctm_probs: np.ndarray | None
-    match_probs: np.ndarray | None
-    cell_embeddings: np.ndarray
+        return getattr(_zeroshot, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _softmax(x: Any) -> Any:
-    return x.softmax(dim=-1)
-
-
-def class_groups(lengths: Sequence[int], max_classes: int) -> list[np.ndarray]:
-    """Classes grouped by text length for the CTM passes: each group is padded to its own longest text.
-
-    Classes are sorted by length and cut into runs of at most ``max_classes``; a run is also
-    closed when the next text is more than a quarter longer than the run's shortest (a short
-    text then does not pay for the padding of a long one).
-
-    Examples
-    --------
-    >>> from scelmo.annotation._langcell_zeroshot import class_groups
-    >>> [g.tolist() for g in class_groups([10, 50, 11, 52, 12], max_classes=8)]
-    [[0, 2, 4], [1, 3]]
-    """
-    lengths = np.asarray(lengths)
-    order = np.argsort(lengths, kind="stable")
-    groups: list[list[int]] = []
-    for k in order:
-        if groups and len(groups[-1]) < max_classes and lengths[k] <= 1.25 * lengths[groups[-1][0]]:
-            groups[-1].append(int(k))
-        else:
-            groups.append([int(k)])
-    return [np.asarray(g) for g in groups]
-
-
-def langcell_zeroshot(
-    model: Any,
-    tokens: CellTokens,
-    texts: Sequence[str],
-    *,
-    alpha: float = ALPHA,
-    use_ctm: bool = True,
-    temperature: float | None = None,
-    batch_size: int = 32,
-    max_pairs: int = MAX_PAIRS,
-    max_tokens: int | str | None = "auto",
-    ctm_top_k: int | None = None,
-    dtype: Any = None,
-    progress: bool = True,
-) -> LangCellZeroShot:
-    """Zero-shot class probabilities of every cell from LangCell (similarity and cell-text matching).
-
-    Runs on the model's device, in evaluation mode under ``torch.inference_mode``; the model is
-    left in the mode it was in.
-
-    Parameters
-    ----------
-    model
-        A :class:`scelmo.models.LangCell` with a text tokenizer.
-    tokens
-        Rank-value tokens of the cells (:func:`scelmo.pp.tokenize`).
-    texts
-        One text per class (LangCell: ``"cell type: NAME. DEFINITION"``).
-    alpha
-        Weight of the similarity probabilities; ``1 - alpha`` goes to the CTM probabilities.
-    use_ctm
-        Run cell-text matching. ``False``: similarity only (one cell-encoder pass per cell,
-        much faster; ``alpha`` is then ignored).
-    temperature
-        Temperature of the similarity softmax (LangCell's 0.05 by default).
-    batch_size
-        Most cells per cell-encoder pass.
-    max_pairs
-        Largest number of (cell, class) pairs per text-encoder pass (bounds memory with many classes).
-    max_tokens
-        Most cell positions (cells x padded length) per cell-encoder pass; ``"auto"``: 8,192 on
-        the CPU, no limit on a GPU (see :func:`scelmo.models.langcell.encode_cell_tokens`).
-    ctm_top_k
-        ``None`` (the published computation): CTM on every class. An integer ``k``: CTM only
-        on each cell's ``k`` classes of highest similarity, ``ctm_probs`` the softmax over
-        them (0 for the others). This is an approximation: a class outside a cell's top ``k``
-        by similarity cannot be predicted for it. The text encoder's work, most of the CTM
-        cost, falls roughly by ``K / k`` (less when the cells of a batch disagree on their top
-        classes). A cell's result does not depend on the cells that share its batch.
-    dtype
-        ``None`` (float32), or ``"bf16"``/``"fp16"`` to run under autocast (GPUs).
-    progress
-        Show a progress bar.
-
-    Returns
-    -------
-    The scores (see :class:`LangCellZeroShot`).
-
-    Examples
-    --------
-    >>> from scelmo.annotation._langcell_zeroshot import langcell_zeroshot
-    >>> scores = langcell_zeroshot(model, tokens, texts, alpha=0.1)  # doctest: +SKIP
-    >>> predicted = np.asarray(classes)[scores.probs.argmax(1)]  # doctest: +SKIP
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    from ..models.langcell import TEMPERATURE, cell_batches, cls_hidden_state
-    from ..models.langcell._encode import resolve_dtype, resolve_max_tokens
-
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    if len(texts) < 1:
-        raise ValueError("Zero-shot scoring needs at least one class text.")
-    if not all(isinstance(t, str) and t.strip() for t in texts):
-        raise ValueError("Every class text must be a non-empty string.")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"`alpha` must be between 0 and 1, got {alpha}.")
-    temperature = TEMPERATURE if temperature is None else float(temperature)
-    if not temperature > 0:
-        raise ValueError(f"`temperature` must be positive, got {temperature}.")
-    if batch_size < 1 or max_pairs < 1:
-        raise ValueError(f"`batch_size` and `max_pairs` must be positive, got {batch_size} and {max_pairs}.")
-    if ctm_top_k is not None and (
-        isinstance(ctm_top_k, bool) or int(ctm_top_k) != ctm_top_k or ctm_top_k < 1
-    ):
-        raise ValueError(f"`ctm_top_k` must be None or a positive integer, got {ctm_top_k!r}.")
-
-    device = model.device
-    n_cells, n_classes = tokens.n_cells, len(texts)
-    sim_probs = np.empty((n_cells, n_classes), dtype=np.float64)
-    match = np.full((n_cells, n_classes), np.nan) if use_ctm else None
-    top_k = None if ctm_top_k is None or ctm_top_k >= n_classes else int(ctm_top_k)
-    chosen = np.zeros((n_cells, n_classes), dtype=bool) if top_k is not None else None
-    embeddings = np.empty((n_cells, model.embed_dim), dtype=np.float32)
-    autocast_dtype = resolve_dtype(dtype)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), autocast:
-            text_inputs = model.tokenize_texts(texts)
-            text_emb = model.encode_texts(text_inputs).float()
-            # CTM: each group of classes keeps only its own columns (no padding to the longest text).
-            groups = []
-            if use_ctm:
-                lengths = text_inputs["attention_mask"].sum(1).tolist()
-                per_pass = max(1, max_pairs // max(1, min(batch_size, n_cells)))
-                for group in class_groups(lengths, per_pass):
-                    width = int(max(lengths[k] for k in group))
-                    index = torch.as_tensor(group, device=device)
-                    groups.append(
-                        (
-                            group,
-                            {name: value[index, :width] for name, value in text_inputs.items()},
-                        )
-                    )
-            batches = cell_batches(
-                tokens,
-                batch_size=batch_size,
-                cls_token_id=model.cls_token_id,
-                max_length=model.cell_max_length,
-                pad_token_id=model.cell_pad_token_id,
-                max_tokens=resolve_max_tokens(max_tokens, device),
-                vocab_size=int(model.cell_bert.config.vocab_size),
-            )
-            with tqdm(total=n_cells, unit="cell", disable=not progress, desc="LangCell zero-shot") as bar:
-                for index, ids, mask in batches:
-                    ids_t = torch.from_numpy(ids).to(device)
-                    mask_t = torch.from_numpy(mask).to(device)
-                    if use_ctm:
-                        emb, hidden = model.encode_cells(ids_t, mask_t)
-                    else:
-                        # Only the <cls> state is needed: skip keeping the hidden states around.
-                        emb = model.project_cells(cls_hidden_state(model.cell_bert, ids_t, mask_t))
-                    emb = emb.float()
-                    embeddings[index] = emb.cpu().numpy()
-                    sim_probs[index] = _softmax(emb @ text_emb.T / temperature).double().cpu().numpy()
-                    if use_ctm:
-                        cache = model.cross_attention_cache(hidden, mask_t)
-                        rows = np.asarray(index)
-                        wanted = None
-                        if chosen is not None:
-                            # The batch's union of top classes runs; each cell keeps its own below.
-                            best = np.argsort(-sim_probs[rows], axis=1, kind="stable")[:, :top_k]
-                            chosen[rows[:, None], best] = True
-                            wanted = chosen[rows].any(axis=0)
-                        for group, inputs in groups:
-                            if wanted is not None:
-                                keep = np.flatnonzero(wanted[group])
-                                if keep.size == 0:
-                                    continue
-                                if keep.size < group.size:
-                                    picked = torch.as_tensor(keep, device=device)
-                                    group = group[keep]
-                                    inputs = {name: value[picked] for name, value in inputs.items()}
-                            p = model.ctm_match_probs(inputs, cache=cache).float()
-                            match[rows[:, None], group[None, :]] = p.double().cpu().numpy()
-                        del cache, hidden
-                    bar.update(len(index))
-    finally:
-        model.train(was_training)
-
-    if match is None:
-        return LangCellZeroShot(sim_probs, sim_probs, None, None, embeddings)
-    considered = match if chosen is None else np.where(chosen, match, -np.inf)
-    ctm_probs = np.exp(considered - considered.max(axis=1, keepdims=True))
-    ctm_probs /= ctm_probs.sum(axis=1, keepdims=True)
-    if chosen is not None:
-        match = np.where(chosen, match, np.nan)
-    probs = alpha * sim_probs + (1.0 - alpha) * ctm_probs
-    return LangCellZeroShot(probs, sim_probs, ctm_probs, match, embeddings)
-
-
-def _resolve_model(model: Any, text_tokenizer: Any) -> tuple[Any, str | None]:
+def _resolve_model(
+    model: LangCell | str | os.PathLike[str], text_tokenizer: TokenizerSource
+) -> tuple[LangCell, str | None]:
     from ..models.langcell import LangCell
 
     if isinstance(model, str | os.PathLike):
@@ -302,10 +73,89 @@ def _resolve_model(model: Any, text_tokenizer: Any) -> tuple[Any, str | None]:
     return model, None
 
 
+def _info(model: LangCell, path: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    from ..models.langcell._encode import resolve_dtype
+
+    resolved = resolve_dtype(options["dtype"])
+    use_ctm, ctm_top_k, temperature = options["use_ctm"], options["ctm_top_k"], options["temperature"]
+    return {
+        "checkpoint_hash": model.checkpoint_hash,
+        "provenance": {
+            "model": "LangCell",
+            "checkpoint": path,
+            "cell_layers": int(model.cell_bert.config.num_hidden_layers),
+            "text_layers": int(model.text_bert.config.num_hidden_layers),
+            "text_vocab_size": len(model.text_tokenizer),
+        },
+        "params": {
+            "alpha": float(options["alpha"]) if use_ctm else None,
+            "use_ctm": bool(use_ctm),
+            "ctm_top_k": int(ctm_top_k) if use_ctm and ctm_top_k is not None else None,
+            "temperature": TEMPERATURE if temperature is None else float(temperature),
+            "dtype": "float32" if resolved is None else str(resolved).removeprefix("torch."),
+        },
+    }
+
+
+def langcell_token_scores(
+    tokens: CellTokens,
+    texts: Sequence[str],
+    model: LangCell | str | os.PathLike[str],
+    options: Any = None,
+    **keywords: Any,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """LangCell's zero-shot class probabilities of cells given as tokens: the scorer of the annotation runner.
+
+    Parameters
+    ----------
+    tokens
+        The cells' rank-value tokens (:func:`scelmo._anndata.cell_tokens`).
+    texts
+        One text per class.
+    model
+        A :class:`scelmo.models.LangCell` or a checkpoint folder.
+    options
+        An object with the options as attributes (the runner's
+        :class:`~scelmo.annotation._zeroshot_options.LangCellZeroShotOptions`); those not given
+        take :func:`langcell_scores`'s defaults. It may also carry ``device`` and
+        ``text_tokenizer`` (see :func:`langcell_scores`).
+    **keywords
+        The same options as keywords; they win over ``options``.
+
+    Returns
+    -------
+    ``(probs, info)``: ``(n_cells, K)`` probabilities, and ``checkpoint_hash``, ``provenance``
+    and ``params`` for ``adata.uns``.
+
+    Examples
+    --------
+    >>> from scelmo.annotation._langcell_zeroshot import langcell_token_scores
+    >>> probs, info = langcell_token_scores(tokens, ["cell type: T cell.", "cell type: B cell."],
+    ...                                     "path/to/langcell", alpha=0.1)  # doctest: +SKIP
+    """
+    from ..models.langcell._zeroshot import langcell_zeroshot
+
+    given = {
+        name: getattr(options, name)
+        for name in (*_SCORING, "device", "text_tokenizer")
+        if hasattr(options, name)
+    }
+    given.update(keywords)
+    unknown = sorted(set(given) - {*_SCORING, "device", "text_tokenizer"})
+    if unknown:
+        raise TypeError(f"langcell_token_scores got unknown options {unknown}.")
+    scoring = {name: given.get(name, default) for name, default in _SCORING.items()}
+    model, path = _resolve_model(model, given.get("text_tokenizer"))
+    if given.get("device") is not None:
+        model.to(given["device"])
+    scores = langcell_zeroshot(model, tokens, texts, **scoring)
+    return scores.probs, _info(model, path, scoring)
+
+
 def langcell_scores(
     adata: AnnData,
     texts: Sequence[str],
-    model: Any,
+    model: LangCell | str | os.PathLike[str],
     *,
     alpha: float = ALPHA,
     use_ctm: bool = True,
@@ -315,15 +165,15 @@ def langcell_scores(
     max_pairs: int = MAX_PAIRS,
     max_tokens: int | str | None = "auto",
     ctm_top_k: int | None = None,
-    device: str | Any | None = None,
-    dtype: Any = None,
-    text_tokenizer: Any = None,
+    device: str | Device | None = None,
+    dtype: str | DType | None = None,
+    text_tokenizer: TokenizerSource = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """LangCell's zero-shot class probabilities for :func:`scelmo.tl.zeroshot_annotate` (``method="langcell"``).
 
-    Pass these options to ``zeroshot_annotate`` as keywords; see :func:`langcell_zeroshot`
-    for the computation.
+    Pass these options to ``zeroshot_annotate`` as keywords; see
+    :func:`scelmo.models.langcell.langcell_zeroshot` for the computation.
 
     Parameters
     ----------
@@ -336,7 +186,7 @@ def langcell_scores(
     model
         A :class:`scelmo.models.LangCell` or a checkpoint folder.
     alpha, use_ctm, temperature, batch_size, max_pairs, max_tokens, ctm_top_k, dtype, progress
-        See :func:`langcell_zeroshot`.
+        See :func:`scelmo.models.langcell.langcell_zeroshot`.
     tokens_key
         Key of the tokens in ``adata.obsm``.
     device
@@ -355,21 +205,12 @@ def langcell_scores(
     >>> se.tl.zeroshot_annotate(adata, {"T cell": "cell type: T cell. ...", "B cell": "cell type: B cell. ..."},
     ...                         method="langcell", model="path/to/langcell", alpha=0.1)  # doctest: +SKIP
     """
-    from ..models.langcell._encode import resolve_dtype
-
     model, path = _resolve_model(model, text_tokenizer)
-    if device is not None:
-        model.to(device)
-    if tokens_key not in adata.obsm:
-        from ..pp import tokenize
-
-        logger.info("adata.obsm[%r] not found: tokenizing the cells from adata.X first", tokens_key)
-        tokenize(adata, key_added=tokens_key)
-    tokens = CellTokens.from_sparse(adata.obsm[tokens_key], name=f"adata.obsm[{tokens_key!r}]")
-    scores = langcell_zeroshot(
-        model,
+    tokens = cell_tokens(adata, tokens_key)
+    probs, info = langcell_token_scores(
         tokens,
         texts,
+        model,
         alpha=alpha,
         use_ctm=use_ctm,
         temperature=temperature,
@@ -377,28 +218,10 @@ def langcell_scores(
         max_pairs=max_pairs,
         max_tokens=max_tokens,
         ctm_top_k=ctm_top_k,
+        device=device,
         dtype=dtype,
         progress=progress,
     )
-    from ..models.langcell import TEMPERATURE
-
-    resolved = resolve_dtype(dtype)
-    info = {
-        "checkpoint_hash": model.checkpoint_hash,
-        "provenance": {
-            "model": "LangCell",
-            "checkpoint": path,
-            "cell_layers": int(model.cell_bert.config.num_hidden_layers),
-            "text_layers": int(model.text_bert.config.num_hidden_layers),
-            "text_vocab_size": len(model.text_tokenizer),
-        },
-        "params": {
-            "alpha": float(alpha) if use_ctm else None,
-            "use_ctm": bool(use_ctm),
-            "ctm_top_k": int(ctm_top_k) if use_ctm and ctm_top_k is not None else None,
-            "temperature": TEMPERATURE if temperature is None else float(temperature),
-            "tokens_key": tokens_key,
-            "dtype": "float32" if resolved is None else str(resolved).removeprefix("torch."),
-        },
-    }
-    return scores.probs, info
+    info["provenance"]["checkpoint"] = path
+    info["params"]["tokens_key"] = tokens_key
+    return probs, info

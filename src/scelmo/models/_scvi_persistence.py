@@ -302,7 +302,7 @@ class SafePersistence:
         import safetensors.numpy
         import safetensors.torch
 
-        from .langcell._checkpoint import checkpoint_folder
+        from ._checkpoint_folder import checkpoint_folder
 
         cls = type(self)
         if save_anndata and self.adata is None:  # type: ignore[attr-defined]
@@ -405,7 +405,7 @@ class SafePersistence:
         _, _, torch_device = parse_device_args(
             accelerator=accelerator, devices=device, return_device="torch", validate_single_device=True
         )
-        from .langcell._checkpoint import MANIFEST
+        from ._checkpoint_folder import MANIFEST
 
         if any((folder / name).exists() for name in (MODEL_JSON, MANIFEST)) or not (folder / LEGACY).exists():
             var_names, attributes, state = read_safe_folder(cls, folder)
@@ -480,7 +480,7 @@ def read_safe_folder(cls: type, folder: Path) -> tuple[list[str], dict[str, Any]
     import safetensors.numpy
     import safetensors.torch
 
-    from .langcell._checkpoint import CheckpointError, read_json, verify_folder
+    from ._checkpoint_folder import CheckpointError, read_json, verify_folder
 
     if not verify_folder(folder, marker=MODEL_JSON, writer=_writer(cls)):
         raise FileNotFoundError(

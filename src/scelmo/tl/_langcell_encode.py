@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from anndata import AnnData
 
-from .._anndata import check_key
+from .._anndata import cell_tokens, check_key
 from .._logging import logger
-from ..cell_tokens import CellTokens
 
 if TYPE_CHECKING:
+    from torch import device as Device
+    from torch import dtype as DType
+
     from ..models import LangCell
 
 
@@ -23,8 +25,8 @@ def langcell_encode(
     key_added: str = "X_langcell",
     batch_size: int = 32,
     max_tokens: int | str | None = "auto",
-    device: str | Any | None = None,
-    dtype: str | Any | None = None,
+    device: str | Device | None = None,
+    dtype: str | DType | None = None,
     store_cls: bool = False,
     progress: bool = True,
     copy: bool = False,
@@ -97,12 +99,7 @@ def langcell_encode(
         )
     if device is not None:
         model.to(device)
-    if tokens_key not in adata.obsm:
-        from ..pp import tokenize
-
-        logger.info("adata.obsm[%r] not found: tokenizing the cells from adata.X first", tokens_key)
-        tokenize(adata, key_added=tokens_key)
-    tokens = CellTokens.from_sparse(adata.obsm[tokens_key], name=f"adata.obsm[{tokens_key!r}]")
+    tokens = cell_tokens(adata, tokens_key)
 
     embeddings, cls_states = encode_cell_tokens(
         model,

@@ -8,32 +8,41 @@ The original layout (one folder)::
 
 :meth:`LangCell.save` writes the same layout with safetensors files (``cell_proj.safetensors``,
 ``cell_bert/model.safetensors``, ...), the text tokenizer in ``text_tokenizer/`` and a small
-``langcell_config.json``; loading accepts either form.
-
-Folders written by scelmo appear whole or not at all: they are written into a temporary
-sibling folder, a manifest (``scelmo_manifest.json``: every file's size and SHA-256) is written
-last, and the folder is then renamed into place by :func:`scelmo._atomic.atomic_folder` (an
-old checkpoint is moved aside first and removed only once the new one is in place). On loading, a folder written by scelmo must have
-its manifest and match it; checkpoints in the original layout have none and load as they are.
-Sizes declared by a ``config.json`` are checked against the weights before a model is built.
+``langcell_config.json``; loading accepts either form. Folders written by scelmo appear whole
+or not at all and are checked against their manifest on loading
+(:mod:`scelmo.models._checkpoint_folder`). Sizes declared by a ``config.json`` are checked
+against the weights before a model is built.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..._atomic import atomic_folder
 from ..._logging import logger
 from ..._optional import import_optional
+
+# The folder helpers moved to a module of their own (they serve every saved model); these names
+# stay importable from here.
+from .._checkpoint_folder import (  # noqa: F401
+    MANIFEST,
+    CheckpointError,
+    _first_line,
+    checkpoint_folder,
+    read_json,
+    verify_folder,
+    write_manifest,
+)
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch.nn import Module
+    from transformers import PreTrainedTokenizerBase
 
 torch = import_optional("torch", "langcell", purpose="LangCell")
 
@@ -46,26 +55,7 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-class CheckpointError(ValueError):
-    """A LangCell checkpoint does not match the model built from its configuration.
-
-    Examples
-    --------
-    >>> from scelmo.models import LangCell
-    >>> from scelmo.models.langcell import CheckpointError
-    >>> try:  # doctest: +SKIP
-    ...     LangCell.from_pretrained("damaged_checkpoint")
-    ... except CheckpointError as err:
-    ...     print(err)  # names each mismatched tensor with both shapes
-    """
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def _read_file(path: Path, part: str | None = None) -> dict[str, Any]:
+def _read_file(path: Path, part: str | None = None) -> dict[str, Tensor]:
     part = part or path.stem
     try:
         if path.suffix == ".safetensors":
@@ -88,29 +78,7 @@ def _read_file(path: Path, part: str | None = None) -> dict[str, Any]:
     return state
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from ``path``; an unreadable or non-object file raises :class:`CheckpointError` naming it.
-
-    Parameters
-    ----------
-    path
-        The file.
-    what
-        What the file is, for the message (``"cell_bert's configuration"``).
-    """
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(
-            f"{path} ({what}) is not valid JSON ({_first_line(err)}): the file is truncated or corrupt. "
-            "Restore it from the original checkpoint, or save the model again."
-        ) from err
-    if not isinstance(values, dict):
-        raise CheckpointError(f"{path} ({what}) holds a JSON {type(values).__name__}, not an object.")
-    return values
-
-
-def read_state_dict(location: Path, part: str | None = None) -> tuple[dict[str, Any], Path]:
+def read_state_dict(location: Path, part: str | None = None) -> tuple[dict[str, Tensor], Path]:
     """The state dict of one part: a model folder (``cell_bert/``) or a file stem (``cell_proj``).
 
     A folder holds ``model.safetensors`` or ``pytorch_model.bin`` (or a sharded index of
@@ -128,7 +96,7 @@ def read_state_dict(location: Path, part: str | None = None) -> tuple[dict[str, 
                 weight_map = read_json(index, f"the shard index of '{part}'").get("weight_map")
                 if not isinstance(weight_map, dict):
                     raise CheckpointError(f"{index} has no 'weight_map' object: it is not a shard index.")
-                state: dict[str, Any] = {}
+                state: dict[str, Tensor] = {}
                 for shard in sorted(set(map(str, weight_map.values()))):
                     state.update(_read_file(location / shard, part))
                 return state, index
@@ -144,7 +112,7 @@ def read_state_dict(location: Path, part: str | None = None) -> tuple[dict[str, 
     )
 
 
-def _strip_prefix(state: dict[str, Any], expected: Iterable[str]) -> dict[str, Any]:
+def _strip_prefix(state: dict[str, Tensor], expected: Iterable[str]) -> dict[str, Tensor]:
     expected = set(expected)
     if expected & set(state):
         return state
@@ -156,11 +124,11 @@ def _strip_prefix(state: dict[str, Any], expected: Iterable[str]) -> dict[str, A
     return state
 
 
-def _shape(value: Any) -> tuple[int, ...]:
+def _shape(value: Tensor) -> tuple[int, ...]:
     return tuple(value.shape)
 
 
-def load_checked(module: Any, state: dict[str, Any], *, part: str, source: Path | str) -> None:
+def load_checked(module: Module, state: dict[str, Tensor], *, part: str, source: Path | str) -> None:
     """Load ``state`` into ``module`` after checking every name and shape; raise a clear error otherwise.
 
     Parameters
@@ -214,7 +182,7 @@ def _listing(keys: list[str], part: str, limit: int = 8) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def save_safetensors(module: Any, path: Path, metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(module: Module, path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write a module's state dict as safetensors (contiguous CPU tensors)."""
     safetensors_torch = import_optional(
         "safetensors.torch", "langcell", purpose="Saving LangCell checkpoints"
@@ -223,7 +191,9 @@ def save_safetensors(module: Any, path: Path, metadata: dict[str, str] | None = 
     safetensors_torch.save_file(state, str(path), metadata={"format": "pt", **(metadata or {})})
 
 
-def load_text_tokenizer(source: Any) -> Any:
+def load_text_tokenizer(
+    source: str | os.PathLike[str] | PreTrainedTokenizerBase | None,
+) -> PreTrainedTokenizerBase | None:
     """A BERT WordPiece tokenizer from a folder, a ``vocab.txt`` file, or an existing tokenizer object.
 
     A folder may hold ``vocab.txt`` (PubMedBERT's, lower-cased) or the files of
@@ -257,9 +227,56 @@ _POSITIONS = "embeddings.position_embeddings.weight"
 _LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
 
 
+def _declared_sizes(
+    config: Mapping[str, Any], config_path: Path | str, cross_attention: bool
+) -> dict[str, int]:
+    """The sizes a configuration declares; one that is not a positive integer is refused."""
+    sizes = {}
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings") + (("encoder_width",) if cross_attention else ()):  # fmt: skip
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckpointError(f"{config_path}: {key}={value!r} is not a positive integer.")
+        sizes[key] = value
+    return sizes
+
+
+def _found_sizes(state: Mapping[str, Tensor], cross_attention: bool) -> dict[str, tuple[str, int]]:
+    """The sizes the weights' shapes show, each with the sentence that says where it was read."""
+    state = _strip_prefix(dict(state), {_WORDS})
+    layers = {int(match.group(1)) for key in state if (match := _LAYER.match(key))}
+    found: dict[str, tuple[str, int]] = {}
+    words = state.get(_WORDS)
+    if words is not None and len(_shape(words)) == 2:
+        found["vocab_size"] = (f"{_WORDS} has {_shape(words)[0]} rows", _shape(words)[0])
+        found["hidden_size"] = (f"{_WORDS} has {_shape(words)[1]} columns", _shape(words)[1])
+    positions = state.get(_POSITIONS)
+    if positions is not None and len(_shape(positions)) == 2:
+        found["max_position_embeddings"] = (
+            f"{_POSITIONS} has {_shape(positions)[0]} rows",
+            _shape(positions)[0],
+        )
+    found["num_hidden_layers"] = (f"the weights have {len(layers)} layers (encoder.layer.N)", len(layers))
+    inner = state.get("encoder.layer.0.intermediate.dense.weight")
+    if inner is not None and len(_shape(inner)) == 2:
+        found["intermediate_size"] = (
+            f"encoder.layer.0.intermediate.dense.weight has {_shape(inner)[0]} rows",
+            _shape(inner)[0],
+        )
+    cross = state.get("encoder.layer.0.crossattention.self.key.weight")
+    if cross_attention and cross is not None and len(_shape(cross)) == 2:
+        found["encoder_width"] = (
+            f"encoder.layer.0.crossattention.self.key.weight has {_shape(cross)[1]} columns",
+            _shape(cross)[1],
+        )
+    return found
+
+
 def check_sizes(
     config: Mapping[str, Any],
-    state: Mapping[str, Any],
+    state: Mapping[str, Tensor],
     *,
     part: str,
     config_path: Path | str,
@@ -291,41 +308,8 @@ def check_sizes(
     CheckpointError
         Naming the configuration key, its value and the tensor shape it contradicts.
     """
-    sizes = {}
-    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "max_position_embeddings") + (("encoder_width",) if cross_attention else ()):  # fmt: skip
-        value = config.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise CheckpointError(f"{config_path}: {key}={value!r} is not a positive integer.")
-        sizes[key] = value
-    state = _strip_prefix(dict(state), {_WORDS})
-    layers = {int(match.group(1)) for key in state if (match := _LAYER.match(key))}
-    found: dict[str, tuple[str, int]] = {}
-    words = state.get(_WORDS)
-    if words is not None and len(_shape(words)) == 2:
-        found["vocab_size"] = (f"{_WORDS} has {_shape(words)[0]} rows", _shape(words)[0])
-        found["hidden_size"] = (f"{_WORDS} has {_shape(words)[1]} columns", _shape(words)[1])
-    positions = state.get(_POSITIONS)
-    if positions is not None and len(_shape(positions)) == 2:
-        found["max_position_embeddings"] = (
-            f"{_POSITIONS} has {_shape(positions)[0]} rows",
-            _shape(positions)[0],
-        )
-    found["num_hidden_layers"] = (f"the weights have {len(layers)} layers (encoder.layer.N)", len(layers))
-    inner = state.get("encoder.layer.0.intermediate.dense.weight")
-    if inner is not None and len(_shape(inner)) == 2:
-        found["intermediate_size"] = (
-            f"encoder.layer.0.intermediate.dense.weight has {_shape(inner)[0]} rows",
-            _shape(inner)[0],
-        )
-    cross = state.get("encoder.layer.0.crossattention.self.key.weight")
-    if cross_attention and cross is not None and len(_shape(cross)) == 2:
-        found["encoder_width"] = (
-            f"encoder.layer.0.crossattention.self.key.weight has {_shape(cross)[1]} columns",
-            _shape(cross)[1],
-        )
+    sizes = _declared_sizes(config, config_path, cross_attention)
+    found = _found_sizes(state, cross_attention)
     problems = []
     for key, value in sizes.items():
         if key in found and found[key][1] != value:
@@ -354,184 +338,3 @@ def check_sizes(
             + ". The model is not built (it would allocate what the configuration says). Check that config.json "
             "belongs to the weights next to it, or restore it from the original checkpoint."
         )
-
-
-# --- whole-or-nothing folders with a manifest ----------------------------------------------------
-
-#: Written last into every folder scelmo saves: each file's size and SHA-256.
-MANIFEST = "scelmo_manifest.json"
-_MANIFEST_FORMAT = "scelmo.manifest"
-_MANIFEST_VERSION = 1
-_CHUNK = 1 << 20
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _files(folder: Path) -> list[str]:
-    """Files under ``folder`` (relative POSIX paths), hidden ones (``.DS_Store``...) and the manifest aside."""
-    out = []
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder)
-        if (
-            path.is_file()
-            and not any(piece.startswith(".") for piece in rel.parts)
-            and rel.as_posix() != MANIFEST
-        ):
-            out.append(rel.as_posix())
-    return sorted(out)
-
-
-def write_manifest(folder: Path, *, writer: str, version: int) -> Path:
-    """Write ``scelmo_manifest.json`` listing every file of ``folder`` with its size and SHA-256.
-
-    Parameters
-    ----------
-    folder
-        The finished folder (the manifest is the last file written).
-    writer, version
-        The format that wrote the folder (``"scelmo.langcell"``, 1), recorded in the manifest.
-
-    Returns
-    -------
-    The manifest's path.
-    """
-    files = {
-        name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
-        for name in _files(folder)
-    }
-    manifest = {
-        "format": _MANIFEST_FORMAT,
-        "version": _MANIFEST_VERSION,
-        "writer": writer,
-        "writer_version": int(version),
-        "files": files,
-    }
-    path = folder / MANIFEST
-    with path.open("w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return path
-
-
-def verify_folder(folder: Path, *, marker: str, writer: str) -> bool:
-    """Check a checkpoint folder against its manifest; refuse a scelmo folder that has none.
-
-    Parameters
-    ----------
-    folder
-        The checkpoint folder.
-    marker
-        A file only scelmo writes there (``langcell_config.json``): with it and no manifest the
-        folder is an unfinished or damaged save.
-    writer
-        The expected writer in the manifest (``"scelmo.langcell"``).
-
-    Returns
-    -------
-    ``True`` if a manifest was checked, ``False`` for a folder not written by scelmo (no
-    manifest, no marker: the original layout).
-
-    Raises
-    ------
-    CheckpointError
-        Naming the file that is missing, truncated, changed, unlisted, or the missing manifest.
-    """
-    path = folder / MANIFEST
-    if not path.is_file():
-        if (folder / marker).exists():
-            raise CheckpointError(
-                f"{folder} was written by scelmo ({marker} is there) but has no {MANIFEST}: the save did not "
-                "finish, or files were removed or copied without it. Save the model again (or copy the whole "
-                "folder)."
-            )
-        return False
-    manifest = read_json(path, "the checkpoint's manifest")
-    if manifest.get("format") != _MANIFEST_FORMAT or not isinstance(manifest.get("files"), dict):
-        raise CheckpointError(f"{path} is not a scelmo manifest (format {manifest.get('format')!r}).")
-    if int(manifest.get("version", 0)) > _MANIFEST_VERSION:
-        raise CheckpointError(
-            f"{path} was written by a newer scelmo (manifest version {manifest['version']}); upgrade scelmo."
-        )
-    if manifest.get("writer") != writer:
-        raise CheckpointError(
-            f"{path} says the folder holds a {manifest.get('writer')!r} checkpoint, not {writer!r}: load it with "
-            "the matching class."
-        )
-    listed: dict[str, Any] = manifest["files"]
-    for name, entry in sorted(listed.items()):
-        file = folder / name
-        if not file.is_file():
-            raise CheckpointError(
-                f"{file} is missing: the checkpoint {folder} is incomplete ({MANIFEST} lists it)."
-            )
-        size = file.stat().st_size
-        if size != int(entry.get("size", -1)):
-            raise CheckpointError(
-                f"{file} has {size} bytes but {MANIFEST} says {entry.get('size')}: the file is truncated or was "
-                "replaced. Restore the checkpoint folder, or save the model again."
-            )
-        if _sha256(file) != entry.get("sha256"):
-            raise CheckpointError(
-                f"{file} does not match its SHA-256 in {MANIFEST}: the file is corrupt or was changed. Restore "
-                "the checkpoint folder, or save the model again."
-            )
-    extra = [name for name in _files(folder) if name not in listed]
-    if extra:
-        raise CheckpointError(
-            f"{folder / extra[0]} is not in {MANIFEST}"
-            + (f" (nor {len(extra) - 1} more)" if len(extra) > 1 else "")
-            + ": files were added to a checkpoint saved by scelmo, which could change what loads. Remove them."
-        )
-    return True
-
-
-@contextlib.contextmanager
-def checkpoint_folder(
-    path: str | os.PathLike[str],
-    *,
-    overwrite: bool,
-    writer: str,
-    version: int,
-    replaceable: Iterable[str],
-) -> Iterator[Path]:
-    """Write a checkpoint folder whole or not at all, with its manifest written last.
-
-    The caller writes every file into the yielded (empty, temporary) folder; then
-    :func:`write_manifest` runs and :func:`scelmo._atomic.atomic_folder` moves the folder into
-    place (an existing one is moved aside first and removed once the new one is in place). On
-    any error the temporary folder is removed and ``path`` is left as it was.
-
-    Parameters
-    ----------
-    path
-        The folder to create or replace.
-    overwrite
-        Replace an existing non-empty folder (only a checkpoint: see ``replaceable``).
-    writer, version
-        Recorded in the manifest.
-    replaceable
-        Names (files or folders) of which at least one must be in an existing non-empty folder
-        for ``overwrite`` to replace it: a folder holding other things is never deleted.
-    """
-    root = Path(os.path.abspath(path))
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root} exists and is not a folder.")
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{root} is not empty; pass overwrite=True to replace it.")
-        if not any((root / name).exists() for name in replaceable):
-            raise FileExistsError(
-                f"{root} holds files but no checkpoint (none of {sorted(replaceable)}); overwrite=True "
-                "replaces only a checkpoint folder, as a whole. Save into a new or empty folder."
-            )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_folder(root) as staging:
-        yield staging
-        write_manifest(staging, writer=writer, version=version)

@@ -21,6 +21,10 @@ TEXT_MAX_LENGTH = 512
 EMBED_DIM = 256
 #: Temperature of the cell-text similarity logits.
 TEMPERATURE = 0.05
+#: Weight of the similarity probabilities in zero-shot scoring (LangCell's published setting).
+ZEROSHOT_ALPHA = 0.1
+#: Largest number of (cell, class) pairs sent through the text encoder at once in zero-shot scoring.
+MAX_PAIRS = 512
 
 #: Folder and file names of the original checkpoint layout.
 CELL_BERT_DIR = "cell_bert"

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..._optional import import_optional
 from ...cell_tokens import CellTokens
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch import device as Device
+    from torch import dtype as DType
+    from transformers import BertModel
+
+    from ._network import LangCellNetwork
 
 torch = import_optional("torch", "langcell", purpose="LangCell")
 
@@ -24,7 +32,7 @@ _DTYPES = {
 }
 
 
-def resolve_dtype(dtype: Any) -> Any:
+def resolve_dtype(dtype: str | DType | None) -> DType | None:
     """``None``/``"fp32"`` -> ``None`` (full precision); ``"bf16"``, ``"fp16"`` or a torch dtype -> that dtype."""
     if dtype is None:
         return None
@@ -50,7 +58,7 @@ CPU_MAX_TOKENS = 8192
 SCORES_PER_POSITION = 1024
 
 
-def resolve_max_tokens(max_tokens: int | str | None, device: Any) -> int | None:
+def resolve_max_tokens(max_tokens: int | str | None, device: str | Device) -> int | None:
     """``"auto"`` -> :data:`CPU_MAX_TOKENS` on the CPU and no limit on accelerators (they want large batches)."""
     if max_tokens == "auto":
         return CPU_MAX_TOKENS if torch.device(device).type == "cpu" else None
@@ -185,7 +193,7 @@ def _batches(
         yield index, ids, mask
 
 
-def _cls_only_last_layer_supported(bert: Any) -> bool:
+def _cls_only_last_layer_supported(bert: BertModel) -> bool:
     """Whether :func:`cls_hidden_state` may compute the last layer for ``<cls>`` alone.
 
     True for a plain (absolute positions, encoder-only) Hugging Face ``BertModel``, whose last
@@ -203,7 +211,7 @@ def _cls_only_last_layer_supported(bert: Any) -> bool:
     )
 
 
-def cls_hidden_state(bert: Any, input_ids: Any, attention_mask: Any) -> Any:
+def cls_hidden_state(bert: BertModel, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     """``bert(input_ids, attention_mask).last_hidden_state[:, 0]``, with the last layer run for ``<cls>`` only.
 
     Every layer but the last runs as usual (all positions feed the last layer's keys and
@@ -249,7 +257,7 @@ def cls_hidden_state(bert: Any, input_ids: Any, attention_mask: Any) -> Any:
     heads = attention.num_attention_heads
     width = attention.attention_head_size
 
-    def split(x: Any) -> Any:
+    def split(x: Tensor) -> Tensor:
         return x.view(x.shape[0], x.shape[1], heads, width).transpose(1, 2)
 
     query = split(attention.query(hidden[:, :1]))
@@ -267,12 +275,12 @@ def cls_hidden_state(bert: Any, input_ids: Any, attention_mask: Any) -> Any:
 
 
 def encode_cell_tokens(
-    model: Any,
+    model: LangCellNetwork,
     tokens: CellTokens,
     *,
     batch_size: int = 32,
     max_tokens: int | str | None = "auto",
-    dtype: Any = None,
+    dtype: str | DType | None = None,
     store_cls: bool = False,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:

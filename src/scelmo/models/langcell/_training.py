@@ -21,13 +21,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..._optional import import_optional
 from ...cell_tokens import CellTokens
 from ._encode import check_token_ids
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch import device as Device
+    from torch.nn import Module
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LambdaLR
+    from tqdm.auto import tqdm
+
+    from ._network import LangCellNetwork
 
 torch = import_optional("torch", "langcell", purpose="LangCell training")
 F = torch.nn.functional
@@ -82,7 +92,7 @@ def length_grouped_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int) -> Any:
+def linear_schedule(optimizer: Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
     """Linear warm-up from 0 to the learning rate over ``warmup_steps``, then linear decay to 0 at ``total_steps``.
 
     The schedule of Hugging Face's ``get_linear_schedule_with_warmup``.
@@ -122,7 +132,7 @@ def scaled_warmup(warmup_steps: int, total_steps: int, max_fraction: float = 0.1
     return int(min(warmup_steps, math.ceil(max_fraction * total_steps)))
 
 
-def decay_groups(module: Any, weight_decay: float) -> list[dict[str, Any]]:
+def decay_groups(module: Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW parameter groups: weight decay on weights, none on biases and LayerNorm weights (as Hugging Face's Trainer).
 
     Examples
@@ -147,7 +157,9 @@ def decay_groups(module: Any, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
-def _batch_tensors(model: Any, tokens: CellTokens, index: np.ndarray, device: Any) -> tuple[Any, Any]:
+def _batch_tensors(
+    model: LangCellNetwork, tokens: CellTokens, index: np.ndarray, device: Device
+) -> tuple[Tensor, Tensor]:
     """Padded ``input_ids`` and ``attention_mask`` of some cells (``<cls>`` first), on ``device``."""
     ids, mask = tokens.pad(
         index,
@@ -199,7 +211,7 @@ class TrainingHistory:
         return cls(loss, accuracy, {k: [float(x) for x in v] for k, v in values.items()})
 
 
-def _epochs(n_epochs: int, progress: bool, total: int, desc: str) -> Iterator[tuple[int, Any]]:
+def _epochs(n_epochs: int, progress: bool, total: int, desc: str) -> Iterator[tuple[int, tqdm]]:
     """Epoch numbers with one progress bar over all minibatches."""
     from tqdm.auto import tqdm
 
@@ -208,8 +220,43 @@ def _epochs(n_epochs: int, progress: bool, total: int, desc: str) -> Iterator[tu
             yield epoch, bar
 
 
+def _few_shot_epoch(
+    model: LangCellNetwork,
+    tokens: CellTokens,
+    batches: Iterator[np.ndarray],
+    y_all: Tensor,
+    text_inputs: dict[str, Tensor],
+    optimizer: Optimizer,
+    temperature: float,
+    bar: tqdm,
+) -> tuple[np.ndarray, int]:
+    """One few-shot pass: summed (loss, loss_sim, loss_ctm) and the number of correct predictions."""
+    device = model.device
+    sums = np.zeros(3)
+    correct = 0
+    for index in batches:
+        ids, mask = _batch_tensors(model, tokens, index, device)
+        y = y_all[torch.from_numpy(index).to(device)]
+        text_emb = model.encode_texts(text_inputs)
+        cell_emb, hidden = model.encode_cells(ids, mask)
+        sim = cell_emb @ text_emb.T / temperature
+        match = model.ctm_match_probs(text_inputs, hidden, mask)
+        loss_sim = F.cross_entropy(sim, y)
+        loss_ctm = F.cross_entropy(match, y)
+        loss = loss_sim + loss_ctm
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            score = sim.softmax(-1) + match.softmax(-1)
+            correct += int((score.argmax(-1) == y).sum())
+        sums += np.array([loss.item(), loss_sim.item(), loss_ctm.item()]) * len(index)
+        bar.update(1)
+    return sums, correct
+
+
 def train_few_shot(
-    model: Any,
+    model: LangCellNetwork,
     tokens: CellTokens,
     labels: np.ndarray,
     texts: Sequence[str],
@@ -284,7 +331,6 @@ def train_few_shot(
     text_inputs = model.tokenize_texts(texts)  # once: the texts do not change, the encoder does
     y_all = torch.from_numpy(labels).to(device)
     rng = np.random.default_rng(seed)
-    lengths = tokens.lengths
     history = TrainingHistory(parts={"loss_sim": [], "loss_ctm": []})
     n_batches = -(-tokens.n_cells // batch_size)
 
@@ -294,26 +340,10 @@ def train_few_shot(
         model.ctm_head.eval()
         try:
             for _, bar in _epochs(epochs, progress, epochs * n_batches, "LangCell few-shot"):
-                sums = np.zeros(3)
-                correct = 0
-                for index in length_grouped_batches(lengths, batch_size, rng):
-                    ids, mask = _batch_tensors(model, tokens, index, device)
-                    y = y_all[torch.from_numpy(index).to(device)]
-                    text_emb = model.encode_texts(text_inputs)
-                    cell_emb, hidden = model.encode_cells(ids, mask)
-                    sim = cell_emb @ text_emb.T / temperature
-                    match = model.ctm_match_probs(text_inputs, hidden, mask)
-                    loss_sim = F.cross_entropy(sim, y)
-                    loss_ctm = F.cross_entropy(match, y)
-                    loss = loss_sim + loss_ctm
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    with torch.no_grad():
-                        score = sim.softmax(-1) + match.softmax(-1)
-                        correct += int((score.argmax(-1) == y).sum())
-                    sums += np.array([loss.item(), loss_sim.item(), loss_ctm.item()]) * len(index)
-                    bar.update(1)
+                batches = length_grouped_batches(tokens.lengths, batch_size, rng)
+                sums, correct = _few_shot_epoch(
+                    model, tokens, batches, y_all, text_inputs, optimizer, temperature, bar
+                )
                 sums /= tokens.n_cells
                 history.loss.append(float(sums[0]))
                 history.parts["loss_sim"].append(float(sums[1]))
