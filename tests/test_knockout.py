@@ -145,6 +145,21 @@ def test_zero_shot_screen_ranks_the_planted_driver_first():
     pd.testing.assert_frame_equal(screen, again)
 
 
+def test_zero_shot_screen_reads_a_layer_or_raw():
+    adata, table = disease_data(n_cells=40, driver_rate=20.0)
+    kwargs = {"control": "healthy", "n_perm": 50, "n_bins": 2, "key_added": None}
+    expected = se.tl.in_silico_knockout(table, adata, [DRIVER, "G3"], "condition", **kwargs)
+    moved = adata.copy()
+    moved.raw = adata
+    moved.layers["log1p"] = adata.X.copy()
+    moved.X = sp.csr_matrix(adata.shape, dtype=np.float32)  # nothing left in X
+    for where in ({"use_raw": True}, {"layer": "log1p"}):
+        screen = se.tl.in_silico_knockout(table, moved, [DRIVER, "G3"], "condition", **kwargs, **where)
+        pd.testing.assert_frame_equal(screen, expected)
+    with pytest.raises(ValueError, match="No gene with an embedding is expressed"):
+        se.tl.in_silico_knockout(table, moved, [DRIVER], "condition", **kwargs)
+
+
 @pytest.fixture(scope="module")
 def adapter_on_condition():
     """An adapter trained to tell disease from control (seeded)."""
@@ -179,8 +194,28 @@ def test_adapter_screen_ranks_the_planted_driver_first(adapter_on_condition):
     )
     assert subset.loc[DRIVER, "shift"] == pytest.approx(screen.loc[DRIVER, "shift"])
     assert subset.loc[DRIVER, "p_value"] == pytest.approx(screen.loc[DRIVER, "p_value"])
+    # The same screen from the adapter's public parts: its adapted table, mode and layer.
+    assert (model.mode, model.layer) == ("wa", None)
+    disease = (adata.obs["condition"] == "disease").to_numpy()
+    direct = knockout_screen(
+        adata.X,
+        model.get_adapted_gene_embeddings(),
+        adata.var_names,
+        disease,
+        ~disease,
+        [DRIVER, "G3"],
+        mode=model.mode,
+        keyed_by_var_names=True,
+        n_perm=500,
+        n_bins=5,
+    )
+    pd.testing.assert_frame_equal(direct, subset)
     with pytest.raises(ValueError, match="an adapter uses its own layer"):
         se.tl.in_silico_knockout(model, adata, [DRIVER], "condition", control="healthy", layer="x")
+    with pytest.raises(ValueError, match="an adapter uses its own layer"):
+        se.tl.in_silico_knockout(model, adata, [DRIVER], "condition", control="healthy", use_raw=True)
+    with pytest.raises(ValueError, match="other genes than the model"):
+        se.tl.in_silico_knockout(model, adata[:, 1:].copy(), [DRIVER], "condition", control="healthy")
 
 
 def test_gene_set_screen(adapter_on_condition):

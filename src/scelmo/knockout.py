@@ -225,7 +225,7 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
 
 def knockout_screen(
     matrix: Any,
-    table: np.ndarray,
+    table: np.ndarray | GeneEmbeddings,
     var_names: Sequence[str] | pd.Index,
     disease: np.ndarray,
     control: np.ndarray,
@@ -233,6 +233,7 @@ def knockout_screen(
     *,
     mode: Mode = "wa",
     embedded: np.ndarray | None = None,
+    keyed_by_var_names: bool = False,
     n_perm: int = 1000,
     n_bins: int = 20,
     alternative: Alternative = "greater",
@@ -245,7 +246,9 @@ def knockout_screen(
     matrix
         Cells x genes expression (all cells).
     table
-        Genes x dims gene table aligned to the columns.
+        The gene table: a :class:`~scelmo.GeneEmbeddings` (text-derived for the zero-shot
+        screen, or an adapter's, :meth:`scelmo.models.ElmoAdapter.get_adapted_gene_embeddings`),
+        matched to ``var_names`` here; or a genes x dims array aligned to the columns.
     var_names
         Names of the columns.
     disease, control
@@ -255,8 +258,13 @@ def knockout_screen(
     mode
         ``"wa"`` or ``"aa"``.
     embedded
-        Boolean mask of genes with an embedding (default: non-zero table rows); only these
-        enter the null.
+        Boolean mask of genes with an embedding (default: the matched genes of a
+        :class:`~scelmo.GeneEmbeddings`, the non-zero rows of an array); only these enter the
+        null.
+    keyed_by_var_names
+        The :class:`~scelmo.GeneEmbeddings` is keyed by names of the columns (an adapter's
+        table): match them exactly. By default they are matched as
+        :meth:`scelmo.GeneEmbeddings.align` does.
     n_perm
         Null genes (or sets) per candidate, drawn without replacement from its expression bin
         (fewer when the bin is smaller; the count is reported as ``n_null``).
@@ -287,8 +295,19 @@ def knockout_screen(
     >>> screen = knockout_screen(X, E, names, disease, ~disease, names, n_bins=1)
     >>> screen.index[0]
     'g0'
+
+    With a :class:`~scelmo.GeneEmbeddings` keyed by the same names:
+
+    >>> import scelmo as se
+    >>> table = se.GeneEmbeddings(names, E)
+    >>> same = knockout_screen(X, table, names, disease, ~disease, names, n_bins=1, keyed_by_var_names=True)
+    >>> same.index[0]
+    'g0'
     """
     var_index = pd.Index(np.asarray(var_names, dtype=object).astype(str))
+    if isinstance(table, GeneEmbeddings):
+        table, matched = _aligned(table, var_index, keyed_by_var_names)
+        embedded = matched if embedded is None else embedded
     x = _as_csr64(matrix)
     table = np.asarray(table, dtype=np.float64)
     disease, control = _check_screen(x, table, var_index, disease, control, n_perm)
@@ -345,75 +364,15 @@ def knockout_screen(
     return _ranked(result, null_draws, alternative, single)
 
 
-def screen_gene_embeddings(
-    matrix: Any,
-    gene_embeddings: GeneEmbeddings,
-    var_names: Sequence[str] | pd.Index,
-    disease: np.ndarray,
-    control: np.ndarray,
-    genes: Sequence[str] | Mapping[str, Sequence[str]],
-    *,
-    mode: Mode = "wa",
-    keyed_by_var_names: bool = False,
-    n_perm: int = 1000,
-    n_bins: int = 20,
-    alternative: Alternative = "greater",
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The knockout screen with a :class:`~scelmo.GeneEmbeddings` table matched to the columns.
-
-    Parameters
-    ----------
-    matrix
-        Cells x genes expression (all cells).
-    gene_embeddings
-        The gene table: a text-derived one (zero-shot), or an adapter's adapted table
-        (:meth:`scelmo.models.ElmoAdapter.get_adapted_gene_embeddings`).
-    var_names
-        Names of the columns.
-    disease, control, genes, mode, n_perm, n_bins, alternative, seed
-        As for :func:`knockout_screen`.
-    keyed_by_var_names
-        The table's genes are names of the columns (an adapter's table): match them exactly.
-        By default they are matched as :meth:`scelmo.GeneEmbeddings.align` does.
-
-    Returns
-    -------
-    :func:`knockout_screen`'s table; only genes with a table row enter the null.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import scelmo as se
-    >>> from scelmo.knockout import screen_gene_embeddings
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.poisson(1.0, (40, 30)).astype(float)
-    >>> X[:20, 0] += 10  # gene 0 up in the disease cells
-    >>> names = [f"g{i}" for i in range(30)]
-    >>> table = se.GeneEmbeddings(names, rng.normal(size=(30, 8)))
-    >>> disease = np.arange(40) < 20
-    >>> screen = screen_gene_embeddings(X, table, names, disease, ~disease, names, n_bins=1, keyed_by_var_names=True)
-    >>> screen.index[0]
-    'g0'
-    """
+def _aligned(
+    gene_embeddings: GeneEmbeddings, var_index: pd.Index, keyed_by_var_names: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The table's rows aligned to the columns, and the mask of the columns that have one."""
     if keyed_by_var_names:
-        aligned = gene_embeddings.align(var_names, match="exact", min_coverage=0.0)
+        aligned = gene_embeddings.align(var_index, match="exact", min_coverage=0.0)
     else:
-        aligned = gene_embeddings.align(var_names)
-    return knockout_screen(
-        matrix,
-        aligned.matrix,
-        var_names,
-        disease,
-        control,
-        genes,
-        mode=mode,
-        embedded=aligned.matched,
-        n_perm=n_perm,
-        n_bins=n_bins,
-        alternative=alternative,
-        seed=seed,
-    )
+        aligned = gene_embeddings.align(var_index)
+    return aligned.matrix, aligned.matched
 
 
 def _check_screen(

@@ -8,7 +8,8 @@ ImportError naming the extra to install (``pip install 'scelmo[adapter]'``).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._optional import import_optional
@@ -55,3 +56,24 @@ def scvi_attribute(package: str, lazy: Mapping[str, str], name: str, *, purpose:
     for module in SCVI_REQUIREMENTS:
         import_optional(module, "adapter", purpose=purpose)
     return getattr(importlib.import_module(lazy[name], package), name)
+
+
+def scvi_lazy_package(
+    package: str, lazy: Mapping[str, str], *, purpose: str
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` of a package whose ``lazy`` names need torch and scvi-tools.
+
+    Examples
+    --------
+    In the package's ``__init__.py``:
+
+    >>> __getattr__, __dir__ = scvi_lazy_package(__name__, {"ElmoAdapter": "._model"}, purpose="ElmoAdapter")  # doctest: +SKIP
+    """
+
+    def __getattr__(name: str) -> Any:
+        return scvi_attribute(package, lazy, name, purpose=purpose)
+
+    def __dir__() -> list[str]:
+        return sorted([*vars(sys.modules[package]), *lazy])
+
+    return __getattr__, __dir__

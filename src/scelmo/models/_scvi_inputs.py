@@ -87,10 +87,10 @@ def check_model_values(matrix: object, *, where: str, rows: int | None = None) -
     --------
     >>> import numpy as np
     >>> from scelmo.models._scvi_inputs import check_model_values
-    >>> check_model_values(np.array([[0.0, -1.0]]), where="adata.X")
+    >>> check_model_values(np.array([[0.0, -1.0]]), where="adata.X")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: adata.X has negative values (cell 0 has -1), ...
+    ValueError: adata.X has negative values... These models read adata.X or a layer, not adata.raw: ...
     """
     try:
         if rows is None:

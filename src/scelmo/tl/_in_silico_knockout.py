@@ -14,7 +14,7 @@ from .._anndata import check_key, expression_matrix
 from .._checks import check_matrix
 from .._logging import logger
 from ..gene_embeddings import GeneEmbeddings
-from ..knockout import screen_gene_embeddings
+from ..knockout import knockout_screen
 from ..models._scvi_inputs import check_same_genes
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def in_silico_knockout(
         table, used_mode, source = _adapter_table(model, adata, layer=layer, use_raw=use_raw)
         expression = expression_matrix(adata, layer=model.layer, use_raw=False)
     check_matrix(expression.matrix, where=expression.where, require="nonnegative")
-    result = screen_gene_embeddings(
+    result = knockout_screen(
         expression.matrix,
         table,
         expression.var_names,

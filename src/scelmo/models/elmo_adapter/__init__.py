@@ -6,9 +6,7 @@ that the torch-free helpers in ``_data`` can be used without them.
 
 from __future__ import annotations
 
-from typing import Any
-
-from .._lazy import scvi_attribute
+from .._lazy import scvi_lazy_package
 
 __all__ = [
     "ElmoAdapter",
@@ -27,9 +25,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    return scvi_attribute(__name__, _LAZY, name, purpose="ElmoAdapter")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = scvi_lazy_package(__name__, _LAZY, purpose="ElmoAdapter")

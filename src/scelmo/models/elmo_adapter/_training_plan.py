@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Literal
 
 import lightning.pytorch as pl
 import torch
@@ -198,7 +198,7 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         if self.best_state is not None:
             self.module.load_state_dict(self.best_state)
 
-    def configure_optimizers(self) -> Any:
+    def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters."""
         params = [p for p in self.module.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)

@@ -12,9 +12,7 @@ heavy; the model is imported on first access.
 
 from __future__ import annotations
 
-from typing import Any
-
-from .._lazy import scvi_attribute
+from .._lazy import scvi_lazy_package
 from ._cinemaot import cinemaot
 from ._data import PerturbationShifts, pearson_top_de, perturbation_shifts
 from ._evaluate import RIDGE_ALPHAS, evaluate_perturbation_prediction
@@ -36,9 +34,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    return scvi_attribute(__name__, _LAZY, name, purpose="ElmoPerturbation")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = scvi_lazy_package(__name__, _LAZY, purpose="ElmoPerturbation")

@@ -82,15 +82,9 @@ def evaluate_perturbation_prediction(
         aligned = gene_embeddings.align(shifts.perturbations, min_coverage=0.0)
     except ValueError as err:
         raise ValueError(f"No perturbed gene of obs[{perturbation_key!r}] is in the gene table.") from err
-    usable = shifts.perturbations[aligned.matched]
-    if test_perturbations is None:
-        train_names, test_names = split_perturbations(usable, test_size, seed)
-    else:
-        test_names = np.asarray([str(p) for p in test_perturbations], dtype=object)
-        unknown = set(test_names) - set(usable)
-        if unknown:
-            raise ValueError(f"Test perturbations without cells or embedding: {sorted(unknown)[:5]}.")
-        train_names = np.asarray([p for p in usable if p not in set(test_names)], dtype=object)
+    train_names, test_names = _train_test(
+        shifts.perturbations[aligned.matched], test_perturbations, test_size, seed
+    )
     position = pd.Index(shifts.perturbations)
     train_rows, test_rows = position.get_indexer(train_names), position.get_indexer(test_names)
     embeddings = aligned.matrix.astype(np.float64)
@@ -134,3 +128,16 @@ def evaluate_perturbation_prediction(
         "ridge_alpha": float(ridge.alpha_),
     }
     return result
+
+
+def _train_test(
+    usable: pd.Index, test_perturbations: Sequence[str] | None, test_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out perturbations among the ``usable`` ones (with cells and an embedding)."""
+    if test_perturbations is None:
+        return split_perturbations(usable, test_size, seed)
+    test_names = np.asarray([str(p) for p in test_perturbations], dtype=object)
+    unknown = set(test_names) - set(usable)
+    if unknown:
+        raise ValueError(f"Test perturbations without cells or embedding: {sorted(unknown)[:5]}.")
+    return np.asarray([p for p in usable if p not in set(test_names)], dtype=object), test_names
