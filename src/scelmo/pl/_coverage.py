@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from .._anndata import expression_matrix
+from .._anndata import Expression, expression_matrix
 from .._matrix import iter_row_blocks
-from ..gene_embeddings import GeneEmbeddings
+from ..gene_embeddings import AlignedGeneEmbeddings, GeneEmbeddings
 from ._utils import finish, new_axes
 
 __all__ = ["coverage_per_cell", "gene_coverage"]
@@ -36,11 +36,22 @@ def coverage_per_cell(
     >>> coverage_per_cell(adata, se.GeneEmbeddings(["CD3E"], np.ones((1, 2)))).tolist()
     [0.25, 1.0]
     """
+    return _fractions(*_aligned(adata, gene_embeddings, layer, use_raw))
+
+
+def _aligned(
+    adata: AnnData, gene_embeddings: GeneEmbeddings, layer: str | None, use_raw: bool | None
+) -> tuple[Expression, AlignedGeneEmbeddings]:
+    """The expression matrix read and the table aligned to its genes."""
     expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
-    matrix = expression.matrix
-    matched = gene_embeddings.align(expression.var_names, min_coverage=0.0).matched.astype(np.float64)
-    out = np.zeros(adata.n_obs)
-    for start, stop, block in iter_row_blocks(matrix, 8192):
+    return expression, gene_embeddings.align(expression.var_names, min_coverage=0.0)
+
+
+def _fractions(expression: Expression, aligned: AlignedGeneEmbeddings) -> np.ndarray:
+    """Each cell's share of expression on the matched genes (0 for a cell without expression)."""
+    matched = aligned.matched.astype(np.float64)
+    out = np.zeros(expression.matrix.shape[0])
+    for start, stop, block in iter_row_blocks(expression.matrix, 8192):
         total = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
         covered = np.asarray(block @ matched).ravel()
         out[start:stop] = np.divide(covered, total, out=np.zeros_like(total), where=total > 0)
@@ -96,13 +107,11 @@ def gene_coverage(
     >>> ax = se.pl.gene_coverage(adata, table)
     """
     if gene_embeddings is not None:
-        fractions = coverage_per_cell(adata, gene_embeddings, layer=layer, use_raw=use_raw)
-        expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
-        source = expression.source
-        aligned = gene_embeddings.align(expression.var_names, min_coverage=0.0)
+        expression, aligned = _aligned(adata, gene_embeddings, layer, use_raw)
+        fractions = _fractions(expression, aligned)
         fig, ax = new_axes(ax, (5.0, 3.5))
         ax.hist(fractions, bins=bins, range=(0.0, 1.0), color="tab:blue")
-        ax.set_xlabel(f"fraction of expression on genes in the table ({source})")
+        ax.set_xlabel(f"fraction of expression on genes in the table ({expression.source})")
         ax.set_ylabel("cells")
         ax.set_title(
             f"{aligned.n_matched} of {len(expression.var_names)} genes matched ({aligned.coverage:.1%}); "
