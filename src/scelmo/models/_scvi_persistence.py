@@ -250,8 +250,9 @@ def _writer(cls: type) -> str:
 class SafePersistence:
     """``save`` / ``load`` for scvi-tools models in safe formats (no pickle), whole or not at all.
 
-    Mixed into :class:`~scelmo.models.ElmoAdapter` and :class:`~scelmo.models.ElmoPerturbation`
-    before :class:`scvi.model.base.BaseModelClass`; the module layout is in
+    Part of :class:`scelmo.models._scvi_base.ScviModel`, the base of
+    :class:`~scelmo.models.ElmoAdapter` and :class:`~scelmo.models.ElmoPerturbation` (mixed in
+    before :class:`scvi.model.base.BaseModelClass`); the folder layout is in
     :mod:`scelmo.models._scvi_persistence`.
 
     Examples
