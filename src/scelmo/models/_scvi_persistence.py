@@ -12,7 +12,7 @@ with a folder that holds only data formats that cannot carry code::
     adata.h5ad               only with save(..., save_anndata=True)
     scelmo_manifest.json     every file's size and SHA-256, written last
 
-The folder is written by :func:`scelmo.models.langcell._checkpoint.checkpoint_folder` (the
+The folder is written by :func:`scelmo.models._checkpoint_folder.checkpoint_folder` (the
 package's one mechanism for whole-or-nothing folders, on top of
 :func:`scelmo._atomic.atomic_folder`): a save that fails part-way leaves the previous folder as
 it was, and a folder missing its manifest, or whose files differ from it, is refused on load
