@@ -11,9 +11,9 @@ import scanpy as sc
 from _pbmc_annotation import MARKERS, BagOfWords
 
 import scelmo as se
-from scelmo.annotation import _elmo_zeroshot
+from scelmo.annotation import _elmo_genes
 from scelmo.annotation._descriptions import parent_labels
-from scelmo.annotation._elmo_zeroshot import match_programs
+from scelmo.annotation._elmo_genes import match_programs
 from scelmo.annotation._gene_mentions import (
     GeneLexicon,
     class_mentions,
@@ -266,14 +266,14 @@ def test_rematch_gives_drifted_signatures_back(pbmc, table, monkeypatch):
         "cache": False,
     }
     se.tl.zeroshot_annotate(adata, MARKERS, key_added="plain", rematch=False, **kwargs)
-    refine = _elmo_zeroshot._refine
+    refine = _elmo_genes._refine
     cycle = [1, 2, 0, 3]
 
     def drifted(*args, **kw):
         scores, weights, info = refine(*args, **kw)
         return scores[:, cycle], weights[:, cycle], info
 
-    monkeypatch.setattr(_elmo_zeroshot, "_refine", drifted)
+    monkeypatch.setattr(_elmo_genes, "_refine", drifted)
     se.tl.zeroshot_annotate(adata, MARKERS, key_added="drifted", rematch=False, **kwargs)
     se.tl.zeroshot_annotate(adata, MARKERS, key_added="rematched", rematch=True, **kwargs)
     np.testing.assert_allclose(adata.obsm["drifted_probs"], adata.obsm["plain_probs"][:, cycle], rtol=1e-5)

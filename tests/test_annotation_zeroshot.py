@@ -220,32 +220,50 @@ def test_abstention_and_ontology_answers(pbmc, table):
 
 
 def test_langcell_dispatch(pbmc, monkeypatch):
+    """The runner hands LangCell's scorer the cells' tokens, one text per class and the options object."""
+    from scelmo.annotation import LangCellZeroShotOptions
+    from scelmo.cell_tokens import CellTokens
+
     adata = pbmc[:50].copy()
-    monkeypatch.setitem(sys.modules, "scelmo.annotation._langcell_zeroshot", None)
-    with pytest.raises(NotImplementedError, match="method='elmo'"):
-        se.tl.zeroshot_annotate(adata, MARKERS, method="langcell", model=object())
+    with pytest.raises(ValueError, match="needs model="):
+        se.tl.zeroshot_annotate(adata, MARKERS, method="langcell")
+    with pytest.raises(TypeError, match="unknown options \\['n_genes'\\]"):
+        se.tl.zeroshot_annotate(adata, MARKERS, method="langcell", model=object(), n_genes=3)
+    adata.obsm["langcell_tokens"] = CellTokens(np.arange(51) * 2, np.arange(100) + 10).to_sparse()
     seen = {}
 
-    def langcell_scores(adata, texts, model, **kwargs):
-        seen.update(texts=texts, kwargs=kwargs)
-        probs = np.tile(np.arange(1, len(texts) + 1, dtype=float), (adata.n_obs, 1))
+    def langcell_token_scores(tokens, texts, model, options):
+        seen.update(n_cells=tokens.n_cells, texts=texts, options=options)
+        probs = np.tile(np.arange(1, len(texts) + 1, dtype=float), (tokens.n_cells, 1))
         return probs / probs.sum(1, keepdims=True), {
             "checkpoint_hash": "f00d",
             "provenance": {"path": "ckpt"},
         }
 
     fake = types.ModuleType("scelmo.annotation._langcell_zeroshot")
-    fake.langcell_scores = langcell_scores
+    fake.langcell_token_scores = langcell_token_scores
     monkeypatch.setitem(sys.modules, "scelmo.annotation._langcell_zeroshot", fake)
     frame = se.pp.celltype_descriptions(list(MARKERS))
     se.tl.zeroshot_annotate(adata, frame, method="langcell", model=object(), alpha=0.1, key_added="lc")
     assert seen["texts"] == frame["text"].tolist()  # one LangCell text per class
-    assert seen["kwargs"] == {"alpha": 0.1}
+    assert seen["n_cells"] == 50
+    assert seen["options"] == LangCellZeroShotOptions(alpha=0.1)
     assert (adata.obs["lc"] == "monocyte").all()
     assert adata.uns["lc"]["checkpoint_hash"] == "f00d"
     assert adata.uns["lc"]["method"] == "langcell"
     assert adata.uns["lc"]["params"]["alpha"] == 0.1
     assert adata.obsm["lc_probs"].shape == (50, 4)
+    # the same options as one object
+    se.tl.zeroshot_annotate(
+        adata,
+        frame,
+        method="langcell",
+        model=object(),
+        options=LangCellZeroShotOptions(alpha=0.3),
+        key_added="lc",
+    )
+    assert seen["options"].alpha == 0.3
+    assert adata.uns["lc"]["params"]["alpha"] == 0.3
 
 
 def test_real_local_encoder_end_to_end(pbmc):
@@ -321,7 +339,7 @@ def test_self_training_keeps_the_genes_its_text_selected():
     ribosomal program. The data half of its refined signature is ribosomal (the drift the construction
     invites), but its text genes stay in it with at least half their text weight, in every round."""
     from scelmo.annotation._elmo_refine import anchored_refine
-    from scelmo.annotation._elmo_zeroshot import _Standardised
+    from scelmo.annotation._standardised import Standardised
 
     adata, table, texts = _drifting_cells()
     for refine in (1, 3):
@@ -340,7 +358,7 @@ def test_self_training_keeps_the_genes_its_text_selected():
         for cls in texts:
             assert set(uns["genes"][cls]) <= set(uns["refined_genes"][cls]), (cls, refine)
         assert {"PF4", "PPBP"} <= set(uns["refined_genes"]["platelet"])
-    standardised = _Standardised(adata.X)
+    standardised = Standardised(adata.X)
     text = np.zeros((adata.n_vars, 3))
     text[[0, 1], 0] = text[[2, 3], 1] = text[[4, 5], 2] = 0.5
     _, weights, info = anchored_refine(standardised, text, 4, 3)
@@ -385,21 +403,21 @@ def test_a_class_whose_text_matches_nothing_takes_no_cells(pbmc, table):
 def test_unspell_removes_what_the_symbol_alone_explains(pbmc, table):
     """Known answer: the gene vectors after ``unspell`` are orthogonal to their symbol's embedding,
     and a gene whose text is only its symbol keeps nothing of it."""
-    from scelmo.annotation._elmo_zeroshot import _project_out_symbols
+    from scelmo.annotation._elmo_text import project_out_symbols
 
     rng = np.random.default_rng(0)
     symbols = ["CD3E", "MS4A1", "LYZ"]
     spelled = BagOfWords().encode(symbols).astype(np.float64)
     rows = spelled + 0.5 * rng.normal(size=spelled.shape) / np.sqrt(spelled.shape[1])
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    out = _project_out_symbols(rows, symbols, BagOfWords(), False, None)
+    out = project_out_symbols(rows, symbols, BagOfWords(), False, None)
     np.testing.assert_allclose((out * spelled).sum(1), 0, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, rtol=1e-10)
     expected = rows - (rows * spelled).sum(1, keepdims=True) * spelled
     np.testing.assert_allclose(
         out, expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-5, atol=1e-7
     )
-    assert not _project_out_symbols(spelled, symbols, BagOfWords(), False, None).any()
+    assert not project_out_symbols(spelled, symbols, BagOfWords(), False, None).any()
     adata = pbmc.copy()
     se.tl.zeroshot_annotate(
         adata, MARKERS, gene_embeddings=table, encoder=BagOfWords(), n_genes=3, cache=False

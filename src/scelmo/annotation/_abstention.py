@@ -24,10 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._output import UNKNOWN
+
+if TYPE_CHECKING:
+    from ._ontology import CellOntology
 
 __all__ = ["Decision", "calibrate_threshold", "decide"]
 
@@ -55,6 +59,50 @@ class Decision:
     ancestor_ids: np.ndarray
 
 
+def _merge_close_classes(
+    probs: np.ndarray,
+    classes: list[str],
+    best: np.ndarray,
+    gap: float,
+    class_ontology: dict[str, str],
+    ontology: CellOntology | None,
+    labels: np.ndarray,
+    score: np.ndarray,
+    ancestor_ids: np.ndarray,
+) -> np.ndarray:
+    """Label each cell whose best classes are within ``gap`` by their nearest common ancestor.
+
+    ``labels``, ``score`` (the summed probability of the merged classes) and ``ancestor_ids``
+    are updated in place; returns which cells were merged.
+    """
+    if not any(class_ontology.get(c) for c in classes):
+        raise ValueError(
+            "ontology_gap needs Cell Ontology ids for the classes (class_ontology); build the class "
+            "texts with scelmo.pp.celltype_descriptions(labels, source='cell_ontology')."
+        )
+    if ontology is None:
+        from ._ontology import CellOntology
+
+        ontology = CellOntology()
+    merged = np.zeros(len(probs), dtype=bool)
+    close = probs >= (best - gap - 1e-9)[:, None]
+    ids = [class_ontology.get(c, "") for c in classes]
+    cache: dict[tuple[int, ...], tuple[str, str]] = {}
+    for i in np.flatnonzero(close.sum(axis=1) > 1):
+        members = tuple(np.flatnonzero(close[i]))
+        if any(not ids[j] for j in members):
+            continue
+        if members not in cache:
+            ancestor = ontology.common_ancestor([ids[j] for j in members])
+            cache[members] = (ancestor, ontology.label(ancestor))
+        ancestor, name = cache[members]
+        labels[i] = name
+        ancestor_ids[i] = ancestor
+        score[i] = probs[i, list(members)].sum()
+        merged[i] = True
+    return merged
+
+
 def decide(
     probs: np.ndarray,
     classes: Sequence[str],
@@ -63,7 +111,7 @@ def decide(
     min_margin: float | None = None,
     ontology_gap: float | None = None,
     class_ontology: Mapping[str, str] | None = None,
-    ontology=None,
+    ontology: CellOntology | None = None,
     abstain: np.ndarray | None = None,
     unknown_label: str = UNKNOWN,
 ) -> Decision:
@@ -126,31 +174,17 @@ def decide(
 
     merged = np.zeros(n_cells, dtype=bool)
     if ontology_gap is not None and ontology_gap > 0 and n_classes > 1:
-        class_ontology = dict(class_ontology or {})
-        if not any(class_ontology.get(c) for c in classes):
-            raise ValueError(
-                "ontology_gap needs Cell Ontology ids for the classes (class_ontology); build the class "
-                "texts with scelmo.pp.celltype_descriptions(labels, source='cell_ontology')."
-            )
-        if ontology is None:
-            from ._ontology import CellOntology
-
-            ontology = CellOntology()
-        close = probs >= (best - ontology_gap - 1e-9)[:, None]
-        ids = [class_ontology.get(c, "") for c in classes]
-        cache: dict[tuple[int, ...], tuple[str, str]] = {}
-        for i in np.flatnonzero(close.sum(axis=1) > 1):
-            members = tuple(np.flatnonzero(close[i]))
-            if any(not ids[j] for j in members):
-                continue
-            if members not in cache:
-                ancestor = ontology.common_ancestor([ids[j] for j in members])
-                cache[members] = (ancestor, ontology.label(ancestor))
-            ancestor, name = cache[members]
-            labels[i] = name
-            ancestor_ids[i] = ancestor
-            score[i] = probs[i, list(members)].sum()
-            merged[i] = True
+        merged = _merge_close_classes(
+            probs,
+            classes,
+            best,
+            ontology_gap,
+            dict(class_ontology or {}),
+            ontology,
+            labels,
+            score,
+            ancestor_ids,
+        )
     unknown = np.zeros(n_cells, dtype=bool)
     if threshold is not None:
         unknown |= score < threshold

@@ -66,57 +66,90 @@ def celltype_descriptions(
     progress: bool = False,
     **llm_kwargs: Any,
 ) -> pd.DataFrame:
-    """See :func:`scelmo.pp.celltype_descriptions` (the public entry point)."""
+    """Describe cell types in text, mapping free-text labels to the Cell Ontology.
+
+    Each label (for example ``"CD14+ Monocyte"``, ``"CD4+/CD25 T Reg"``) is matched to a Cell
+    Ontology (CL) term through the terms' labels and exact synonyms, after normalising both
+    sides (``+`` -> ``-positive``, abbreviations such as ``NK``, ``DC``, ``Treg`` spelled out, a
+    missing ``cell`` added): exact matches first, then the same words in another order, then
+    the best IDF-weighted word overlap if it reaches ``min_score``. Labels that match nothing
+    are listed in a warning and in ``frame.attrs["unmapped"]``; map them with ``overrides``.
+
+    Parameters
+    ----------
+    labels
+        Cell-type names, or CL ids (``"CL:0000236"``).
+    source
+        - ``"cell_ontology"``: LangCell's text ``"cell type: NAME. DEFINITION"`` with the
+          term's label and definition; ``texts`` also holds ``"cell type: NAME."``, one text
+          per synonym and, with ``parents``, one ``"cell type: PARENT."`` per direct parent
+          term. Unmapped labels get ``"cell type: LABEL."``.
+        - ``"llm"``: a chat model describes each cell type (``prompt``, with ``{cell_type}``;
+          options of :func:`scelmo.text.sources.llm_descriptions` such as ``model=``,
+          ``api_key=``, ``base_url=``); answers are cached.
+        - a dict ``label -> text`` (or ``label -> [texts]``): your texts, used as given.
+    overrides
+        ``label -> CL id`` for labels you map yourself.
+    min_score
+        Smallest weighted word overlap (0-1) accepted for a fuzzy match.
+    template
+        Format of the main text, with ``{name}`` and ``{definition}``.
+    max_synonyms
+        Most synonyms kept per term.
+    parents
+        Also describe each class by its direct parent terms in the ontology (``"Dendritic"``:
+        ``"cell type: mononuclear phagocyte."``, ``"cell type: professional antigen presenting
+        cell."``), which zero-shot annotation averages with the other texts. Off by default: on
+        ``pbmc68k_reduced`` it helps some settings and hurts others (``benchmarks/annotation.py``).
+    map_ontology
+        Also map labels to CL terms when ``source`` is ``"llm"`` or a dict (needed for
+        ontology-aware answers).
+    ontology
+        The Cell Ontology to match against (default: the release bundled with
+        ``cellxgene-ontology-guide``, loaded once); pass one to reuse it across calls.
+    prompt
+        Prompt for ``source="llm"``.
+    cache, cache_dir
+        Cache of chat-model answers (``source="llm"``).
+    progress
+        Show a progress bar (``source="llm"``).
+    **llm_kwargs
+        Options of the chat-model source.
+
+    Returns
+    -------
+    A DataFrame indexed by label with columns ``term_id``, ``term_label``, ``match`` (how it
+    matched: ``"label"``, ``"synonym"``, ``"tokens"``, ``"fuzzy"``, ``"id"``, ``"user"``,
+    ``"unmapped"``), ``match_score``, ``matched_text``, ``definition``, ``synonyms``,
+    ``text`` (the main text) and ``texts`` (all texts of the class). ``attrs["unmapped"]``
+    lists unmapped labels and ``attrs["provenance"]`` the source and CL release. Pass the
+    frame to :func:`scelmo.tl.zeroshot_annotate`.
+
+    Examples
+    --------
+    >>> import scelmo as se
+    >>> frame = se.pp.celltype_descriptions(["CD14+ Monocyte", "CD4+/CD25 T Reg", "Dendritic"])
+    >>> frame["term_id"].tolist()
+    ['CL:0001054', 'CL:0000792', 'CL:0000451']
+    >>> frame.loc["Dendritic", "text"].startswith("cell type: dendritic cell. A cell of hematopoietic origin")
+    True
+    >>> se.pp.celltype_descriptions(["Dendritic"], parents=True).loc["Dendritic", "texts"][-2:]
+    ['cell type: mononuclear phagocyte.', 'cell type: professional antigen presenting cell.']
+    >>> own = se.pp.celltype_descriptions(["B cell"], source={"B cell": "cell type: B cell. Makes antibodies."})
+    >>> own.loc["B cell", "term_id"]
+    'CL:0000236'
+    """
     labels = _labels_list(labels)
     if ontology is None and (map_ontology or source == "cell_ontology"):
         ontology = CellOntology()
-    matches = {}
-    if ontology is not None:
-        for match in ontology.match_many(labels, min_score=min_score, overrides=overrides):
-            matches[match.query] = match
-    rows = []
-    for label in labels:
-        match = matches.get(label)
-        term_id = match.term_id if match is not None else None
-        row: dict[str, Any] = {
-            "term_id": term_id or "",
-            "term_label": match.term_label if match is not None and match.term_label else "",
-            "match": match.how if match is not None else "off",
-            "match_score": float(match.score) if match is not None else np.nan,
-            "matched_text": match.matched_text if match is not None and match.matched_text else "",
-            "definition": ontology.definition(term_id) if term_id and ontology is not None else "",
-            "synonyms": ontology.synonyms(term_id)[:max_synonyms] if term_id and ontology is not None else [],
-        }
-        rows.append(row)
-    frame = pd.DataFrame(rows, index=pd.Index(labels, name="label"))
-
+    frame = _ontology_frame(
+        labels, ontology, min_score=min_score, overrides=overrides, max_synonyms=max_synonyms
+    )
     if isinstance(source, Mapping):
-        provided = {str(k): v for k, v in source.items()}
-        missing = [label for label in labels if label not in provided]
-        if missing:
-            raise KeyError(
-                f"No text for {missing[:5]} in the dict given as `source`; add them or drop the labels."
-            )
-        texts_per_class = []
-        for label in labels:
-            value = provided[label]
-            texts = [value] if isinstance(value, str) else [str(v) for v in value]
-            if not texts or any(not t.strip() for t in texts):
-                raise ValueError(f"The text for {label!r} is empty.")
-            texts_per_class.append(texts)
+        texts_per_class = _user_texts(labels, source)
         provenance: dict[str, Any] = {"source": "user"}
     elif source == "cell_ontology":
-        texts_per_class = []
-        for label, row in frame.iterrows():
-            if row["term_id"]:
-                name = row["term_label"]
-                texts = [_format(template, name, row["definition"]), f"cell type: {name}."]
-                texts += [f"cell type: {s}." for s in row["synonyms"]]
-                if parents and ontology is not None:
-                    texts += [f"cell type: {p}." for p in parent_labels(ontology, str(row["term_id"]))]
-            else:
-                texts = [_format(template, str(label), "")]
-            texts_per_class.append(list(dict.fromkeys(texts)))
+        texts_per_class = _ontology_texts(frame, ontology if parents else None, template)
         provenance = {"source": "cell_ontology", "template": template, "parents": parents}
     elif source == "llm":
         texts_per_class = _llm_texts(
@@ -145,7 +178,7 @@ def celltype_descriptions(
             f"{len(unmapped)} of {len(labels)} labels matched no Cell Ontology term: {unmapped}; {how}. "
             "Pass overrides={label: 'CL:...'} to map them, or your own texts as a dict.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
     logger.info(
         "cell-type texts for %d labels (%s); %d mapped to the Cell Ontology",
@@ -154,6 +187,70 @@ def celltype_descriptions(
         len(labels) - len(unmapped) if ontology is not None else 0,
     )
     return frame[COLUMNS]
+
+
+def _ontology_frame(
+    labels: list[str],
+    ontology: CellOntology | None,
+    *,
+    min_score: float,
+    overrides: Mapping[str, str] | None,
+    max_synonyms: int,
+) -> pd.DataFrame:
+    """One row per label: its Cell Ontology term, how it matched, its definition and synonyms."""
+    matches = {}
+    if ontology is not None:
+        for match in ontology.match_many(labels, min_score=min_score, overrides=overrides):
+            matches[match.query] = match
+    rows = []
+    for label in labels:
+        match = matches.get(label)
+        term_id = match.term_id if match is not None else None
+        row: dict[str, Any] = {
+            "term_id": term_id or "",
+            "term_label": match.term_label if match is not None and match.term_label else "",
+            "match": match.how if match is not None else "off",
+            "match_score": float(match.score) if match is not None else np.nan,
+            "matched_text": match.matched_text if match is not None and match.matched_text else "",
+            "definition": ontology.definition(term_id) if term_id and ontology is not None else "",
+            "synonyms": ontology.synonyms(term_id)[:max_synonyms] if term_id and ontology is not None else [],
+        }
+        rows.append(row)
+    return pd.DataFrame(rows, index=pd.Index(labels, name="label"))
+
+
+def _user_texts(labels: list[str], source: Mapping[str, str | Sequence[str]]) -> list[list[str]]:
+    """The texts of each label from the user's dict (a text or a list of texts per label)."""
+    provided = {str(k): v for k, v in source.items()}
+    missing = [label for label in labels if label not in provided]
+    if missing:
+        raise KeyError(
+            f"No text for {missing[:5]} in the dict given as `source`; add them or drop the labels."
+        )
+    texts_per_class = []
+    for label in labels:
+        value = provided[label]
+        texts = [value] if isinstance(value, str) else [str(v) for v in value]
+        if not texts or any(not t.strip() for t in texts):
+            raise ValueError(f"The text for {label!r} is empty.")
+        texts_per_class.append(texts)
+    return texts_per_class
+
+
+def _ontology_texts(frame: pd.DataFrame, parents_from: CellOntology | None, template: str) -> list[list[str]]:
+    """LangCell's text, the name and the synonyms of each mapped label (and its parents' names)."""
+    texts_per_class = []
+    for label, row in frame.iterrows():
+        if row["term_id"]:
+            name = row["term_label"]
+            texts = [_format(template, name, row["definition"]), f"cell type: {name}."]
+            texts += [f"cell type: {s}." for s in row["synonyms"]]
+            if parents_from is not None:
+                texts += [f"cell type: {p}." for p in parent_labels(parents_from, str(row["term_id"]))]
+        else:
+            texts = [_format(template, str(label), "")]
+        texts_per_class.append(list(dict.fromkeys(texts)))
+    return texts_per_class
 
 
 def parent_labels(ontology: CellOntology, term_id: str) -> list[str]:

@@ -161,12 +161,12 @@ def signature_null(standardised: Any, weights: np.ndarray, **kwargs: Any) -> Sig
     --------
     >>> import numpy as np
     >>> from scelmo.annotation._elmo_null import signature_null
-    >>> from scelmo.annotation._elmo_zeroshot import _Standardised
+    >>> from scelmo.annotation._standardised import Standardised
     >>> rng = np.random.default_rng(0)
     >>> x = rng.poisson(3.0, size=(200, 400)).astype(float)
     >>> x[:, :5] = np.r_[rng.poisson(6.0, (100, 5)), np.zeros((100, 5))]  # mark half of the cells
     >>> weights = np.zeros((400, 2)); weights[:5, 0] = 0.2; weights[200:205, 1] = 0.2
-    >>> present, _, _ = signature_null(_Standardised(x), weights).present(0.05)
+    >>> present, _, _ = signature_null(Standardised(x), weights).present(0.05)
     >>> present.tolist()
     [True, False]
     """

@@ -103,7 +103,7 @@ def anchored_refine(
     Parameters
     ----------
     standardised
-        The per-gene standardised expression (``_Standardised``: ``times``, ``group_means``,
+        The per-gene standardised expression (``Standardised``: ``times``, ``group_means``,
         ``gene_correlations``).
     text_weights
         ``(genes, classes)`` text signature weights (positive: anchors; negative: named against).

@@ -1,10 +1,18 @@
-"""The zero-shot dispatcher: class texts -> method scores -> probabilities -> labels."""
+"""The zero-shot runner: class texts -> the method's scorer -> abstention -> ``AnnotationResult`` -> ``adata``.
+
+Every method is a scorer, a function from plain inputs to ``(probabilities, info)``: elmo's
+(:func:`scelmo.annotation._elmo_zeroshot.elmo_scores`, on what
+:func:`scelmo.annotation._elmo_record.elmo_inputs` reads) and LangCell's
+(:func:`scelmo.annotation._langcell_zeroshot.langcell_token_scores`, on the cells' tokens). The runner
+does the rest once for all of them, as decoupler's ``_run`` does for its methods.
+"""
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -12,44 +20,125 @@ from anndata import AnnData
 
 from ._abstention import decide
 from ._descriptions import class_texts
-from ._elmo_zeroshot import default_temperature, elmo_scores, softmax
-from ._output import AnnotationResult
+from ._output import AnnotationResult, write_annotation
+from ._zeroshot_options import ElmoZeroShotOptions, LangCellZeroShotOptions, build_options
+
+if TYPE_CHECKING:
+    from ..gene_embeddings import GeneEmbeddings
+    from ..models.langcell import LangCell
+    from ..text import TextEncoder
 
 __all__ = ["METHODS", "run_zeroshot"]
 
 METHODS = ("elmo", "langcell")
-_LANGCELL_MODULE = "scelmo.annotation._langcell_zeroshot"
+#: Diagnostics of the elmo scorer stored in ``uns[key]``, in this order.
+_ELMO_EXTRA = (
+    "genes",
+    "refined_genes",
+    "kept_text",
+    "mentions",
+    "rematched",
+    "absent",
+    "presence",
+    "coverage",
+)
 
 
-def _langcell_scores(
-    adata: AnnData, texts: list[str], model: Any, **kwargs: Any
+@dataclass
+class _Sources:
+    """The objects a scorer may need besides the cells: the gene table, the encoder, the model."""
+
+    gene_embeddings: GeneEmbeddings | None = None
+    encoder: TextEncoder | str | None = None
+    model: LangCell | str | None = None
+
+
+@dataclass
+class _Scored:
+    """A scorer's probabilities with what the runner records of its call."""
+
+    probs: np.ndarray
+    texts: dict[str, list[str]]
+    params: dict[str, Any]
+    provenance: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+    abstained: np.ndarray | None = None
+    checkpoint_hash: str | None = None
+
+
+def _elmo(
+    adata: AnnData,
+    classes: list[str],
+    texts: dict[str, list[str]],
+    options: ElmoZeroShotOptions,
+    sources: _Sources,
+) -> _Scored:
+    from ._elmo_record import elmo_inputs
+    from ._elmo_zeroshot import elmo_scores
+
+    inputs = elmo_inputs(adata, sources.gene_embeddings, options)
+    probs, info = elmo_scores(inputs, classes, texts, options, encoder=sources.encoder)
+    return _Scored(
+        probs,
+        texts,
+        options.record(info["matrix"]),
+        info["provenance"],
+        extra={name: info[name] for name in _ELMO_EXTRA if name in info},
+        abstained=info.get("unknown_cells"),
+    )
+
+
+def _langcell_probabilities(
+    adata: AnnData, texts: list[str], model: LangCell | str, options: LangCellZeroShotOptions
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    try:
-        module = importlib.import_module(_LANGCELL_MODULE)
-    except ModuleNotFoundError as err:
-        if err.name != _LANGCELL_MODULE:
-            raise
-        raise NotImplementedError(
-            "method='langcell' is not available in this version of scelmo (its zero-shot scorer is not "
-            "installed). Use method='elmo', or embed cells with scelmo.tl.langcell_encode and compare them "
-            "to class texts yourself."
-        ) from None
-    scorer = getattr(module, "langcell_scores", None)
-    if scorer is None:
-        raise NotImplementedError(f"{_LANGCELL_MODULE} has no langcell_scores(adata, texts, model, ...).")
+    """LangCell's scorer on the cells' tokens (tokenized now from the counts in ``adata.X`` if absent)."""
+    from .._anndata import cell_tokens
+    from ._langcell_zeroshot import langcell_token_scores
+
+    return langcell_token_scores(cell_tokens(adata, options.tokens_key), texts, model, options)
+
+
+def _langcell(
+    adata: AnnData,
+    classes: list[str],
+    texts: dict[str, list[str]],
+    options: LangCellZeroShotOptions,
+    sources: _Sources,
+) -> _Scored:
+    model = sources.model
     if model is None:
         raise ValueError("method='langcell' needs model= (a scelmo.models.LangCell or a checkpoint folder).")
-    out = scorer(adata, texts, model, **kwargs)
-    info: dict[str, Any] = {}
-    if isinstance(out, tuple):
-        out, info = out[0], dict(out[1] or {})
-    probs = np.asarray(out, dtype=np.float64)
-    if probs.shape != (adata.n_obs, len(texts)):
+    # LangCell was trained on one text per class: "cell type: NAME. DEFINITION"
+    first = [texts[c][0] for c in classes]
+    probs, info = _langcell_probabilities(adata, first, model, options)
+    info = dict(info or {})
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (adata.n_obs, len(first)):
         raise ValueError(
-            f"langcell_scores returned shape {probs.shape}, expected ({adata.n_obs}, {len(texts)})."
+            f"LangCell's scorer returned shape {probs.shape}, expected ({adata.n_obs}, {len(first)})."
         )
-    info.setdefault("checkpoint_hash", getattr(model, "checkpoint_hash", None))
-    return probs, info
+    checkpoint_hash = info.pop("checkpoint_hash") if "checkpoint_hash" in info else None
+    params = dict(info.pop("params", {}) or {})
+    # the options as called (alpha is recorded even when CTM is off, where the scorer records None)
+    params.update(
+        {
+            f.name: getattr(options, f.name)
+            for f in dataclasses.fields(options)
+            if isinstance(getattr(options, f.name), str | int | float | bool)
+        }
+    )
+    provenance = dict(info.pop("provenance", {}) or {})
+    return _Scored(
+        probs,
+        {c: [t] for c, t in zip(classes, first, strict=True)},
+        params,
+        provenance,
+        extra=info,
+        checkpoint_hash=checkpoint_hash or getattr(model, "checkpoint_hash", None),
+    )
+
+
+_SCORERS = {"elmo": _elmo, "langcell": _langcell}
 
 
 def run_zeroshot(
@@ -57,35 +146,61 @@ def run_zeroshot(
     labels_or_texts: Sequence[str] | Mapping[str, str | Sequence[str]] | pd.DataFrame,
     *,
     method: str = "elmo",
+    options: ElmoZeroShotOptions | LangCellZeroShotOptions | None = None,
+    gene_embeddings: GeneEmbeddings | None = None,
+    encoder: TextEncoder | str | None = None,
+    model: LangCell | str | None = None,
     descriptions: str = "all",
-    gene_embeddings: Any = None,
-    encoder: Any = None,
-    model: Any = None,
-    score: str = "genes",
-    use_rep: str = "X_elmo",
-    layer: str | None = None,
-    use_raw: bool | None = None,
-    contrast: bool = True,
-    n_genes: int = 20,
-    refine: int = 3,
-    gene_mentions: bool = True,
-    mention_weight: float = 4.0,
-    rematch: bool = False,
-    centre: bool = True,
-    scale: bool = True,
-    abstain: bool = False,
-    abstain_level: float = 0.05,
-    unspell: bool = True,
-    temperature: float | None = None,
     threshold: float | None = None,
     min_margin: float | None = None,
     ontology_gap: float | None = None,
-    cache: Any = True,
-    **method_kwargs: Any,
+    key_added: str | None = None,
 ) -> AnnotationResult:
-    """Everything :func:`scelmo.tl.zeroshot_annotate` computes, without writing it."""
+    """Annotate cells from class texts with one method; write the result when ``key_added`` is given.
+
+    What :func:`scelmo.tl.zeroshot_annotate` computes: the class texts
+    (:func:`scelmo.annotation.class_texts`), the method's probabilities, abstention
+    (:func:`scelmo.annotation.decide`), written with :func:`scelmo.annotation.write_annotation`.
+
+    Parameters
+    ----------
+    adata
+        The cells.
+    labels_or_texts
+        Class names, a dict class -> text(s), or a ``celltype_descriptions`` frame.
+    method
+        ``"elmo"`` or ``"langcell"``.
+    options
+        The method's options (:class:`~scelmo.annotation._zeroshot_options.ElmoZeroShotOptions`
+        or :class:`~scelmo.annotation._zeroshot_options.LangCellZeroShotOptions`); default: the
+        method's defaults.
+    gene_embeddings, encoder
+        The gene table and its text encoder (elmo).
+    model
+        A LangCell model or checkpoint folder (langcell).
+    descriptions
+        Which texts of each class (see :func:`scelmo.annotation.class_texts`).
+    threshold, min_margin, ontology_gap
+        Abstention and ontology merging (see :func:`scelmo.annotation.decide`).
+    key_added
+        Write into ``adata`` under this key (see :mod:`scelmo.annotation._output`); ``None``
+        writes nothing.
+
+    Returns
+    -------
+    The :class:`~scelmo.annotation.AnnotationResult`.
+
+    Examples
+    --------
+    >>> from scelmo.annotation._zeroshot import run_zeroshot
+    >>> from scelmo.annotation._zeroshot_options import ElmoZeroShotOptions
+    >>> result = run_zeroshot(adata, ["B cell", "T cell"], options=ElmoZeroShotOptions(n_genes=10),
+    ...                       gene_embeddings=table)  # doctest: +SKIP
+    >>> result.labels[:3]  # doctest: +SKIP
+    """
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+    options = build_options(method, options)
     ontology = None
     if ontology_gap is not None and not isinstance(labels_or_texts, Mapping | pd.DataFrame):
         from ._ontology import CellOntology
@@ -94,115 +209,43 @@ def run_zeroshot(
     classes, texts, ontology_ids = class_texts(labels_or_texts, descriptions=descriptions, ontology=ontology)
     if len(classes) < 2:
         raise ValueError(f"Zero-shot annotation needs at least two classes, got {classes}.")
-    params: dict[str, Any] = {
-        "descriptions": descriptions,
-        "threshold": threshold,
-        "min_margin": min_margin,
-        "ontology_gap": ontology_gap,
-    }
-    extra: dict[str, Any] = {}
-    checkpoint_hash = None
-    if method == "elmo":
-        unknown = sorted(set(method_kwargs) - {"cache_dir"})
-        if unknown:
-            raise TypeError(f"zeroshot_annotate(method='elmo') got unknown options {unknown}.")
-        scores, info = elmo_scores(
-            adata,
-            classes,
-            texts,
-            gene_embeddings=gene_embeddings,
-            encoder=encoder,
-            score=score,  # type: ignore[arg-type]
-            use_rep=use_rep,
-            layer=layer,
-            use_raw=use_raw,
-            contrast=contrast,
-            n_genes=n_genes,
-            refine=refine,
-            gene_mentions=gene_mentions,
-            mention_weight=mention_weight,
-            rematch=rematch,
-            centre=centre,
-            scale=scale,
-            abstain=abstain,
-            abstain_level=abstain_level,
-            unspell=unspell,
-            cache=cache,
-            cache_dir=method_kwargs.get("cache_dir"),
-        )
-        temperature = default_temperature(scale) if temperature is None else temperature
-        present = info.pop("present_classes", None)
-        if present is not None and present.any():
-            # an absent class takes no cell: its probability is 0
-            scores = np.where(present[None, :], scores, -np.inf)
-        probs = softmax(scores, temperature)
-        abstained = info.pop("unknown_cells", None)
-        params.update(
-            score=score,
-            use_rep=use_rep if score == "cell" else None,
-            matrix=info["matrix"],
-            contrast=contrast if score == "genes" else None,
-            n_genes=n_genes if score == "genes" else None,
-            refine=refine if score == "genes" else None,
-            gene_mentions=gene_mentions if score == "genes" else None,
-            mention_weight=mention_weight if score == "genes" and gene_mentions else None,
-            rematch=rematch if score == "genes" and refine else None,
-            centre=centre if score == "cell" else None,
-            scale=scale,
-            abstain=abstain if score == "genes" else None,
-            abstain_level=abstain_level if score == "genes" and abstain else None,
-            unspell=unspell if score == "genes" else None,
-            temperature=temperature,
-        )
-        provenance = info["provenance"]
-        for name in (
-            "genes",
-            "refined_genes",
-            "kept_text",
-            "mentions",
-            "rematched",
-            "absent",
-            "presence",
-            "coverage",
-        ):
-            if name in info:
-                extra[name] = info[name]
-    else:
-        abstained = None
-        first = [texts[c][0] for c in classes]
-        texts = {c: [t] for c, t in zip(classes, first, strict=True)}
-        probs, info = _langcell_scores(adata, first, model, **method_kwargs)
-        checkpoint_hash = info.pop("checkpoint_hash", None)
-        provenance = dict(info.pop("provenance", {}) or {})
-        params.update(info.pop("params", {}) or {})
-        params.update({k: v for k, v in method_kwargs.items() if isinstance(v, str | int | float | bool)})
-        extra.update(info)
+    scored = _SCORERS[method](adata, classes, texts, options, _Sources(gene_embeddings, encoder, model))
     decision = decide(
-        probs,
+        scored.probs,
         classes,
         threshold=threshold,
         min_margin=min_margin,
         ontology_gap=ontology_gap,
         class_ontology=ontology_ids,
         ontology=ontology,
-        abstain=abstained,
+        abstain=scored.abstained,
     )
+    extra = dict(scored.extra)
     if ontology_gap is not None:
         extra["ancestor_ids"] = {
             str(label): str(term)
             for label, term in zip(decision.labels, decision.ancestor_ids, strict=True)
             if term
         }
-    return AnnotationResult(
+    common = {
+        "descriptions": descriptions,
+        "threshold": threshold,
+        "min_margin": min_margin,
+        "ontology_gap": ontology_gap,
+    }
+    result = AnnotationResult(
         method=method,
         classes=classes,
-        probs=probs,
+        probs=scored.probs,
         labels=decision.labels,
         score=decision.score,
-        texts=texts,
+        texts=scored.texts,
         ontology=ontology_ids,
-        params=params,
-        provenance=provenance,
-        checkpoint_hash=checkpoint_hash,
+        params={**common, **scored.params},
+        provenance=scored.provenance,
+        checkpoint_hash=scored.checkpoint_hash,
         extra=extra,
     )
+    if key_added is not None:
+        write_annotation(adata, result, key_added)
+    return result

@@ -3,60 +3,52 @@
 from __future__ import annotations
 
 import argparse
-import inspect
-from functools import lru_cache
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._files import check_output, read_h5ad, read_text_lines, write_h5ad, write_table
 from ._matrix import add_matrix_arguments, check_matrix, genes_from_column, matrix_of, require_counts
 from ._runtime import CLIError, add_command, add_h5ad_input_output
 from ._tables import add_table_arguments, build_table, choose_table, load_table, table_summary
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+
 __all__ = ["add_parser", "parse_labels", "read_labels_file", "run"]
 
 METHODS = ("elmo", "langcell", "knn")
 
-#: Options of ``tl.zeroshot_annotate`` for method elmo (by parameter name), passed only when given,
-#: so that the library's defaults (shown in --help) hold otherwise.
-ELMO_OPTIONS = (
-    "contrast",
-    "n_genes",
-    "refine",
-    "gene_mentions",
-    "mention_weight",
-    "rematch",
-    "centre",
-    "scale",
-    "abstain",
-    "abstain_level",
-    "unspell",
-    "temperature",
-)
-#: Options of LangCell's scorer (``method_kwargs`` of ``tl.zeroshot_annotate``) passed when given.
-LANGCELL_OPTIONS = ("alpha", "use_ctm")
+
+def _flagged(method: str) -> list[dataclasses.Field]:
+    """The options of ``method`` that have a flag of their own (see ``annotation._zeroshot_options``)."""
+    from ..annotation._zeroshot_options import option_fields
+
+    return [f for f in option_fields(method) if f.metadata.get("flag")]
 
 
-@lru_cache(maxsize=1)
-def _defaults() -> dict[str, Any]:
-    """The library's defaults of the zero-shot options, for --help."""
-    from ..annotation._langcell_zeroshot import langcell_scores
-    from ..tl import zeroshot_annotate
-
-    found: dict[str, Any] = {}
-    for function in (zeroshot_annotate, langcell_scores):
-        for name, parameter in inspect.signature(function).parameters.items():
-            found.setdefault(name, parameter.default)
-    return found
-
-
-def _default(name: str) -> str:
-    value = _defaults().get(name, inspect.Parameter.empty)
-    if value is inspect.Parameter.empty or value is None:
-        return "default: none"
+def _help(option: dataclasses.Field) -> str:
+    """The option's help, with the library's default unless the help says it."""
+    text = option.metadata["help"]
+    if "default:" in text:
+        return text
+    value = option.default
+    if value is None:
+        return f"{text}; default: none"
     if isinstance(value, bool):
-        return f"default: {'on' if value else 'off'}"
-    return f"default: {value}"
+        return f"{text}; default: {'on' if value else 'off'}"
+    return f"{text}; default: {value}"
+
+
+def _add_options(group: argparse._ArgumentGroup, method: str) -> None:
+    """One flag per option of ``method``; left out, an option keeps the library's default."""
+    for option in _flagged(method):
+        extra = {k: v for k, v in option.metadata.items() if k not in ("flag", "help")}
+        if isinstance(option.default, bool):
+            extra["action"] = argparse.BooleanOptionalAction
+        elif "choices" not in extra:
+            extra.setdefault("type", type(option.default))
+        group.add_argument(option.metadata["flag"], dest=option.name, help=_help(option), **extra)
 
 
 DESCRIPTION = """\
@@ -113,6 +105,27 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         parents=parents,
     )
     add_h5ad_input_output(parser)
+    _add_decision_arguments(parser)
+    _add_zeroshot_arguments(parser)
+    _add_knn_arguments(parser)
+    add_matrix_arguments(
+        parser,
+        raw_default="elmo: the matrix `scelmo embed` used, else adata.raw when present; langcell: adata.X",
+    )
+    add_table_arguments(parser, batch_help="texts per encoder batch (langcell: cells per batch, default 32)")
+    parser.add_argument(
+        "--gene-column",
+        "--gene-id-key",
+        dest="gene_column",
+        metavar="COLUMN",
+        help="elmo, langcell: a var column (raw.var when adata.raw is read) with the gene symbols or "
+        "Ensembl ids, for files whose var_names are neither (default: var_names)",
+    )
+    parser.set_defaults(handler=run, prog=parser.prog)
+
+
+def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
+    """The method, the key, and when a cell is labelled unknown (every method)."""
     parser.add_argument("--method", choices=METHODS, help="elmo, langcell or knn (default: see above)")
     parser.add_argument(
         "--key-added", metavar="KEY", help="prefix of the fields written; default zeroshot (knn: knn)"
@@ -131,17 +144,12 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         type=float,
         metavar="P",
         help="zero-shot: classes within P (probability) of the best one are merged into their nearest "
-        "common Cell Ontology ancestor (class names must be Cell Ontology terms); "
-        + _default("ontology_gap"),
-    )
-    parser.add_argument(
-        "--temperature",
-        type=float,
-        metavar="T",
-        help="elmo: probabilities are softmax(score / T); changes confidences (and so --threshold), never "
-        "the top class; default: 1 for standardised scores, 0.05 for raw cosines (--no-scale)",
+        "common Cell Ontology ancestor (class names must be Cell Ontology terms); default: none",
     )
 
+
+def _add_zeroshot_arguments(parser: argparse.ArgumentParser) -> None:
+    """The classes, and the options of elmo and langcell (one flag per field of their options)."""
     zeroshot = parser.add_argument_group("zero-shot classes (elmo, langcell)")
     labels = zeroshot.add_mutually_exclusive_group()
     labels.add_argument("--labels", metavar="'A,B,...'", help="comma-separated class names")
@@ -156,73 +164,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         default="all",
         help="which Cell Ontology texts of a class name are used; default %(default)s",
     )
-    elmo = parser.add_argument_group("elmo zero-shot")
-    elmo.add_argument(
-        "--score",
-        choices=["genes", "cell"],
-        default="genes",
-        help="genes: expression of the genes closest to each class text (needs the gene table); cell: "
-        "cosine of obsm[--use-rep] to the class texts; default %(default)s",
-    )
-    elmo.add_argument(
-        "--n-genes", type=int, metavar="N", help=f"signature genes per class; {_default('n_genes')}"
-    )
-    elmo.add_argument(
-        "--refine", type=int, metavar="N", help=f"self-training rounds (0: none); {_default('refine')}"
-    )
-    elmo.add_argument(
-        "--contrast",
-        action=argparse.BooleanOptionalAction,
-        help="subtract each gene's mean similarity over the classes, so that genes similar to every "
-        f"class text do not count; {_default('contrast')}",
-    )
-    elmo.add_argument(
-        "--gene-mentions",
-        action=argparse.BooleanOptionalAction,
-        help="use the genes a class text names (e.g. 'CD14+' -> CD14, 'CD56' -> NCAM1); "
-        + _default("gene_mentions"),
-    )
-    elmo.add_argument(
-        "--mention-weight",
-        type=float,
-        metavar="W",
-        help=f"weight of a named gene, in standard deviations of text affinity; {_default('mention_weight')}",
-    )
-    elmo.add_argument(
-        "--rematch",
-        action=argparse.BooleanOptionalAction,
-        help="after self-training, give the refined signatures to the classes one to one, by agreement "
-        f"with their texts (--no-rematch: each class keeps its own); {_default('rematch')}",
-    )
-    elmo.add_argument(
-        "--scale",
-        action=argparse.BooleanOptionalAction,
-        help=f"standardise each class score over the cells; {_default('scale')}",
-    )
-    elmo.add_argument(
-        "--centre",
-        action=argparse.BooleanOptionalAction,
-        help=f"--score cell: subtract the mean cell embedding first; {_default('centre')}",
-    )
-    elmo.add_argument(
-        "--abstain",
-        action=argparse.BooleanOptionalAction,
-        help="--score genes: compare each class signature with random genes of the same expression "
-        "level: classes whose genes are not co-expressed take no cells, cells that express their best "
-        f"class's genes no more than random ones are labelled unknown; {_default('abstain')}",
-    )
-    elmo.add_argument(
-        "--unspell",
-        action=argparse.BooleanOptionalAction,
-        help="--score genes: take out of each gene's vector what its bare symbol explains, so that "
-        f"signatures follow gene function rather than spelling; {_default('unspell')}",
-    )
-    elmo.add_argument(
-        "--abstain-level",
-        type=float,
-        metavar="P",
-        help=f"level of those comparisons with random signatures, in (0, 1); {_default('abstain_level')}",
-    )
+    _add_options(parser.add_argument_group("elmo zero-shot"), "elmo")
     langcell = parser.add_argument_group("langcell zero-shot")
     langcell.add_argument(
         "--model",
@@ -230,26 +172,11 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="LangCell checkpoint folder, or a registry name; default: the registry entry 'langcell' "
         "(set up with `scelmo fetch langcell --local DIR`)",
     )
-    langcell.add_argument(
-        "--alpha",
-        type=float,
-        metavar="A",
-        help="weight of the similarity probabilities; 1 - A goes to cell-text matching (CTM); "
-        + _default("alpha"),
-    )
-    langcell.add_argument(
-        "--ctm",
-        dest="use_ctm",
-        action=argparse.BooleanOptionalAction,
-        help="cell-text matching (--no-ctm: similarity only, much faster); " + _default("use_ctm"),
-    )
-    langcell.add_argument(
-        "--ctm-top-k",
-        type=int,
-        metavar="K",
-        help="run cell-text matching only on each cell's K most similar classes (faster with many "
-        "classes, approximate; default: every class, as published)",
-    )
+    _add_options(langcell, "langcell")
+
+
+def _add_knn_arguments(parser: argparse.ArgumentParser) -> None:
+    """The reference and the vote of knn (``--use-rep`` is also elmo's with ``--score cell``)."""
     knn = parser.add_argument_group("knn transfer")
     knn.add_argument("--reference", metavar="REF.h5ad", help="labelled cells, embedded like the input")
     knn.add_argument("--label-key", metavar="COLUMN", help="obs column of the reference with the labels")
@@ -267,25 +194,11 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="vote weights; default %(default)s",
     )
     knn.add_argument("--threads", type=int, metavar="N", help="hnswlib threads (default: all cores)")
-    add_matrix_arguments(
-        parser,
-        raw_default="elmo: the matrix `scelmo embed` used, else adata.raw when present; langcell: adata.X",
-    )
-    add_table_arguments(parser, batch_help="texts per encoder batch (langcell: cells per batch, default 32)")
-    parser.add_argument(
-        "--gene-column",
-        "--gene-id-key",
-        dest="gene_column",
-        metavar="COLUMN",
-        help="elmo, langcell: a var column (raw.var when adata.raw is read) with the gene symbols or "
-        "Ensembl ids, for files whose var_names are neither (default: var_names)",
-    )
-    parser.set_defaults(handler=run, prog=parser.prog)
 
 
-def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    """The options among ``names`` given on the command line (``None``: left to the library)."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def _given(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The options of ``method`` given on the command line (the others are left to the library)."""
+    return {f.name: getattr(args, f.name) for f in _flagged(method) if getattr(args, f.name) is not None}
 
 
 def parse_labels(text: str) -> list[str]:
@@ -362,9 +275,9 @@ def _method(args: argparse.Namespace) -> str:
             raise CLIError("give the classes: --labels 'B cell,T cell,...' or --labels-file FILE")
     if method != "elmo" and (args.genes or args.source or args.encoder or args.save_genes):
         raise CLIError(f"--genes/--source/--encoder/--save-genes are for --method elmo, not {method}")
-    if method != "langcell" and (args.model or args.ctm_top_k is not None or _given(args, LANGCELL_OPTIONS)):
+    if method != "langcell" and (args.model or _given(args, "langcell")):
         raise CLIError("--model/--alpha/--ctm/--no-ctm/--ctm-top-k are for --method langcell")
-    elmo_given = [f"--{n.replace('_', '-')}" for n in _given(args, ELMO_OPTIONS)]
+    elmo_given = [f"--{n.replace('_', '-')}" for n in _given(args, "elmo")]
     if method != "elmo" and elmo_given:
         # tl.zeroshot_annotate does not hand its temperature to LangCell's scorer.
         note = (
@@ -419,7 +332,6 @@ def run(args: argparse.Namespace) -> int:
     -------
     The exit code, ``0``.
     """
-    from .. import tl
     from .._anndata import check_key
 
     progress = not args.quiet
@@ -432,48 +344,14 @@ def run(args: argparse.Namespace) -> int:
         options["ontology_gap"] = args.ontology_gap
 
     if method == "knn":
-        adata = read_h5ad(args.input)
-        reference = read_h5ad(args.reference, what="reference") if args.reference else None
-        for what, data in (("input", adata), ("reference", reference)):
-            if data is not None and args.use_rep != "X" and args.use_rep not in data.obsm:
-                available = ", ".join(data.obsm) or "none"
-                raise CLIError(
-                    f"{what} has no obsm[{args.use_rep!r}] (it has: {available}); embed it first with "
-                    "`scelmo embed` (the same --genes for both), or choose --use-rep"
-                )
-        tl.knn_annotate(
-            adata,
-            reference,
-            args.label_key,
-            use_rep=args.use_rep,
-            k=args.k,
-            weights=args.weights,
-            n_threads=args.threads,
-            **options,
-        )
+        adata = _knn(args, options)
     else:
         classes = _classes(args)
         choice = choose_table(args, force=args.force, encoder_with_table=True) if method == "elmo" else None
         adata = read_h5ad(args.input)
         check_matrix(adata, layer=args.layer, use_raw=args.use_raw)
         if method == "elmo":
-            with genes_from_column(adata, args.gene_column, layer=args.layer, use_raw=args.use_raw):
-                table = _elmo_table(adata, choice, args, progress=progress)
-                tl.zeroshot_annotate(
-                    adata,
-                    classes,
-                    method="elmo",
-                    gene_embeddings=table,
-                    encoder=args.encoder if choice.kind != "build" else None,
-                    descriptions=args.descriptions,
-                    score=args.score,
-                    use_rep=args.use_rep,
-                    layer=args.layer,
-                    use_raw=args.use_raw,
-                    cache=args.cache,
-                    **_given(args, ELMO_OPTIONS),
-                    **options,
-                )
+            _elmo(adata, classes, choice, args, options, progress=progress)
         else:
             _langcell(adata, classes, args, options, progress=progress)
     write_h5ad(adata, out, force=args.force)
@@ -487,6 +365,62 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _knn(args: argparse.Namespace, options: dict[str, Any]) -> AnnData:
+    """kNN transfer from ``--reference`` (or cross-validated within the input)."""
+    from .. import tl
+
+    adata = read_h5ad(args.input)
+    reference = read_h5ad(args.reference, what="reference") if args.reference else None
+    for what, data in (("input", adata), ("reference", reference)):
+        if data is not None and args.use_rep != "X" and args.use_rep not in data.obsm:
+            available = ", ".join(data.obsm) or "none"
+            raise CLIError(
+                f"{what} has no obsm[{args.use_rep!r}] (it has: {available}); embed it first with "
+                "`scelmo embed` (the same --genes for both), or choose --use-rep"
+            )
+    tl.knn_annotate(
+        adata,
+        reference,
+        args.label_key,
+        use_rep=args.use_rep,
+        k=args.k,
+        weights=args.weights,
+        n_threads=args.threads,
+        **options,
+    )
+    return adata
+
+
+def _elmo(
+    adata: AnnData,
+    classes: Any,
+    choice: Any,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    *,
+    progress: bool,
+) -> None:
+    """Elmo zero-shot with the gene table loaded or built (``--gene-column`` names the genes)."""
+    from .. import tl
+
+    with genes_from_column(adata, args.gene_column, layer=args.layer, use_raw=args.use_raw):
+        table = _elmo_table(adata, choice, args, progress=progress)
+        tl.zeroshot_annotate(
+            adata,
+            classes,
+            method="elmo",
+            gene_embeddings=table,
+            encoder=args.encoder if choice.kind != "build" else None,
+            descriptions=args.descriptions,
+            use_rep=args.use_rep,
+            layer=args.layer,
+            use_raw=args.use_raw,
+            cache=args.cache,
+            **_given(args, "elmo"),
+            **options,
+        )
+
+
 def _elmo_table(adata, choice, args: argparse.Namespace, *, progress: bool):
     """The gene table of elmo zero-shot: loaded, built (and saved with ``--save-genes``), or none."""
     from .._anndata import expression_matrix
@@ -494,7 +428,7 @@ def _elmo_table(adata, choice, args: argparse.Namespace, *, progress: bool):
     if choice.kind == "build":
         if args.score == "cell":
             return None  # the cells' embedding and its recorded encoder are used
-        _, var_names, _ = expression_matrix(adata, layer=args.layer, use_raw=args.use_raw)
+        var_names = expression_matrix(adata, layer=args.layer, use_raw=args.use_raw).var_names
         table = build_table(var_names, args, progress=progress)
         if args.save_genes:
             out = check_output(args.save_genes, suffix=".npz", force=args.force, what="--save-genes")
@@ -530,8 +464,7 @@ def _langcell(adata, classes, args: argparse.Namespace, options: dict[str, Any],
         tokens_key=tokens_key,
         batch_size=args.batch_size or 32,
         device=args.device,
-        ctm_top_k=args.ctm_top_k,
         progress=progress,
-        **_given(args, LANGCELL_OPTIONS),
+        **_given(args, "langcell"),
         **options,
     )

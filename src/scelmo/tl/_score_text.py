@@ -13,7 +13,8 @@ from anndata import AnnData
 from .._anndata import check_key, expression_matrix
 from .._logging import logger
 from ..annotation._elmo_refine import top_genes
-from ..annotation._elmo_zeroshot import _Standardised, class_vectors, resolve_encoder
+from ..annotation._elmo_text import class_vectors, resolve_encoder
+from ..annotation._standardised import Standardised
 from ..gene_embeddings import GeneEmbeddings
 
 Method = Literal["elmo", "genept_s", "langcell"]
@@ -56,10 +57,11 @@ def _elmo_scores(
     provenance = {**table.provenance, "content_hash": table.content_hash}
     encoder = resolve_encoder(provenance, encoder)
     vectors = class_vectors(encoder, {t: [t] for t in texts}, texts, cache=cache)
-    matrix, var_names, source = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    var_names = expression.var_names
     aligned = table.align(var_names, min_coverage=0.0)
     similarity = _unit_rows(aligned.matrix) @ vectors.T
-    standardised = _Standardised(matrix)
+    standardised = Standardised(expression.matrix)
     # Only genes with text that vary over the cells can say anything about a cell.
     allowed = aligned.matched & standardised.varies
     weights = top_genes(similarity, n_genes, allowed=allowed)
@@ -68,7 +70,12 @@ def _elmo_scores(
     for k, text in enumerate(texts):
         chosen = np.flatnonzero(weights[:, k] > 0)
         genes[text] = names[chosen[np.argsort(-similarity[chosen, k], kind="stable")]].tolist()
-    info = {"matrix": source, "genes": genes, "gene_table": table.content_hash, "encoder": encoder.params()}
+    info = {
+        "matrix": expression.source,
+        "genes": genes,
+        "gene_table": table.content_hash,
+        "encoder": encoder.params(),
+    }
     return standardised.times(weights), info
 
 

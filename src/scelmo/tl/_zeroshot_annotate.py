@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from anndata import AnnData
 
 from .._anndata import check_key
 from .._logging import logger
-from ..annotation._output import UNKNOWN, write_annotation
-from ..annotation._zeroshot import run_zeroshot
+from ..annotation._output import UNKNOWN
+from ..annotation._zeroshot import METHODS, run_zeroshot
+from ..annotation._zeroshot_options import ElmoZeroShotOptions, LangCellZeroShotOptions, build_options
 from ..gene_embeddings import GeneEmbeddings
+
+if TYPE_CHECKING:
+    from ..models.langcell import LangCell
+    from ..text import TextEncoder
 
 
 def zeroshot_annotate(
@@ -22,32 +27,16 @@ def zeroshot_annotate(
     *,
     method: Literal["elmo", "langcell"] = "elmo",
     gene_embeddings: GeneEmbeddings | None = None,
-    encoder: Any = None,
-    model: Any = None,
+    encoder: TextEncoder | str | None = None,
+    model: LangCell | str | os.PathLike | None = None,
     descriptions: Literal["all", "definition", "name"] = "all",
-    score: Literal["genes", "cell"] = "genes",
-    use_rep: str = "X_elmo",
-    layer: str | None = None,
-    use_raw: bool | None = None,
-    contrast: bool = True,
-    n_genes: int = 20,
-    refine: int = 3,
-    gene_mentions: bool = True,
-    mention_weight: float = 4.0,
-    rematch: bool = False,
-    centre: bool = True,
-    scale: bool = True,
-    abstain: bool = False,
-    abstain_level: float = 0.05,
-    unspell: bool = True,
-    temperature: float | None = None,
     threshold: float | None = None,
     min_margin: float | None = None,
     ontology_gap: float | None = None,
-    cache: bool | str | os.PathLike = True,
+    options: ElmoZeroShotOptions | LangCellZeroShotOptions | None = None,
     key_added: str = "zeroshot",
     copy: bool = False,
-    **method_kwargs: Any,
+    **method_options: Any,
 ) -> AnnData | None:
     """Annotate cells from text descriptions of the classes, without labelled cells.
 
@@ -104,6 +93,34 @@ def zeroshot_annotate(
         Which texts of each class are embedded: ``"all"`` (Cell Ontology definition text,
         name and synonyms, averaged), ``"definition"`` (LangCell's ``"cell type: NAME.
         DEFINITION"``) or ``"name"``. Dict inputs are used as given.
+    threshold
+        Cells whose score (top probability) is below it are labelled ``"unknown"``; see
+        :func:`scelmo.annotation.calibrate_threshold` for choosing it.
+    min_margin
+        Cells whose two best classes are closer than this (in probability) are ``"unknown"``.
+    ontology_gap
+        Classes within this probability of the best one are merged into their nearest common
+        Cell Ontology ancestor (for example two T cell subsets into ``"T cell"``); needs classes
+        mapped to the ontology.
+    options
+        The method's options as one object,
+        :class:`scelmo.annotation.ElmoZeroShotOptions` or
+        :class:`scelmo.annotation.LangCellZeroShotOptions` (keywords in ``**method_options``
+        replace its fields).
+    key_added
+        Prefix of the fields written (see Returns).
+    copy
+        Return a copy instead of writing into ``adata``.
+    **method_options
+        Options of the method, as keywords (see Other Parameters): for ``method="elmo"`` the
+        fields of :class:`scelmo.annotation.ElmoZeroShotOptions`, for ``method="langcell"``
+        those of :class:`scelmo.annotation.LangCellZeroShotOptions` (``alpha``, ``use_ctm``,
+        ``ctm_top_k``, ``batch_size``, ``device``...; see
+        :func:`scelmo.annotation._langcell_zeroshot.langcell_zeroshot`). A keyword that is no
+        option of the method raises a ``TypeError`` that lists them.
+
+    Other Parameters
+    ----------------
     score
         ``"genes"`` or ``"cell"`` (``method="elmo"``), see above.
     use_rep
@@ -182,25 +199,10 @@ def zeroshot_annotate(
         Probabilities are ``softmax(score / temperature)``; default 1 for standardised scores
         and 0.05 (LangCell's) for raw cosines. It changes the confidences (and so abstention),
         never the top class.
-    threshold
-        Cells whose score (top probability) is below it are labelled ``"unknown"``; see
-        :func:`scelmo.annotation.calibrate_threshold` for choosing it.
-    min_margin
-        Cells whose two best classes are closer than this (in probability) are ``"unknown"``.
-    ontology_gap
-        Classes within this probability of the best one are merged into their nearest common
-        Cell Ontology ancestor (for example two T cell subsets into ``"T cell"``); needs classes
-        mapped to the ontology.
     cache
         Keep class-text vectors on disk (see :func:`scelmo.pp.build_gene_embeddings`).
-    key_added
-        Prefix of the fields written (see Returns).
-    copy
-        Return a copy instead of writing into ``adata``.
-    **method_kwargs
-        ``method="langcell"``: options of the LangCell scorer (``batch_size``, ``device``,
-        ``alpha``, ``ctm_top_k``...; see
-        :func:`scelmo.annotation._langcell_zeroshot.langcell_zeroshot`). ``method="elmo"``: ``cache_dir``.
+    cache_dir
+        Folder of that cache (default: scelmo's cache folder).
 
     Returns
     -------
@@ -234,41 +236,31 @@ def zeroshot_annotate(
     >>> se.tl.zeroshot_annotate(adata, ["CD8+ T cell", "CD4+ T cell", "B cell"], gene_embeddings=table)  # doctest: +SKIP
     >>> adata.uns["zeroshot"]["mentions"]["CD8+ T cell"]  # doctest: +SKIP
     ['CD8+ -> CD8A,CD8B']
+
+The options of a method can also be kept in one object and reused:
+
+    >>> from scelmo.annotation import ElmoZeroShotOptions
+    >>> options = ElmoZeroShotOptions(n_genes=10, refine=0)
+    >>> se.tl.zeroshot_annotate(adata, ["T cell", "B cell"], gene_embeddings=table, options=options)  # doctest: +SKIP
     """
     check_key(key_added)
+    options = build_options(method, options, **method_options) if method in METHODS else None
     if copy:
         adata = adata.copy()
     result = run_zeroshot(
         adata,
         labels_or_texts,
         method=method,
-        descriptions=descriptions,
+        options=options,
         gene_embeddings=gene_embeddings,
         encoder=encoder,
         model=model,
-        score=score,
-        use_rep=use_rep,
-        layer=layer,
-        use_raw=use_raw,
-        contrast=contrast,
-        n_genes=n_genes,
-        refine=refine,
-        gene_mentions=gene_mentions,
-        mention_weight=mention_weight,
-        rematch=rematch,
-        centre=centre,
-        scale=scale,
-        abstain=abstain,
-        abstain_level=abstain_level,
-        unspell=unspell,
-        temperature=temperature,
+        descriptions=descriptions,
         threshold=threshold,
         min_margin=min_margin,
         ontology_gap=ontology_gap,
-        cache=cache,
-        **method_kwargs,
+        key_added=key_added,
     )
-    write_annotation(adata, result, key_added)
     logger.info(
         "added obs[%r] (%d classes, %d unknown), obs[%r], obsm[%r] and uns[%r] (zero-shot %s)",
         key_added,
