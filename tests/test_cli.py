@@ -410,12 +410,15 @@ def test_annotate_langcell_with_a_checkpoint_folder(work, capsys, monkeypatch, d
 
 
 # ----------------------------------------------------------------------------- options reach the library
-#: Keyword parameters of tl.zeroshot_annotate (and of LangCell's scorer, its method options) that
-#: have no flag of their own, and why. Every other one must have a flag: a new library option
+#: Keyword parameters of tl.zeroshot_annotate and fields of the zero-shot options (its method options)
+#: that have no flag of their own, and why. Every other one must have a flag: a new library option
 #: fails test_every_zero_shot_option_has_a_flag until `scelmo annotate` offers it.
 NO_FLAG = {
     "copy": "the command always writes a new file",
+    "options": "the options are given one by one as flags",
     "encoder": "--encoder names the encoder; an encoder object cannot be given on a command line",
+    "cache_dir": "the text cache folder is scelmo's (SCELMO_CACHE_DIR)",
+    "temperature": "--temperature is elmo's; LangCell's scorer takes no temperature on the command line",
     "tokens_key": "the command tokenizes into obsm['langcell_tokens'] itself (pp.tokenize)",
     "text_tokenizer": "a tokenizer object; the checkpoint's own is used",
     "dtype": "a torch dtype object; the command runs the checkpoint's dtype",
@@ -440,21 +443,32 @@ def _option_strings(parser_name: str) -> set[str]:
     return {s for action in sub.choices[parser_name]._actions for s in action.option_strings}
 
 
-def test_every_zero_shot_option_has_a_flag():
+def _zero_shot_options() -> dict[str, object]:
+    """Every option of tl.zeroshot_annotate (its parameters and its methods' option fields) -> default."""
+    import dataclasses
     import inspect
 
-    from scelmo.annotation._langcell_zeroshot import langcell_scores
+    from scelmo.annotation import ElmoZeroShotOptions, LangCellZeroShotOptions
 
+    found = {
+        name: p.default
+        for name, p in inspect.signature(se.tl.zeroshot_annotate).parameters.items()
+        if name != "adata" and p.kind is not inspect.Parameter.VAR_KEYWORD
+    }
+    for kind in (ElmoZeroShotOptions, LangCellZeroShotOptions):
+        found.update({f.name: f.default for f in dataclasses.fields(kind) if f.name not in found})
+    return found
+
+
+def test_every_zero_shot_option_has_a_flag():
     flags = _option_strings("annotate")
     missing = []
-    checked = ((se.tl.zeroshot_annotate, {"adata"}), (langcell_scores, {"adata", "texts", "model"}))
-    for function, skip in checked:
-        for name, parameter in inspect.signature(function).parameters.items():
-            if name in skip or name in NO_FLAG or parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                continue
-            flag = FLAG_OF.get(name, "--" + name.replace("_", "-"))
-            if flag not in flags:
-                missing.append(f"{function.__name__}({name}=...) -> {flag}")
+    for name in _zero_shot_options():
+        if name in NO_FLAG:
+            continue
+        flag = FLAG_OF.get(name, "--" + name.replace("_", "-"))
+        if flag not in flags:
+            missing.append(f"zeroshot_annotate({name}=...) -> {flag}")
     assert not missing, f"options without a `scelmo annotate` flag: {missing}"
 
 
@@ -500,11 +514,8 @@ ZEROSHOT_FLAGS = {
 
 @pytest.mark.parametrize("flag", list(ZEROSHOT_FLAGS))
 def test_zero_shot_flags_reach_the_library(flag, built, embedded, work, capsys, monkeypatch):
-    import inspect
-
     arguments, kwargs, recorded = ZEROSHOT_FLAGS[flag]
-    if not set(kwargs) <= set(inspect.signature(se.tl.zeroshot_annotate).parameters):
-        pytest.skip(f"this version of tl.zeroshot_annotate has no {set(kwargs)} option")
+    assert set(kwargs) <= set(_zero_shot_options())
     _, table_path = built
     labels = "B cell,T cell,natural killer cell,monocyte"
     out = f"flag{flag.strip('-')}.h5ad"
@@ -529,8 +540,6 @@ def test_zero_shot_flags_reach_the_library(flag, built, embedded, work, capsys, 
 
 
 def test_zero_shot_flags_left_out_leave_the_library_defaults(built, embedded, work, capsys, monkeypatch):
-    import inspect
-
     _, table_path = built
     code, _out, err = in_process(
         work, capsys, monkeypatch,
@@ -539,7 +548,7 @@ def test_zero_shot_flags_left_out_leave_the_library_defaults(built, embedded, wo
     )  # fmt: skip
     assert code == 0, err
     params = ad.read_h5ad(work / "defaults.h5ad").uns["zeroshot"]["params"]
-    defaults = {k: p.default for k, p in inspect.signature(se.tl.zeroshot_annotate).parameters.items()}
+    defaults = _zero_shot_options()
     for name in ("contrast", "n_genes", "refine", "gene_mentions", "mention_weight", "rematch", "scale"):
         assert params[name] == defaults[name], name
 

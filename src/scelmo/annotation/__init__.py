@@ -12,6 +12,7 @@ from ._abstention import Decision, calibrate_threshold, decide
 from ._descriptions import LANGCELL_TEMPLATE, class_texts
 from ._ontology import CellOntology, OntologyMatch, normalize_label
 from ._output import UNKNOWN, AnnotationResult, h5ad_safe, write_annotation
+from ._zeroshot_options import ElmoZeroShotOptions, LangCellZeroShotOptions
 
 __all__ = [
     "LANGCELL_TEMPLATE",
@@ -20,8 +21,10 @@ __all__ = [
     "AnnotationResult",
     "CellOntology",
     "Decision",
+    "ElmoZeroShotOptions",
     "HnswIndex",
     "KnnVotes",
+    "LangCellZeroShotOptions",
     "OntologyMatch",
     "annotation_metrics",
     "benchmark_embeddings",
