@@ -53,6 +53,16 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         The file.
     what
         What the file is, for the message (``"cell_bert's configuration"``).
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> from scelmo.models._checkpoint_folder import read_json
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp) / "settings.json"
+    ...     _ = path.write_text(json.dumps({"format": "x"}))
+    ...     read_json(path, "the settings")
+    {'format': 'x'}
     """
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
@@ -108,6 +118,15 @@ def write_manifest(folder: Path, *, writer: str, version: int) -> Path:
     Returns
     -------
     The manifest's path.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from scelmo.models._checkpoint_folder import write_manifest
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (pathlib.Path(tmp) / "weights.bin").write_bytes(b"abc")
+    ...     write_manifest(pathlib.Path(tmp), writer="scelmo.example", version=1).name
+    'scelmo_manifest.json'
     """
     files = {
         name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
@@ -150,6 +169,24 @@ def verify_folder(folder: Path, *, marker: str, writer: str) -> bool:
     ------
     CheckpointError
         Naming the file that is missing, truncated, changed, unlisted, or the missing manifest.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from scelmo.models._checkpoint_folder import CheckpointError, checkpoint_folder, verify_folder
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = pathlib.Path(tmp) / "model"
+    ...     with checkpoint_folder(folder, overwrite=False, writer="scelmo.example", version=1,
+    ...                            replaceable=["settings.json"]) as staging:
+    ...         _ = (staging / "settings.json").write_text("{}")
+    ...     checked = verify_folder(folder, marker="settings.json", writer="scelmo.example")
+    ...     _ = (folder / "settings.json").write_text('{"changed": 1}')
+    ...     try:
+    ...         verify_folder(folder, marker="settings.json", writer="scelmo.example")
+    ...     except CheckpointError as err:
+    ...         changed = "has 14 bytes but scelmo_manifest.json says 2" in str(err)
+    >>> checked, changed
+    (True, True)
     """
     path = folder / MANIFEST
     if not path.is_file():
@@ -227,6 +264,18 @@ def checkpoint_folder(
     replaceable
         Names (files or folders) of which at least one must be in an existing non-empty folder
         for ``overwrite`` to replace it: a folder holding other things is never deleted.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from scelmo.models._checkpoint_folder import checkpoint_folder
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = pathlib.Path(tmp) / "model"
+    ...     with checkpoint_folder(folder, overwrite=False, writer="scelmo.example", version=1,
+    ...                            replaceable=["settings.json"]) as staging:
+    ...         _ = (staging / "settings.json").write_text("{}")
+    ...     sorted(p.name for p in folder.iterdir())
+    ['scelmo_manifest.json', 'settings.json']
     """
     root = Path(os.path.abspath(path))
     if root.exists() and not root.is_dir():

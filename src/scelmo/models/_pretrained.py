@@ -62,7 +62,14 @@ class FolderFormat:
     replaceable: tuple[str, ...]
 
     def settings(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The settings to write: ``format`` and ``version`` first, then ``values``."""
+        """The settings to write: ``format`` and ``version`` first, then ``values``.
+
+        Examples
+        --------
+        >>> from scelmo.models._pretrained import FolderFormat
+        >>> FolderFormat("scelmo.example", 2, "example.json", "Example", ()).settings({"seed": 0})
+        {'format': 'scelmo.example', 'version': 2, 'seed': 0}
+        """
         return {"format": self.writer, "version": self.version, **values}
 
     def save(
@@ -83,6 +90,19 @@ class FolderFormat:
             settings to record.
         overwrite
             Replace an existing folder of this kind as a whole.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from scelmo.models._pretrained import FolderFormat
+        >>> fmt = FolderFormat("scelmo.example", 1, "example.json", "Example", ("weights.bin",))
+        >>> def write_parts(root):
+        ...     _ = (root / "weights.bin").write_bytes(b"\\x00")
+        ...     return {"labels": ["a", "b"]}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     fmt.save(pathlib.Path(tmp) / "model", write_parts, overwrite=False)
+        ...     fmt.read_settings(pathlib.Path(tmp) / "model", required=True)["labels"]
+        ['a', 'b']
         """
         with checkpoint_folder(
             path,
@@ -118,6 +138,15 @@ class FolderFormat:
         scelmo.models.langcell.CheckpointError
             If a file differs from the manifest, or the settings are of another format or a
             newer version.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from scelmo.models._pretrained import FolderFormat
+        >>> fmt = FolderFormat("scelmo.example", 1, "example.json", "Example", ())
+        >>> with tempfile.TemporaryDirectory() as tmp:  # a folder not written by scelmo
+        ...     fmt.read_settings(pathlib.Path(tmp), required=False)
+        {}
         """
         if not root.is_dir():
             raise FileNotFoundError(f"{self.name} checkpoint folder not found: {root}")

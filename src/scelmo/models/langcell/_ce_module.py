@@ -167,7 +167,13 @@ def read_classifier(folder: Path) -> BertForSequenceClassification:
 def classifier_logits(
     module: BertForSequenceClassification, ids: Tensor, mask: Tensor, *, frozen_encoder: bool = False
 ) -> Tensor:
-    """Logits of a batch; with ``frozen_encoder`` no graph is kept before the classifier."""
+    """Logits of a batch; with ``frozen_encoder`` no graph is kept before the classifier.
+
+    Examples
+    --------
+    >>> from scelmo.models.langcell._ce_module import classifier_logits
+    >>> logits = classifier_logits(module, ids, mask, frozen_encoder=True)  # doctest: +SKIP
+    """
     if not frozen_encoder:
         return module(input_ids=ids, attention_mask=mask).logits
     # Linear probe: nothing before the classifier is trained, so no graph is kept for it
@@ -178,7 +184,14 @@ def classifier_logits(
 
 
 def pad_token_id(module: BertForSequenceClassification) -> int:
-    """The encoder's padding token (Geneformer's 0 when the configuration has none)."""
+    """The encoder's padding token (Geneformer's 0 when the configuration has none).
+
+    Examples
+    --------
+    >>> from scelmo.models.langcell._ce_module import pad_token_id
+    >>> pad_token_id(model.module)  # doctest: +SKIP
+    0
+    """
     pad = module.config.pad_token_id
     return CELL_PAD_TOKEN_ID if pad is None else int(pad)
 

@@ -58,7 +58,15 @@ States = dict[str, tuple[dict[str, "Tensor"], Path]]
 
 @dataclass
 class LangCellParts:
-    """The five modules of a checkpoint, built and loaded, and the tokenizer folder found next to them."""
+    """The five modules of a checkpoint, built and loaded, and the tokenizer folder found next to them.
+
+    Examples
+    --------
+    >>> from scelmo.models.langcell._io import read_parts
+    >>> parts = read_parts(Path("path/to/langcell"), "sdpa")  # doctest: +SKIP
+    >>> parts.cell_proj.out_features  # doctest: +SKIP
+    256
+    """
 
     cell_bert: BertModel
     text_bert: TextBert
@@ -154,6 +162,11 @@ def read_parts(root: Path, attn_implementation: str | None) -> LangCellParts:
         If a part is missing.
     scelmo.models.langcell.CheckpointError
         If a tensor is missing, unexpected or of the wrong shape, or a configuration is invalid.
+
+    Examples
+    --------
+    >>> from scelmo.models.langcell._io import read_parts
+    >>> parts = read_parts(Path("path/to/langcell"), attn_implementation="eager")  # doctest: +SKIP
     """
     configs = _configs(root)
     # The weights are read first: the sizes the configurations declare are checked against
@@ -182,6 +195,11 @@ def write_parts(model: LangCellNetwork, root: Path) -> dict[str, Any]:
     Returns
     -------
     ``cls_token_id``, ``embed_dim``, ``text_max_length`` and, after few-shot training, the classes.
+
+    Examples
+    --------
+    >>> from scelmo.models.langcell._io import LANGCELL_FOLDER, write_parts
+    >>> LANGCELL_FOLDER.save("my_langcell", lambda root: write_parts(model, root), overwrite=False)  # doctest: +SKIP
     """
     write_hf_config(model.cell_bert.config, root / CELL_BERT_DIR)
     save_safetensors(model.cell_bert, root / CELL_BERT_DIR / "model.safetensors")

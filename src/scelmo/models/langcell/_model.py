@@ -19,6 +19,7 @@ from ..._logging import logger
 from ._config import CELL_CLS_TOKEN_ID, TEXT_MAX_LENGTH
 from ._io import LANGCELL_FOLDER, read_parts, write_parts
 from ._network import LangCellNetwork
+from ._setup import label_column
 
 if TYPE_CHECKING:
     import os
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
 
     from ._network import TokenizerSource
     from ._training import TrainingHistory
-
-
-def _label_column(adata: AnnData, labels_key: str) -> Any:
-    if labels_key not in adata.obs.columns:
-        raise KeyError(f"adata.obs has no column {labels_key!r}; it has {list(adata.obs.columns)}.")
-    return adata.obs[labels_key]
 
 
 def _classes_and_texts(class_texts: Mapping[str, str]) -> tuple[list[str], list[str]]:
@@ -261,7 +256,7 @@ class LangCell(LangCellNetwork):
         """
         from ._training import train_few_shot
 
-        values = _label_column(adata, labels_key)
+        values = label_column(adata, labels_key)
         labelled = np.asarray(values.notna())
         present = sorted({str(v) for v in values[labelled]})
         if class_texts is None:

@@ -41,11 +41,20 @@ nn = torch.nn
 F = torch.nn.functional
 
 #: Texts: strings, or the output of :meth:`LangCellNetwork.tokenize_texts` (arrays or tensors).
-Texts = Sequence[str] | Mapping[str, Any]
+Texts = Sequence[str] | Mapping[str, "Tensor | np.ndarray"]
 
 
 def build_cell_bert(values: Mapping[str, Any] | BertConfig, attn_implementation: str | None) -> BertModel:
-    """A Hugging Face ``BertModel`` without pooler, with the requested attention where supported."""
+    """A Hugging Face ``BertModel`` without pooler, with the requested attention where supported.
+
+    Examples
+    --------
+    >>> from scelmo.models.langcell._network import build_cell_bert
+    >>> bert = build_cell_bert(dict(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+    ...                             intermediate_size=16), "sdpa")
+    >>> bert.config.hidden_size, bert.pooler is None
+    (8, True)
+    """
     if isinstance(values, transformers.BertConfig):
         values = values.to_dict()
     values = {key: value for key, value in dict(values).items() if not key.startswith("_attn_implementation")}

@@ -82,7 +82,19 @@ class TokenSetup:
         use_raw: bool,
         gene_id_key: str | None,
     ) -> TokenSetup:
-        """Check the labels, tokenize when the tokens are absent, and store the record in ``adata.uns``."""
+        """Check the labels, tokenize when the tokens are absent, and store the record in ``adata.uns``.
+
+        Examples
+        --------
+        >>> import anndata as ad, numpy as np, pandas as pd
+        >>> from scelmo.cell_tokens import CellTokens
+        >>> from scelmo.models.langcell._setup import TokenSetup
+        >>> adata = ad.AnnData(np.zeros((3, 1)), obs=pd.DataFrame({"y": ["b", "a", None]}, index=["c0", "c1", "c2"]))
+        >>> adata.obsm["langcell_tokens"] = CellTokens(np.array([0, 2, 3, 5]), np.array([5, 7, 9, 4, 6])).to_sparse()
+        >>> TokenSetup.register(adata, labels_key="y", tokens_key="langcell_tokens", layer=None, use_raw=False,
+        ...                     gene_id_key=None).labels
+        ('a', 'b')
+        """
         values = None if labels_key is None else label_column(adata, labels_key)
         if tokens_key not in adata.obsm:
             tokenize_into(adata, layer=layer, use_raw=use_raw, gene_id_key=gene_id_key, key_added=tokens_key)
@@ -98,7 +110,17 @@ class TokenSetup:
 
     @classmethod
     def read(cls, adata: AnnData) -> TokenSetup:
-        """The record of ``adata``; a ValueError that says to call ``setup_anndata`` if it has none."""
+        """The record of ``adata``; a ValueError that says to call ``setup_anndata`` if it has none.
+
+        Examples
+        --------
+        >>> import anndata as ad, numpy as np
+        >>> from scelmo.models.langcell._setup import TokenSetup
+        >>> TokenSetup.read(ad.AnnData(np.zeros((1, 1))))
+        Traceback (most recent call last):
+        ...
+        ValueError: This AnnData is not set up for LangCellCE: call scelmo.models.LangCellCE.setup_anndata(adata, labels_key=...) first.
+        """
         values = adata.uns.get(SETUP_KEY)
         if values is None:
             raise ValueError(
@@ -109,7 +131,14 @@ class TokenSetup:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TokenSetup:
-        """The record from its stored form (empty strings for ``None``, as ``.h5ad`` stores them)."""
+        """The record from its stored form (empty strings for ``None``, as ``.h5ad`` stores them).
+
+        Examples
+        --------
+        >>> from scelmo.models.langcell._setup import TokenSetup
+        >>> TokenSetup.from_dict({"labels_key": "y", "labels": ["a", "b"], "layer": ""}).layer is None
+        True
+        """
         return cls(
             tokens_key=str(values.get("tokens_key") or "langcell_tokens"),
             labels_key=values.get("labels_key") or None,
@@ -120,7 +149,14 @@ class TokenSetup:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The stored form: strings, lists and booleans only (``.h5ad`` has no ``None``)."""
+        """The stored form: strings, lists and booleans only (``.h5ad`` has no ``None``).
+
+        Examples
+        --------
+        >>> from scelmo.models.langcell._setup import TokenSetup
+        >>> TokenSetup(labels_key="y", labels=("a", "b")).to_dict()["layer"]
+        ''
+        """
         values = asdict(self)
         values["labels"] = list(self.labels)
         for key in ("labels_key", "layer", "gene_id_key"):
@@ -128,7 +164,18 @@ class TokenSetup:
         return values
 
     def tokens(self, adata: AnnData) -> CellTokens:
-        """The cells' tokens, tokenized from the counts as set up when ``adata.obsm`` lacks them."""
+        """The cells' tokens, tokenized from the counts as set up when ``adata.obsm`` lacks them.
+
+        Examples
+        --------
+        >>> import anndata as ad, numpy as np, pandas as pd
+        >>> from scelmo.cell_tokens import CellTokens
+        >>> from scelmo.models.langcell._setup import TokenSetup
+        >>> adata = ad.AnnData(np.zeros((3, 1)), obs=pd.DataFrame({"y": ["b", "a", None]}, index=["c0", "c1", "c2"]))
+        >>> adata.obsm["langcell_tokens"] = CellTokens(np.array([0, 2, 3, 5]), np.array([5, 7, 9, 4, 6])).to_sparse()
+        >>> TokenSetup().tokens(adata).lengths.tolist()
+        [2, 1, 2]
+        """
         if self.tokens_key not in adata.obsm and (self.layer or self.use_raw or self.gene_id_key):
             tokenize_into(
                 adata,
@@ -140,7 +187,19 @@ class TokenSetup:
         return cell_tokens(adata, self.tokens_key)
 
     def labelled(self, adata: AnnData) -> tuple[np.ndarray, np.ndarray]:
-        """The cells with one of :attr:`labels` and their class codes."""
+        """The cells with one of :attr:`labels` and their class codes.
+
+        Examples
+        --------
+        >>> import anndata as ad, numpy as np, pandas as pd
+        >>> from scelmo.cell_tokens import CellTokens
+        >>> from scelmo.models.langcell._setup import TokenSetup
+        >>> adata = ad.AnnData(np.zeros((3, 1)), obs=pd.DataFrame({"y": ["b", "a", None]}, index=["c0", "c1", "c2"]))
+        >>> adata.obsm["langcell_tokens"] = CellTokens(np.array([0, 2, 3, 5]), np.array([5, 7, 9, 4, 6])).to_sparse()
+        >>> cells, codes = TokenSetup(labels_key="y", labels=("a", "b")).labelled(adata)
+        >>> cells.tolist(), codes.tolist()
+        ([0, 1], [1, 0])
+        """
         values = label_column(adata, self.labels_key or "")
         known = {c: i for i, c in enumerate(self.labels)}
         cells = np.flatnonzero(np.asarray(values.notna()) & np.asarray(values.astype(str).isin(list(known))))
