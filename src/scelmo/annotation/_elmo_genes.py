@@ -33,8 +33,11 @@ CELL_LEVEL = 0.5
 
 
 def _program_differences(standardised: Standardised, scores: np.ndarray) -> np.ndarray:
-    """Per program (column of ``scores``): standardised (over genes) difference between the mean
-    standardised expression of the cells it wins and that of the other cells (genes x programs)."""
+    """Per program, how the cells it wins differ from the others (genes x programs).
+
+    For each column of ``scores``: the difference between the mean standardised expression of
+    the cells it wins and that of the other cells, standardised over genes.
+    """
     n_programs = scores.shape[1]
     best = np.argmax(scores, axis=1)
     means = standardised.group_means(best, n_programs)

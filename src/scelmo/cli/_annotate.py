@@ -214,7 +214,7 @@ def parse_labels(text: str) -> list[str]:
 
 
 def read_labels_file(path: str | Path) -> list[str] | dict[str, list[str]]:
-    """Classes from a file: one name per line, or TSV lines ``label<TAB>text``.
+    r"""Classes from a file: one name per line, or TSV lines ``label<TAB>text``.
 
     Blank lines and lines starting with ``#`` are skipped; in a TSV file, a first line
     ``label<TAB>text`` is a header.
@@ -233,7 +233,7 @@ def read_labels_file(path: str | Path) -> list[str] | dict[str, list[str]]:
     >>> import tempfile, pathlib
     >>> from scelmo.cli._annotate import read_labels_file
     >>> file = pathlib.Path(tempfile.mkdtemp()) / "classes.tsv"
-    >>> _ = file.write_text("label\\ttext\\nB cell\\tCD79A MS4A1\\nB cell\\tantibodies\\nT cell\\tCD3E\\n")
+    >>> _ = file.write_text("label\ttext\nB cell\tCD79A MS4A1\nB cell\tantibodies\nT cell\tCD3E\n")
     >>> read_labels_file(file)
     {'B cell': ['CD79A MS4A1', 'antibodies'], 'T cell': ['CD3E']}
     """
@@ -366,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _knn(args: argparse.Namespace, options: dict[str, Any]) -> AnnData:
-    """kNN transfer from ``--reference`` (or cross-validated within the input)."""
+    """Transfer labels by kNN from ``--reference`` (or cross-validated within the input)."""
     from .. import tl
 
     adata = read_h5ad(args.input)

@@ -237,7 +237,7 @@ def zeroshot_annotate(
     >>> adata.uns["zeroshot"]["mentions"]["CD8+ T cell"]  # doctest: +SKIP
     ['CD8+ -> CD8A,CD8B']
 
-The options of a method can also be kept in one object and reused:
+    The options of a method can also be kept in one object and reused:
 
     >>> from scelmo.annotation import ElmoZeroShotOptions
     >>> options = ElmoZeroShotOptions(n_genes=10, refine=0)
