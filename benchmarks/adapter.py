@@ -134,6 +134,98 @@ def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k:
     return np.asarray(votes.classes, dtype=object)[votes.probs.argmax(axis=1)]
 
 
+class _HeldOut:
+    """Held-out predictions per method and run, training seconds, and the adapters' validation scores."""
+
+    def __init__(self, n_cells: int) -> None:
+        self.n_cells = n_cells
+        self.predictions: dict[str, dict[int, np.ndarray]] = {}
+        self.seconds: dict[str, list[float]] = {}
+        self.validation: dict[str, list[tuple[float, float]]] = {}
+
+    def record(
+        self, name: str, test: np.ndarray, predicted: np.ndarray, elapsed: float | None = None, run: int = 0
+    ) -> None:
+        runs = self.predictions.setdefault(name, {})
+        runs.setdefault(run, np.empty(self.n_cells, dtype=object))[test] = predicted
+        if elapsed is not None:
+            self.seconds.setdefault(name, []).append(elapsed)
+
+    def table(self, y: np.ndarray, scored: np.ndarray) -> pd.DataFrame:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        rows = []
+        for name, runs in self.predictions.items():
+            accuracy = [accuracy_score(y[scored], predicted[scored]) for predicted in runs.values()]
+            macro_f1 = [
+                f1_score(y[scored], predicted[scored], average="macro") for predicted in runs.values()
+            ]
+            validation = self.validation.get(name)
+            rows.append(
+                {
+                    "method": name,
+                    "accuracy": float(np.mean(accuracy)),
+                    "accuracy_sd": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else np.nan,
+                    "macro_f1": float(np.mean(macro_f1)),
+                    "train_s_per_fold": float(np.mean(self.seconds[name]))
+                    if name in self.seconds
+                    else np.nan,
+                    # The adapters' own 10% validation split (of the training folds), at the kept round.
+                    "val_knn": float(np.mean([v[0] for v in validation])) if validation else np.nan,
+                    "val_classifier": float(np.mean([v[1] for v in validation])) if validation else np.nan,
+                }
+            )
+        return pd.DataFrame(rows).set_index("method")
+
+
+def _baselines(out: _HeldOut, adata, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> None:
+    """10-NN on PCA and on the zero-shot elmo embedding; logistic regressions on log1p."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+
+    for name, rep in (("10-NN on X_pca (scanpy)", "X_pca"), ("10-NN on X_elmo (zero-shot)", "X_elmo")):
+        out.record(name, test, knn_predict(adata.obsm[rep][train], y[train], adata.obsm[rep][test]))
+    x = adata.layers["log1p"]
+    began = time.perf_counter()
+    logistic = LogisticRegression(max_iter=5000).fit(x[train], y[train])
+    out.record(
+        "logistic regression (log1p, C=1)", test, logistic.predict(x[test]), time.perf_counter() - began
+    )
+    began = time.perf_counter()
+    tuned = LogisticRegressionCV(Cs=[0.01, 0.1, 1.0, 10.0], cv=5, max_iter=5000).fit(x[train], y[train])
+    out.record(
+        "logistic regression (log1p, C by inner CV)",
+        test,
+        tuned.predict(x[test]),
+        time.perf_counter() - began,
+    )
+
+
+def _adapters(
+    out: _HeldOut, adata, table, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int, n_seeds: int
+) -> None:
+    """Every adapter of ``ADAPTERS``, with seeds ``seed ..``: its classifier and 10-NN on its latent."""
+    from scelmo.models import ElmoAdapter
+
+    train_adata = adata[train].copy()
+    ElmoAdapter.setup_anndata(train_adata, labels_key="bulk_labels", layer="log1p")
+    test_adata = adata[test].copy()
+    for label, settings in ADAPTERS.items():
+        for run in range(n_seeds):
+            began = time.perf_counter()
+            model = ElmoAdapter(train_adata, gene_embeddings=table, seed=seed + run, **settings["init"])
+            model.train(**settings["train"])
+            elapsed = time.perf_counter() - began
+            name = f"adapter, {label}: classifier"
+            out.record(name, test, model.predict(test_adata, method="classifier"), elapsed, run)
+            out.validation.setdefault(name, []).append(
+                (model.best_validation_knn_accuracy_, model.best_validation_classifier_accuracy_)
+            )
+            embedded = model.get_latent_representation(), model.get_latent_representation(test_adata)
+            out.record(
+                f"adapter, {label}: 10-NN", test, knn_predict(embedded[0], y[train], embedded[1]), run=run
+            )
+
+
 def cross_validate(adata, table, folds: int, seed: int, n_seeds: int = 1) -> pd.DataFrame:
     """Scores on the held-out folds; adapters trained with seeds ``seed .. seed + n_seeds - 1``.
 
@@ -141,93 +233,20 @@ def cross_validate(adata, table, folds: int, seed: int, n_seeds: int = 1) -> pd.
     scored on all held-out folds) and ``accuracy_sd`` their standard deviation; the folds are
     the same for every method and seed.
     """
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import StratifiedKFold
 
-    from scelmo.models import ElmoAdapter
-
     y = adata.obs["bulk_labels"].astype(str).to_numpy()
-    x = adata.layers["log1p"]
-    predictions: dict[str, dict[int, np.ndarray]] = {}
-    seconds: dict[str, list[float]] = {}
-    validation: dict[str, list[tuple[float, float]]] = {}
-
-    def record(
-        name: str, test: np.ndarray, predicted: np.ndarray, elapsed: float | None = None, run: int = 0
-    ) -> None:
-        predictions.setdefault(name, {}).setdefault(run, np.empty(len(y), dtype=object))[test] = predicted
-        if elapsed is not None:
-            seconds.setdefault(name, []).append(elapsed)
-
+    out = _HeldOut(len(y))
     splitter = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     used = []
     for fold, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
         if fold >= folds:
             break
         used.append(test)
-        record(
-            "10-NN on X_pca (scanpy)",
-            test,
-            knn_predict(adata.obsm["X_pca"][train], y[train], adata.obsm["X_pca"][test]),
-        )
-        record(
-            "10-NN on X_elmo (zero-shot)",
-            test,
-            knn_predict(adata.obsm["X_elmo"][train], y[train], adata.obsm["X_elmo"][test]),
-        )
-        began = time.perf_counter()
-        logistic = LogisticRegression(max_iter=5000).fit(x[train], y[train])
-        record(
-            "logistic regression (log1p, C=1)", test, logistic.predict(x[test]), time.perf_counter() - began
-        )
-        began = time.perf_counter()
-        tuned = LogisticRegressionCV(Cs=[0.01, 0.1, 1.0, 10.0], cv=5, max_iter=5000).fit(x[train], y[train])
-        record(
-            "logistic regression (log1p, C by inner CV)",
-            test,
-            tuned.predict(x[test]),
-            time.perf_counter() - began,
-        )
-        train_adata = adata[train].copy()
-        ElmoAdapter.setup_anndata(train_adata, labels_key="bulk_labels", layer="log1p")
-        test_adata = adata[test].copy()
-        for label, settings in ADAPTERS.items():
-            for run in range(n_seeds):
-                began = time.perf_counter()
-                model = ElmoAdapter(train_adata, gene_embeddings=table, seed=seed + run, **settings["init"])
-                model.train(**settings["train"])
-                elapsed = time.perf_counter() - began
-                name = f"adapter, {label}: classifier"
-                record(name, test, model.predict(test_adata, method="classifier"), elapsed, run)
-                validation.setdefault(name, []).append(
-                    (model.best_validation_knn_accuracy_, model.best_validation_classifier_accuracy_)
-                )
-                embedded = model.get_latent_representation(), model.get_latent_representation(test_adata)
-                record(
-                    f"adapter, {label}: 10-NN", test, knn_predict(embedded[0], y[train], embedded[1]), run=run
-                )
+        _baselines(out, adata, y, train, test)
+        _adapters(out, adata, table, y, train, test, seed, n_seeds)
         print(f"fold {fold + 1} done", flush=True)
-    scored = np.concatenate(used)
-    rows = []
-    for name, runs in predictions.items():
-        accuracy = [accuracy_score(y[scored], predicted[scored]) for predicted in runs.values()]
-        macro_f1 = [f1_score(y[scored], predicted[scored], average="macro") for predicted in runs.values()]
-        rows.append(
-            {
-                "method": name,
-                "accuracy": float(np.mean(accuracy)),
-                "accuracy_sd": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else np.nan,
-                "macro_f1": float(np.mean(macro_f1)),
-                "train_s_per_fold": float(np.mean(seconds[name])) if name in seconds else np.nan,
-                # The adapters' own 10% validation split (of the training folds), at the kept round.
-                "val_knn": float(np.mean([v[0] for v in validation[name]])) if name in validation else np.nan,
-                "val_classifier": float(np.mean([v[1] for v in validation[name]]))
-                if name in validation
-                else np.nan,
-            }
-        )
-    return pd.DataFrame(rows).set_index("method")
+    return out.table(y, np.concatenate(used))
 
 
 def semi_synthetic_batches(adata, seed: int, n_genes: int = 300, shift: float = 2.0):
@@ -564,7 +583,7 @@ def cross_dataset(names: list[str], seeds: list[int]) -> None:
         print(recall.round(2))
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -590,7 +609,11 @@ def main(argv: list[str] | None = None) -> None:
         help="predict() against 10-NN on the latent on the evaluation data sets (default all three)",
     )
     parser.add_argument("--cross-seeds", type=int, default=3, help="seeds of the --cross splits")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
 
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
