@@ -425,3 +425,41 @@ def test_unspell_removes_what_the_symbol_alone_explains(pbmc, table):
     assert adata.uns["zeroshot"]["params"]["unspell"] is True
     # with the symbols' own vectors gone, the named genes (gene mentions) still make the signatures
     assert set(adata.uns["zeroshot"]["genes"]["B cell"]) >= {"CD79A", "CD79B", "MS4A1"}
+
+
+def test_options_object_and_keywords_are_one_list(pbmc, table):
+    """The options object and the keywords give the same call; keywords replace its fields; bad values
+    and unknown names are refused before anything is computed, naming the options there are."""
+    import dataclasses
+
+    from scelmo.annotation import ElmoZeroShotOptions
+
+    adata = pbmc[:120].copy()
+    common = {"gene_embeddings": table, "encoder": BagOfWords()}
+    options = ElmoZeroShotOptions(n_genes=4, refine=1, unspell=False, cache=False)
+    se.tl.zeroshot_annotate(adata, MARKERS, options=options, key_added="object", **common)
+    se.tl.zeroshot_annotate(
+        adata, MARKERS, n_genes=4, refine=1, unspell=False, cache=False, key_added="kw", **common
+    )
+    se.tl.zeroshot_annotate(adata, MARKERS, options=options, refine=0, key_added="replaced", **common)
+    np.testing.assert_array_equal(adata.obsm["object_probs"], adata.obsm["kw_probs"])
+    assert adata.uns["object"]["params"] == adata.uns["kw"]["params"]
+    assert adata.uns["object"]["params"]["n_genes"] == 4
+    assert adata.uns["replaced"]["params"]["refine"] == 0
+    assert "refined_genes" not in adata.uns["replaced"]
+    # every recorded option is a field, and the defaults are the dataclass's
+    fields = {f.name: f.default for f in dataclasses.fields(ElmoZeroShotOptions)}
+    assert set(ElmoZeroShotOptions().record("X")) - {"matrix"} <= set(fields)
+    with pytest.raises(TypeError, match=r"unknown options \['alpha'\]; its options are \['score'"):
+        se.tl.zeroshot_annotate(adata, MARKERS, alpha=0.1, **common)
+    with pytest.raises(TypeError, match=r"takes options=scelmo\.annotation\.ElmoZeroShotOptions"):
+        se.tl.zeroshot_annotate(adata, MARKERS, options=se.annotation.LangCellZeroShotOptions(), **common)
+    for bad, message in (
+        ({"n_genes": 0}, "`n_genes` must be at least 1"),
+        ({"refine": -1}, "`refine` must be >= 0"),
+        ({"abstain_level": 1.0}, r"`abstain_level` must be in \(0, 1\)"),
+        ({"temperature": 0.0}, "`temperature` must be positive"),
+        ({"score": "cells"}, "`score` must be 'genes' or 'cell'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            se.tl.zeroshot_annotate(adata, MARKERS, **bad, **common)
