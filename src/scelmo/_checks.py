@@ -54,6 +54,7 @@ def check_values(
     where: str,
     require: Requirement,
     purpose: str | None = None,
+    fix: str | None = None,
 ) -> float:
     """Refuse a block whose values break ``require``; return its largest absolute value.
 
@@ -70,6 +71,9 @@ def check_values(
         ``"finite"``, ``"nonnegative"`` or ``"counts"`` (see the module's docstring).
     purpose
         What needs the values, for the message (``"LangCell's rank-value tokenization"``).
+    fix
+        How to point at the right matrix, for the message; default: ``layer='counts'`` or
+        ``use_raw=True`` (a caller that cannot read ``adata.raw`` says what it can read).
 
     Returns
     -------
@@ -93,6 +97,7 @@ def check_values(
     """
     if require not in REQUIREMENTS:
         raise ValueError(f"`require` must be one of {REQUIREMENTS}, got {require!r}.")
+    hint = fix or _POINT_AT_MATRIX
     values = block_values(block)
     if values.size == 0:
         return 0.0
@@ -102,8 +107,7 @@ def check_values(
         if bad.any():
             row = start + first_bad_row(block, bad)
             raise ValueError(
-                f"{where} contains NaN or infinite values (cell {row} is the first); fix or drop them. "
-                f"{_POINT_AT_MATRIX}"
+                f"{where} contains NaN or infinite values (cell {row} is the first); fix or drop them. {hint}"
             )
     if require in ("nonnegative", "counts"):
         bad = values < 0
@@ -111,8 +115,7 @@ def check_values(
             row = start + first_bad_row(block, bad)
             raise ValueError(
                 f"{where} has negative values: cell {row} has the value {show_value(float(values[bad][0]))}, so "
-                "it is not counts or log-normalised expression (is it scaled with sc.pp.scale?). "
-                f"{_POINT_AT_MATRIX}"
+                f"it is not counts or log-normalised expression (is it scaled with sc.pp.scale?). {hint}"
             )
     if require == "counts" and not integer:
         bad = values != np.rint(values)
@@ -120,7 +123,7 @@ def check_values(
             row = start + first_bad_row(block, bad)
             raise ValueError(
                 f"{where} does not hold raw counts: cell {row} has the value {show_value(float(values[bad][0]))}. "
-                f"{purpose or 'This step'} needs non-negative integer counts. {_POINT_AT_MATRIX}"
+                f"{purpose or 'This step'} needs non-negative integer counts. {hint}"
             )
     return float(np.abs(values).max())
 
@@ -133,6 +136,7 @@ def check_matrix(
     chunk_size: int = 8192,
     max_rows: int | None = None,
     purpose: str | None = None,
+    fix: str | None = None,
 ) -> float:
     """Run :func:`check_values` over the row blocks of ``matrix``; return its largest absolute value.
 
@@ -140,7 +144,7 @@ def check_matrix(
     ----------
     matrix
         Dense, scipy sparse, backed or dask cells x genes matrix.
-    where, require, purpose
+    where, require, purpose, fix
         As for :func:`check_values`.
     chunk_size
         Rows per block.
@@ -164,6 +168,6 @@ def check_matrix(
     largest = 0.0
     for start, _, block in iter_row_blocks(matrix, chunk_size, float32=False):
         largest = max(
-            largest, check_values(block, start=start, where=where, require=require, purpose=purpose)
+            largest, check_values(block, start=start, where=where, require=require, purpose=purpose, fix=fix)
         )
     return largest

@@ -92,13 +92,10 @@ def check_model_values(matrix: object, *, where: str, rows: int | None = None) -
     ...
     ValueError: adata.X has negative values... These models read adata.X or a layer, not adata.raw: ...
     """
-    try:
-        if rows is None:
-            check_matrix(matrix, where=where, require="nonnegative")
-        else:
-            check_values(matrix, start=rows, where=where, require="nonnegative")
-    except ValueError as err:
-        raise ValueError(f"{err} {_RAW_TO_LAYER}") from None
+    if rows is None:
+        check_matrix(matrix, where=where, require="nonnegative", fix=_RAW_TO_LAYER)
+    else:
+        check_values(matrix, start=rows, where=where, require="nonnegative", fix=_RAW_TO_LAYER)
 
 
 def check_same_genes(

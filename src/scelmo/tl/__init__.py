@@ -1,6 +1,6 @@
 """Tools: cell embeddings and what is computed from them."""
 
-from ..annotation._metrics import annotation_metrics
+from ..evaluation import annotation_metrics
 from ._benchmark import benchmark
 from ._cell_sentence_embed import cell_sentence_embed
 from ._elmo_embed import elmo_embed

@@ -12,6 +12,7 @@ from .._products import Backend
 from .._records import ElmoRecord
 from ..cell_embedding import DEFAULT_CHUNK_SIZE, weighted_gene_average
 from ..gene_embeddings import GeneEmbeddings
+from ._inplace import target
 
 
 def elmo_embed(
@@ -102,10 +103,7 @@ def elmo_embed(
             f"`gene_embeddings` must be a scelmo.GeneEmbeddings, got {type(gene_embeddings).__name__}; "
             "wrap a dict with GeneEmbeddings.from_dict(...)."
         )
-    if copy:
-        if adata.isbacked:
-            raise ValueError("copy=True is not supported for backed AnnData; embed in place instead.")
-        adata = adata.copy()
+    adata = target(adata, copy)
     expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
     aligned = gene_embeddings.align(
         expression.var_names, id_type=id_type, case_sensitive=case_sensitive, min_coverage=min_coverage
