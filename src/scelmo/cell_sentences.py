@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._checks import check_values
 from ._matrix import iter_row_blocks
 
 __all__ = ["DEFAULT_N_GENES", "cell_sentences", "iter_cell_sentences", "sentence_symbols"]
@@ -82,29 +83,17 @@ def sentence_symbols(var_names: Iterable[str]) -> tuple[np.ndarray, dict[str, An
     return words, report
 
 
-def _check_values(values: np.ndarray) -> None:
-    if values.size and not np.isfinite(values).all():
-        raise ValueError(
-            "The expression matrix holds NaN or infinite values, so genes cannot be ranked; "
-            "fix or drop those cells first."
-        )
-    if values.size and values.min() < 0:
-        raise ValueError(
-            "The expression matrix holds negative values (scaled or centred data?). Cell sentences rank "
-            "expression: use counts or log-normalised values (layer= or use_raw=)."
-        )
-
-
 def _block_sentences(
-    block: np.ndarray | sp.csr_matrix, words: np.ndarray, keep: np.ndarray, n_genes: int
+    block: np.ndarray | sp.csr_matrix, words: np.ndarray, keep: np.ndarray, n_genes: int, start: int = 0
 ) -> list[str]:
     csr = block if sp.issparse(block) else sp.csr_matrix(block)
+    # Sentences rank expression: counts or log-normalised values, never scaled ones.
+    check_values(csr, start=start, where="The expression matrix", require="nonnegative")
     n_rows = csr.shape[0]
     counts = np.diff(csr.indptr)
     rows = np.repeat(np.arange(n_rows), counts)
     values = np.asarray(csr.data)
     columns = np.asarray(csr.indices)
-    _check_values(values)
     use = (values > 0) & keep[columns]
     rows, values, columns = rows[use], values[use], columns[use]
     # Sort by cell, then descending value, then column (ties keep the gene order).
@@ -166,7 +155,7 @@ def iter_cell_sentences(
         # Row blocks of CSC (or COO) storage would rescan the whole matrix for every block.
         matrix = sp.csr_matrix(matrix)
     for start, stop, block in iter_row_blocks(matrix, chunk_size):
-        yield start, stop, _block_sentences(block, words, keep, int(n_genes))
+        yield start, stop, _block_sentences(block, words, keep, int(n_genes), start)
 
 
 def cell_sentences(
