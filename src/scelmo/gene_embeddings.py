@@ -624,6 +624,30 @@ class GeneEmbeddings:
         return self.combine(other, how="sum")
 
     # --------------------------------------------------------------- aligning
+    def _unique_keys(self, table_type: str) -> tuple[np.ndarray, pd.Index, tuple[str, ...]]:
+        """Rows kept, their keys (Ensembl versions stripped) and the keys dropped as duplicates."""
+        from . import gene_ids
+
+        table_keys = self._genes
+        if table_type == "ensembl":
+            table_keys = pd.Index(gene_ids.strip_version(np.asarray(table_keys)))
+        # Two versions of one Ensembl id become one key: the first row is kept.
+        first = ~table_keys.duplicated(keep="first")
+        rows = np.flatnonzero(first)
+        keys = table_keys[first]
+        duplicates = tuple(
+            f"{self._genes[i]} (kept {self._genes[rows[keys.get_loc(table_keys[i])]]})"
+            for i in np.flatnonzero(~first)
+        )
+        if duplicates:
+            logger.warning(
+                "%d table keys are another version of an Ensembl id already in the table; the first row "
+                "of each is used (e.g. %s)",
+                len(duplicates),
+                ", ".join(duplicates[:3]),
+            )
+        return rows, keys, duplicates
+
     def align(
         self,
         var_names: Sequence[str] | pd.Index,
@@ -701,51 +725,9 @@ class GeneEmbeddings:
             raise ValueError(f"`match` must be 'hgnc' or 'exact', got {match!r}.")
         table_type = gene_ids.infer_id_type(self._genes)
 
-        table_keys = self._genes
-        if table_type == "ensembl":
-            table_keys = pd.Index(gene_ids.strip_version(np.asarray(table_keys)))
-        # Two versions of one Ensembl id become one key: the first row is kept.
-        first = ~table_keys.duplicated(keep="first")
-        rows = np.flatnonzero(first)
-        keys = table_keys[first]
-        duplicates = tuple(
-            f"{self._genes[i]} (kept {self._genes[rows[keys.get_loc(table_keys[i])]]})"
-            for i in np.flatnonzero(~first)
-        )
-        if duplicates:
-            logger.warning(
-                "%d table keys are another version of an Ensembl id already in the table; the first row "
-                "of each is used (e.g. %s)",
-                len(duplicates),
-                ", ".join(duplicates[:3]),
-            )
-
-        query = np.asarray(var_index)
-        if var_type == "ensembl":
-            query = gene_ids.strip_version(query)
-        if var_type != table_type:
-            if id_map is None:
-                id_map = (
-                    gene_ids.ensembl_to_symbol() if var_type == "ensembl" else gene_ids.symbol_to_ensembl()
-                )
-            query = np.asarray([id_map.get(q, "") for q in query], dtype=object)
-
-        positions = _exact(keys, query)
-        kinds = np.where(positions >= 0, "exact", "").astype(object)
-        used, note = match, ""
-        if match == "hgnc":
-            try:
-                _match_hgnc(keys, var_index, query, var_type, table_type, positions, kinds)
-            except ImportError as err:
-                used = "exact"
-                note = f"HGNC matching skipped: {err}"
-                if (positions < 0).any():
-                    warnings.warn(
-                        "Genes were matched by exact name only: the HGNC table for previous and alias symbols "
-                        f"is not available ({err}). Pass match='exact' to silence this.",
-                        UserWarning,
-                        stacklevel=2,
-                    )
+        rows, keys, duplicates = self._unique_keys(table_type)
+        query = _query_ids(var_index, var_type, table_type, id_map)
+        positions, kinds, used, note = _match_positions(keys, var_index, query, var_type, table_type, match)
         if not case_sensitive:
             _match_case_folded(keys, query, positions, kinds)
         matched = positions >= 0
@@ -762,7 +744,6 @@ class GeneEmbeddings:
         # One gather and no temporary: unmatched rows take row 0, then are zeroed.
         matrix = self._vectors[np.maximum(positions, 0)]
         matrix[~matched] = 0
-        coverage = n_matched / len(var_index)
         aligned = AlignedGeneEmbeddings(
             var_names=var_index,
             matrix=matrix,
@@ -776,22 +757,67 @@ class GeneEmbeddings:
             match_note=note,
             duplicate_table_keys=duplicates,
         )
-        if coverage < min_coverage:
-            warnings.warn(
-                f"Only {n_matched} of {len(var_index)} genes ({coverage:.1%}) are in the gene table; "
-                f"unmatched genes contribute zero vectors. Examples: {aligned.unmatched[:5].tolist()}",
-                UserWarning,
-                stacklevel=2,
-            )
-        through = int(np.isin(kinds, list(_HGNC_KINDS)).sum())
-        logger.info(
-            "aligned gene table: %d of %d genes matched (%.1f%%), %d through HGNC previous/alias symbols",
-            n_matched,
-            len(var_index),
-            100 * coverage,
-            through,
-        )
+        _report_alignment(aligned, min_coverage)
         return aligned
+
+
+def _query_ids(
+    var_index: pd.Index, var_type: str, table_type: str, id_map: Mapping[str, str] | None
+) -> np.ndarray:
+    """The data's ids as the table's kind of id (versions stripped; translated through ``id_map``)."""
+    from . import gene_ids
+
+    query = np.asarray(var_index)
+    if var_type == "ensembl":
+        query = gene_ids.strip_version(query)
+    if var_type != table_type:
+        if id_map is None:
+            id_map = gene_ids.ensembl_to_symbol() if var_type == "ensembl" else gene_ids.symbol_to_ensembl()
+        query = np.asarray([id_map.get(q, "") for q in query], dtype=object)
+    return query
+
+
+def _match_positions(
+    keys: pd.Index, var_index: pd.Index, query: np.ndarray, var_type: str, table_type: str, match: str
+) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """Table position per variable (-1: none), how it matched, the rule used and a note."""
+    positions = _exact(keys, query)
+    kinds = np.where(positions >= 0, "exact", "").astype(object)
+    if match != "hgnc":
+        return positions, kinds, match, ""
+    try:
+        _match_hgnc(keys, var_index, query, var_type, table_type, positions, kinds)
+    except ImportError as err:
+        if (positions < 0).any():
+            warnings.warn(
+                "Genes were matched by exact name only: the HGNC table for previous and alias symbols "
+                f"is not available ({err}). Pass match='exact' to silence this.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return positions, kinds, "exact", f"HGNC matching skipped: {err}"
+    return positions, kinds, match, ""
+
+
+def _report_alignment(aligned: AlignedGeneEmbeddings, min_coverage: float) -> None:
+    """Warn below ``min_coverage``; log how many genes matched, and how many through HGNC."""
+    n_matched, n_vars = aligned.n_matched, len(aligned.var_names)
+    coverage = n_matched / n_vars
+    if coverage < min_coverage:
+        warnings.warn(
+            f"Only {n_matched} of {n_vars} genes ({coverage:.1%}) are in the gene table; "
+            f"unmatched genes contribute zero vectors. Examples: {aligned.unmatched[:5].tolist()}",
+            UserWarning,
+            stacklevel=3,
+        )
+    through = int(np.isin(aligned.match_kinds, list(_HGNC_KINDS)).sum())
+    logger.info(
+        "aligned gene table: %d of %d genes matched (%.1f%%), %d through HGNC previous/alias symbols",
+        n_matched,
+        n_vars,
+        100 * coverage,
+        through,
+    )
 
 
 @dataclass(frozen=True, repr=False)
