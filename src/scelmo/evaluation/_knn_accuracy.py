@@ -1,7 +1,7 @@
 """Out-of-fold kNN label transfer: accuracy and macro-F1 of a cosine ``k``-NN majority vote.
 
 Each stratified fold's cells are voted on by the cells of the other folds only, so a cell never
-votes for itself (one of the originals' bugs). The votes are :func:`scelmo._neighbors.cross_validated_votes`
+votes for itself (one of the originals' bugs). The votes are :func:`scelmo.annotation.cross_validated_votes`
 with the exact search (scikit-learn's brute-force ``KNeighborsClassifier``, same folds).
 """
 
