@@ -101,6 +101,12 @@ TIE = 0.005
 NONSENSE = "xyzzy cell"
 _SOURCES = (
     "annotation/_elmo_zeroshot.py",
+    "annotation/_zeroshot_options.py",
+    "annotation/_elmo_text.py",
+    "annotation/_elmo_genes.py",
+    "annotation/_elmo_cells.py",
+    "annotation/_elmo_record.py",
+    "annotation/_standardised.py",
     "annotation/_elmo_signatures.py",
     "annotation/_elmo_refine.py",
     "annotation/_zeroshot.py",
