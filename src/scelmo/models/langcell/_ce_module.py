@@ -16,8 +16,9 @@ import numpy as np
 
 from ..._logging import logger
 from ..._optional import import_optional
+from .._checkpoint_folder import CheckpointError, read_json, verify_folder
 from .._pretrained import hf_config_dict
-from ._checkpoint import CheckpointError, check_sizes, load_checked, read_json, read_state_dict, verify_folder
+from ._checkpoint import check_sizes, load_checked, read_state_dict
 from ._config import CELL_BERT_DIR, CELL_PAD_TOKEN_ID
 from ._encode import cell_batches
 from ._io import LANGCELL_FOLDER

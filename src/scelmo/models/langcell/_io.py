@@ -14,15 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..._optional import import_optional
+from .._checkpoint_folder import CheckpointError, read_json
 from .._pretrained import FolderFormat, hf_config_dict, write_hf_config
-from ._checkpoint import (
-    CheckpointError,
-    check_sizes,
-    load_checked,
-    read_json,
-    read_state_dict,
-    save_safetensors,
-)
+from ._checkpoint import check_sizes, load_checked, read_state_dict, save_safetensors
 from ._config import (
     CELL_BERT_DIR,
     HEADS,

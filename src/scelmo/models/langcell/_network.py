@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..._logging import logger
 from ..._optional import import_optional
-from ._checkpoint import CheckpointError, load_text_tokenizer
+from .._checkpoint_folder import CheckpointError
+from ._checkpoint import load_text_tokenizer
 from ._config import (
     CELL_CLS_TOKEN_ID,
     CELL_PAD_TOKEN_ID,
