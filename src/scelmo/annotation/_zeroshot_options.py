@@ -190,7 +190,7 @@ class ElmoZeroShotOptions:
 
 @dataclass(frozen=True)
 class LangCellZeroShotOptions:
-    """Options of zero-shot LangCell (``method="langcell"``); see :func:`scelmo.annotation._langcell_zeroshot.langcell_zeroshot`.
+    """Options of zero-shot LangCell (``method="langcell"``); see :func:`scelmo.models.langcell.langcell_zeroshot`.
 
     Examples
     --------

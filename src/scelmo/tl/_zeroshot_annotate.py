@@ -116,7 +116,7 @@ def zeroshot_annotate(
         fields of :class:`scelmo.annotation.ElmoZeroShotOptions`, for ``method="langcell"``
         those of :class:`scelmo.annotation.LangCellZeroShotOptions` (``alpha``, ``use_ctm``,
         ``ctm_top_k``, ``batch_size``, ``device``...; see
-        :func:`scelmo.annotation._langcell_zeroshot.langcell_zeroshot`). A keyword that is no
+        :func:`scelmo.models.langcell.langcell_zeroshot`). A keyword that is no
         option of the method raises a ``TypeError`` that lists them.
 
     Other Parameters
