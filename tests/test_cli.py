@@ -24,6 +24,7 @@ import scanpy as sc
 from _pbmc_annotation import COARSE, MARKERS
 
 import scelmo as se
+from scelmo._optional import EXTRAS
 from scelmo.cli import main
 from scelmo.cli._annotate import parse_labels, read_labels_file
 
@@ -41,7 +42,7 @@ MARKER_GENES = [
     "S100A8",
     "CST3",
 ]
-COMMANDS = ["embed", "annotate", "build-genes", "fetch", "info"]
+COMMANDS = ["embed", "annotate", "build-genes", "fetch", "info", "demo"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -662,7 +663,9 @@ def test_info_describes_files_and_installation(work, capsys, monkeypatch):
     code, out, _ = in_process(work, capsys, monkeypatch, "info")
     assert code == 0
     assert f"scelmo {se.__version__}" in out
-    assert "offline" in out
+    # One line per extra of the table pyproject.toml is checked against (tests/test_optional.py).
+    listed = [line.split()[0] for line in out.split("extras:\n", 1)[1].split("data folder:")[0].splitlines()]
+    assert listed == list(EXTRAS)
     assert "data folder:" in out
     assert "geneformer_v1_token_dictionary" in out
 
@@ -730,7 +733,7 @@ ERRORS = {
     ),
     "unknown layer": (
         ["embed", "pbmc.h5ad", "-o", "out.h5ad", "-g", "random.npz", "--layer", "counts"],
-        "no layer 'counts' (its layers: 'lognorm')",
+        "Layer 'counts' not found in adata.layers; available layers: ['lognorm']. Fix --layer or leave it out.",
     ),
     "non-count data": (
         [
@@ -746,7 +749,7 @@ ERRORS = {
             "--labels",
             "T cell,B cell",
         ],
-        "adata.raw.X holds non-integer values",
+        "adata.raw.X does not hold raw counts: cell 0 has the value",
     ),
     "langcell option with elmo": (
         ["annotate", "pbmc.h5ad", "-o", "out.h5ad", "--labels", "T cell,B cell", "--ctm-top-k", "2"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -92,3 +94,19 @@ def test_missing_lists_what_an_extra_lacks(monkeypatch):
     )
     assert missing("annotation") == ["hnswlib"]
     assert "hnswlib" in missing("bench")
+
+
+def test_models_are_listed_once_and_imported_on_first_access():
+    code = (
+        "import sys, scelmo.models as m; "
+        "print(sorted(m.__all__) == sorted(m._LAZY), set(m._LAZY) <= set(dir(m)), 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "True", "False"]  # nothing heavy imported yet
+    import scelmo.models as models
+
+    for name, module in models._LAZY.items():
+        value = getattr(models, name)
+        assert value is getattr(importlib.import_module(module, models.__name__), name)
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchModel'"):
+        models.NoSuchModel  # noqa: B018

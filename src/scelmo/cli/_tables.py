@@ -8,7 +8,7 @@ import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._files import check_output, existing_file
@@ -30,7 +30,6 @@ __all__ = [
 
 #: Gene text sources of ``pp.build_gene_embeddings`` offered on the command line.
 SOURCES = ("offline", "ncbi", "llm")
-_PICKLES = (".pickle", ".pkl", ".pckl")
 
 
 def add_build_arguments(
@@ -124,7 +123,14 @@ class TableChoice:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return Path(spec).suffix in (".npz", *_PICKLES) or os.sep in spec or "/" in spec or Path(spec).exists()
+    from ..gene_embeddings import PICKLE_SUFFIXES
+
+    return (
+        Path(spec).suffix in (".npz", *PICKLE_SUFFIXES)
+        or os.sep in spec
+        or "/" in spec
+        or Path(spec).exists()
+    )
 
 
 def choose_table(
@@ -162,18 +168,19 @@ def choose_table(
         raise CLIError("--source/--encoder build a gene table; leave them out when --genes gives one")
     if getattr(args, "save_genes", None):
         raise CLIError("--save-genes saves a table built on the fly; with --genes the table already exists")
+    from .. import datasets
+    from ..gene_embeddings import PICKLE_SUFFIXES, GeneEmbeddings
+
     if _looks_like_path(spec):
         file = existing_file(spec, "gene table")
-        if file.suffix in _PICKLES and not args.trusted:
+        if GeneEmbeddings.requires_trust(file) and not args.trusted:
             raise CLIError(
                 f"gene table {file} is a pickle, which can run code when loaded; pass --trusted if you made "
                 "it or checked its source, or use a .npz table"
             )
-        if file.suffix not in (".npz", *_PICKLES):
+        if file.suffix not in (".npz", *PICKLE_SUFFIXES):
             raise CLIError(f"gene table {file} must be a .npz file (written by `scelmo build-genes`)")
         return TableChoice("file", str(file))
-    from .. import datasets
-
     names = list(datasets.available()["name"])
     if spec not in names:
         close = difflib.get_close_matches(spec, names, n=3)
@@ -181,12 +188,10 @@ def choose_table(
         raise CLIError(
             f"{spec!r} is neither a gene table file nor a registry name{hint}; see `scelmo fetch --list`"
         )
-    entry = datasets.entry(spec)
-    suffix = PurePosixPath(entry.get("filename") or entry.get("path") or "").suffix
-    if suffix != ".npz" and not datasets.can_verify(spec) and not args.trusted:
+    if GeneEmbeddings.requires_trust(spec, registry=True) and not args.trusted:
         raise CLIError(
             f"registry table {spec!r} publishes no hash, so its pickle is not unpickled; check its source "
-            f"({entry['source'] or 'see `scelmo fetch --list`'}), then pass --trusted"
+            f"({datasets.entry(spec)['source'] or 'see `scelmo fetch --list`'}), then pass --trusted"
         )
     return TableChoice("registry", spec)
 
