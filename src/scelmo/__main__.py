@@ -7,16 +7,16 @@ from collections.abc import Sequence
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run the ``scelmo`` command line; Ctrl-C while it is still importing is one line, no traceback.
+    """:func:`scelmo.cli.main`, imported here so that Ctrl-C during its imports is one line too.
 
     Parameters
     ----------
     argv
-        The arguments after the program name; default ``sys.argv[1:]``.
+        What ``scelmo.cli.main`` is given (``None``: the process's own arguments).
 
     Returns
     -------
-    The exit code (see :func:`scelmo.cli.main`).
+    Its exit code, or 130 when interrupted while importing.
 
     Examples
     --------

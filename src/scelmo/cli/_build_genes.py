@@ -35,13 +35,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``scelmo build-genes`` to its parser.
-
-    Parameters
-    ----------
-    parser
-        The subcommand's parser.
-    """
+    """Add the options of ``scelmo build-genes`` to its ``parser``: GENES -o OUT.npz, the genes read and the gene text and encoder."""
     parser.add_argument("genes", metavar="GENES", help="an .h5ad, or a text file with one gene per line")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="the gene table (.npz)")
     parser.add_argument("--force", action="store_true", help="replace OUT.npz if it exists")
@@ -106,17 +100,7 @@ def read_genes(path: str | Path, *, use_raw: bool = False, gene_column: str | No
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scelmo build-genes`` (see its ``--help``).
-
-    Parameters
-    ----------
-    args
-        The parsed options.
-
-    Returns
-    -------
-    The exit code, ``0``.
-    """
+    """Run ``scelmo build-genes`` on its parsed options (see ``scelmo build-genes --help``); exit code 0, errors raise."""
     check_build_options(args)
     out = check_output(args.output, suffix=".npz", force=args.force, inputs=[args.genes])
     genes = read_genes(args.genes, use_raw=args.use_raw, gene_column=args.gene_column)

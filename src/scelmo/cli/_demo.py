@@ -42,13 +42,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``scelmo demo`` to its parser.
-
-    Parameters
-    ----------
-    parser
-        The subcommand's parser.
-    """
+    """Add the options of ``scelmo demo`` to its ``parser``: the output folder and the embedding mode."""
     parser.add_argument(
         "-o",
         "--output",
@@ -144,17 +138,7 @@ def _save_umap(adata: AnnData, folder: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scelmo demo`` (see its ``--help``).
-
-    Parameters
-    ----------
-    args
-        The parsed options.
-
-    Returns
-    -------
-    The exit code, ``0``.
-    """
+    """Run ``scelmo demo`` on its parsed options (see ``scelmo demo --help``); exit code 0, errors raise."""
     began = time.perf_counter()
     _check_setup(args.output)
     import scanpy as sc

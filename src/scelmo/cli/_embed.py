@@ -37,13 +37,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``scelmo embed`` to its parser.
-
-    Parameters
-    ----------
-    parser
-        The subcommand's parser.
-    """
+    """Add the options of ``scelmo embed`` to its ``parser``: INPUT -o OUT.h5ad, the embedding, the matrix and the gene table."""
     add_h5ad_input_output(parser)
     group = parser.add_argument_group("embedding")
     group.add_argument(
@@ -79,17 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scelmo embed`` (see its ``--help``).
-
-    Parameters
-    ----------
-    args
-        The parsed options.
-
-    Returns
-    -------
-    The exit code, ``0``.
-    """
+    """Run ``scelmo embed`` on its parsed options (see ``scelmo embed --help``); exit code 0, errors raise."""
     from .._anndata import check_key, expression_matrix
     from ..tl import elmo_embed
 

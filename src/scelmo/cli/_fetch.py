@@ -36,13 +36,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``scelmo fetch`` to its parser.
-
-    Parameters
-    ----------
-    parser
-        The subcommand's parser.
-    """
+    """Add the options of ``scelmo fetch`` to its ``parser``: NAME, --list, --local."""
     parser.add_argument("name", nargs="?", metavar="NAME", help="registry entry (see --list)")
     parser.add_argument(
         "--list", action="store_true", help="list the registry's entries and whether they are here"
@@ -81,17 +75,7 @@ def list_entries() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scelmo fetch`` (see its ``--help``).
-
-    Parameters
-    ----------
-    args
-        The parsed options.
-
-    Returns
-    -------
-    The exit code, ``0``.
-    """
+    """Run ``scelmo fetch`` on its parsed options (see ``scelmo fetch --help``); exit code 0, errors raise."""
     from .. import datasets
 
     if args.list:

@@ -36,13 +36,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``scelmo info`` to its parser.
-
-    Parameters
-    ----------
-    parser
-        The subcommand's parser.
-    """
+    """Add the options of ``scelmo info`` to its ``parser``: an optional FILE."""
     parser.add_argument("file", nargs="?", metavar="FILE", help="an .h5ad or a gene table .npz")
 
 
@@ -140,11 +134,11 @@ def describe_h5ad(path: Path) -> str:
     Parameters
     ----------
     path
-        The file.
+        An ``.h5ad`` file.
 
     Returns
     -------
-    Text lines.
+    The description, one line per part of the file.
     """
     adata = read_h5ad(path, backed=True)
     try:
@@ -192,11 +186,11 @@ def describe_table(path: Path) -> str:
     Parameters
     ----------
     path
-        The file.
+        A gene table written by ``scelmo build-genes`` (or a pickle, which is refused unless trusted).
 
     Returns
     -------
-    Text lines.
+    The description, one line per field.
     """
     from ._tables import read_table_file
 
@@ -223,17 +217,7 @@ def describe_table(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scelmo info`` (see its ``--help``).
-
-    Parameters
-    ----------
-    args
-        The parsed options.
-
-    Returns
-    -------
-    The exit code, ``0``.
-    """
+    """Run ``scelmo info`` on its parsed options (see ``scelmo info --help``); exit code 0, errors raise."""
     if args.file is None:
         print(describe_installation())
         return 0
