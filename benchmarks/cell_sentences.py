@@ -55,7 +55,7 @@ def word_pieces(adata) -> tuple[float, int]:
 def evaluate(name: str, speed_cells: int) -> tuple[list[dict], dict]:
     import scelmo as se
     from scelmo.cell_sentences import cell_sentences
-    from scelmo.metrics import leiden_scores
+    from scelmo.evaluation import leiden_scores
 
     adata = _datasets.load(name)
     start = time.perf_counter()

@@ -27,7 +27,7 @@ from scipy import sparse
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsTransformer, NearestNeighbors
 
 import scelmo as se
-from scelmo.metrics import leiden_scores
+from scelmo.evaluation import leiden_scores
 
 N_OBS = 10_500
 #: scanpy (1.11, 1.12) finds exact Euclidean neighbours below this many cells, pynndescent's from it on.
@@ -227,7 +227,7 @@ class _ArrayKNN(KNeighborsTransformer):
 )
 def test_broken_neighbour_stack_gets_an_error_naming_the_fix():
     """An environment changed after installing scelmo: scanpy meets distances as a ``csr_array``."""
-    from scelmo.metrics import _neighbors
+    from scelmo.evaluation import neighbor_graph as _neighbors
 
     adata = sc.datasets.pbmc68k_reduced()
     if Version(version("scanpy")) < Version("1.13"):  # the versions known to read them with getnnz

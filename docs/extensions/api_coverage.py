@@ -22,7 +22,7 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 #: Modules checked although they have no ``__all__`` (their public classes and functions).
-MODULES_WITHOUT_ALL = ("scelmo.metrics",)
+MODULES_WITHOUT_ALL: tuple[str, ...] = ()
 #: Modules that are not API (command-line entry points).
 NOT_API = ("scelmo.demo", "scelmo.cli")
 

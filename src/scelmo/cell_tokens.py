@@ -41,6 +41,8 @@ __all__ = [
     "PAD_TOKEN_ID",
     "CellTokens",
     "GeneMatch",
+    "encode_token_block",
+    "lazy_rank_value_encode",
     "match_genes",
     "rank_value_encode",
 ]

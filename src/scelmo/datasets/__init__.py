@@ -13,11 +13,16 @@ sha256 of each extracted member is recorded (:func:`verified_sha256`).
 Pickled sources are unpickled only after their hash matched (:func:`read_trusted_pickle`) and
 are then kept in a safe format under ``data_dir()/derived/`` (:func:`load_derived`, keyed by the
 source's :func:`file_sha256`).
+
+Data larger than memory are read lazily: :func:`read_lazy` (``.h5ad``/``.zarr``) and
+:func:`read_soma` (TileDB-SOMA experiments such as the CELLxGENE Census) give an AnnData whose
+``X`` is a dask array read block by block in the tasks that need it.
 """
 
 from ._derived import load_derived
 from ._geneformer import GeneformerDictionaries, geneformer_dictionaries
 from ._hashing import file_sha256
+from ._lazy import read_lazy, read_soma, read_soma_block
 from ._pickle import read_trusted_pickle
 from ._registry import (
     available,
@@ -40,6 +45,9 @@ __all__ = [
     "file_sha256",
     "geneformer_dictionaries",
     "load_derived",
+    "read_lazy",
+    "read_soma",
+    "read_soma_block",
     "read_trusted_pickle",
     "register",
     "register_local",
