@@ -6,8 +6,8 @@ import from :mod:`scelmo.evaluation` instead.
 
 from __future__ import annotations
 
-import warnings
 import importlib
+import warnings
 from typing import Any
 
 __all__ = ["DEFAULT_RESOLUTIONS", "ClusteringScore", "KnnScore", "knn_cross_validated", "leiden_scores"]
