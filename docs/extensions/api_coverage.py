@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: Modules checked although they have no ``__all__`` (their public classes and functions).
 MODULES_WITHOUT_ALL: tuple[str, ...] = ()
-#: Modules that are not API (command-line entry points).
-NOT_API = ("scelmo.demo", "scelmo.cli")
+#: Modules that are not API: command-line entry points, and deprecated names of moved modules.
+NOT_API = ("scelmo.demo", "scelmo.cli", "scelmo.metrics")
 
 
 def _public_modules() -> list[str]:

@@ -10,10 +10,11 @@ import importlib
 import warnings
 from typing import Any
 
-__all__ = ["DEFAULT_RESOLUTIONS", "ClusteringScore", "KnnScore", "knn_cross_validated", "leiden_scores"]
-
 #: Old name -> name in scelmo.evaluation.
-_MOVED = {name: name for name in __all__} | {"_neighbors": "neighbor_graph"}
+_MOVED = {
+    name: name
+    for name in ("DEFAULT_RESOLUTIONS", "ClusteringScore", "KnnScore", "knn_cross_validated", "leiden_scores")
+} | {"_neighbors": "neighbor_graph"}
 
 
 def __getattr__(name: str) -> Any:
@@ -32,4 +33,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted([*globals(), *_MOVED])
