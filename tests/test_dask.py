@@ -222,3 +222,72 @@ def test_tokenize_on_dask_names_the_bad_block(data):
     se.pp.tokenize(lazy, dictionaries=vocab)
     with pytest.raises(ValueError, match=r"the block of cells 400-799\) does not hold raw counts"):
         lazy.obsm["langcell_tokens"][400:800].compute()
+
+
+def _tiny_langcell(tmp_path):
+    pytest.importorskip("torch")
+    from _langcell_fixtures import write_checkpoint
+
+    from scelmo.models import LangCell
+
+    return LangCell.from_pretrained(write_checkpoint(tmp_path / "ckpt", seed=1).path)
+
+
+def _random_token_matrix(n_cells: int, seed: int = 0) -> sp.csr_matrix:
+    from scelmo.cell_tokens import CellTokens
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 300, size=n_cells)
+    tokens = [rng.choice(np.arange(2, 25426), size=n, replace=False) for n in lengths]
+    return CellTokens(
+        np.concatenate([[0], np.cumsum(lengths)]), np.concatenate(tokens).astype(np.int16)
+    ).to_sparse()
+
+
+def test_langcell_encode_on_dask_tokens_is_lazy_and_equals_in_memory(tmp_path):
+    model = _tiny_langcell(tmp_path)
+    tokens = _random_token_matrix(90)
+    eager = AnnData(np.zeros((90, 1), dtype=np.float32))
+    eager.obsm["langcell_tokens"] = tokens
+    se.tl.langcell_encode(eager, model, progress=False, store_cls=True)
+    lazy = AnnData(np.zeros((90, 1), dtype=np.float32))
+    lazy.obsm["langcell_tokens"] = da.from_array(tokens, chunks=(25, 2048))
+    se.tl.langcell_encode(lazy, model, progress=False, store_cls=True)
+    assert isinstance(lazy.obsm["X_langcell"], da.Array)
+    assert lazy.obsm["X_langcell"].chunks[0] == (25, 25, 25, 15)
+    np.testing.assert_allclose(lazy.obsm["X_langcell"].compute(), eager.obsm["X_langcell"], atol=1e-5)
+    np.testing.assert_allclose(lazy.obsm["X_langcell_cls"].compute(), eager.obsm["X_langcell_cls"], atol=1e-5)
+    graph = dict(lazy.obsm["X_langcell"].__dask_graph__())
+    holding_model = [key for key, value in graph.items() if type(value).__name__ == "LangCell"]
+    holding_model += [k for k, v in graph.items() if type(getattr(v, "value", None)).__name__ == "LangCell"]
+    assert len(holding_model) == 1
+
+
+def test_tokenize_and_langcell_encode_through_a_cluster(tmp_path, data):
+    distributed = pytest.importorskip("distributed")
+    model = _tiny_langcell(tmp_path)
+    X, _, _ = data
+    counts = X.copy()
+    counts.data = np.expm1(counts.data).round()
+    ids = [f"ENSG{i:011d}" for i in range(N_GENES)]
+    vocab = {
+        "token_ids": {gene: i + 2 for i, gene in enumerate(ids)},
+        "gene_medians": dict.fromkeys(ids, 1.0),
+    }
+    eager = AnnData(counts)
+    eager.var_names = ids
+    with pytest.warns(UserWarning, match="1 of 1200 cells have no counts"):
+        se.pp.tokenize(eager, dictionaries=vocab)
+    se.tl.langcell_encode(eager, model, progress=False)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB", dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        lazy = AnnData(da.from_array(counts, chunks=(300, N_GENES)))
+        lazy.var_names = ids
+        se.pp.tokenize(lazy, dictionaries=vocab)
+        se.tl.langcell_encode(lazy, model, progress=False)
+        computed = lazy.obsm["X_langcell"].compute()
+    np.testing.assert_allclose(computed, eager.obsm["X_langcell"], atol=1e-5)

@@ -21,7 +21,15 @@ from ._matrix import is_dask
 from ._records import TokensRecord, h5ad_safe
 from .cell_tokens import MAX_LENGTH, CellTokens, lazy_rank_value_encode, match_genes, rank_value_encode
 
-__all__ = ["Expression", "cell_tokens", "check_key", "expression_matrix", "h5ad_safe", "tokenize_into"]
+__all__ = [
+    "Expression",
+    "cell_tokens",
+    "check_key",
+    "expression_matrix",
+    "h5ad_safe",
+    "token_matrix",
+    "tokenize_into",
+]
 
 
 @dataclass(frozen=True)
@@ -144,12 +152,44 @@ def expression_matrix(adata: AnnData, *, layer: str | None = None, use_raw: bool
     return chosen
 
 
-def cell_tokens(adata: AnnData, tokens_key: str = "langcell_tokens") -> CellTokens:
-    """The cells' rank-value tokens: ``adata.obsm[tokens_key]``, else tokenized from the raw counts now.
+def token_matrix(adata: AnnData, tokens_key: str = "langcell_tokens") -> Any:
+    """The sparse token matrix ``adata.obsm[tokens_key]``, tokenized from the raw counts now if absent.
 
     Tokenizing writes ``adata.obsm[tokens_key]`` and ``adata.uns[tokens_key]`` exactly as
     :func:`scelmo.pp.tokenize` with its defaults (counts in ``adata.X``, var names as gene ids);
-    call that first for other options.
+    call that first for other options. For a dask count matrix the tokens are a lazy dask array.
+
+    Parameters
+    ----------
+    adata
+        The cells.
+    tokens_key
+        Where the tokens are (or are written).
+
+    Returns
+    -------
+    The ``n_cells x max_length`` token matrix: scipy sparse, or a dask array of sparse blocks.
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np
+    >>> from scelmo._anndata import token_matrix
+    >>> from scelmo.cell_tokens import CellTokens
+    >>> adata = ad.AnnData(np.ones((2, 3)))
+    >>> adata.obsm["langcell_tokens"] = CellTokens(np.array([0, 2, 3]), np.array([5, 7, 9])).to_sparse()
+    >>> token_matrix(adata).shape
+    (2, 2048)
+    """
+    if tokens_key not in adata.obsm:
+        logger.info("adata.obsm[%r] not found: tokenizing the cells from adata.X first", tokens_key)
+        tokenize_into(adata, key_added=tokens_key)
+    return adata.obsm[tokens_key]
+
+
+def cell_tokens(adata: AnnData, tokens_key: str = "langcell_tokens") -> CellTokens:
+    """The cells' rank-value tokens: ``adata.obsm[tokens_key]``, else tokenized from the raw counts now.
+
+    See :func:`token_matrix`; a lazy (dask) token matrix is computed here.
 
     Parameters
     ----------
@@ -164,18 +204,18 @@ def cell_tokens(adata: AnnData, tokens_key: str = "langcell_tokens") -> CellToke
 
     Examples
     --------
-    >>> import anndata as ad, numpy as np, scipy.sparse as sp
+    >>> import anndata as ad, numpy as np
     >>> from scelmo._anndata import cell_tokens
     >>> from scelmo.cell_tokens import CellTokens
     >>> adata = ad.AnnData(np.ones((2, 3)))
-    >>> adata.obsm["langcell_tokens"] = CellTokens.from_list([[5, 7], [9]]).to_sparse()  # doctest: +SKIP
-    >>> cell_tokens(adata).n_cells  # doctest: +SKIP
-    2
+    >>> adata.obsm["langcell_tokens"] = CellTokens(np.array([0, 2, 3]), np.array([5, 7, 9])).to_sparse()
+    >>> cell_tokens(adata).lengths.tolist()
+    [2, 1]
     """
-    if tokens_key not in adata.obsm:
-        logger.info("adata.obsm[%r] not found: tokenizing the cells from adata.X first", tokens_key)
-        tokenize_into(adata, key_added=tokens_key)
-    return CellTokens.from_sparse(adata.obsm[tokens_key], name=f"adata.obsm[{tokens_key!r}]")
+    matrix = token_matrix(adata, tokens_key)
+    if is_dask(matrix):
+        matrix = matrix.compute()
+    return CellTokens.from_sparse(matrix, name=f"adata.obsm[{tokens_key!r}]")
 
 
 #: Below this share of matched genes, tokenizing warns that the gene names may be of the wrong kind.

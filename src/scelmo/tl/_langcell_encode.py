@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 
 from anndata import AnnData
 
-from .._anndata import cell_tokens, check_key
+from .._anndata import check_key, token_matrix
 from .._logging import logger
+from .._matrix import is_dask
+from ..cell_tokens import CellTokens
 
 if TYPE_CHECKING:
     from torch import device as Device
@@ -72,7 +74,10 @@ def langcell_encode(
     ``None``, or a copy of ``adata`` if ``copy=True``, with these fields written:
 
     ``adata.obsm[key_added]``
-        ``(n_obs, 256)`` float32 L2-normalised cell embeddings.
+        ``(n_obs, 256)`` float32 L2-normalised cell embeddings. When the tokens are a dask array
+        (:func:`scelmo.pp.tokenize` on a dask matrix), a lazy dask array: one task per row
+        chunk, each encoding its cells in length-sorted batches, the model sent to each worker
+        once; nothing is computed until you ask (``.compute()``, ``.persist()``, ``.to_zarr()``).
     ``adata.obsm[key_added + '_cls']``
         ``(n_obs, hidden)`` float32 ``<cls>`` hidden states, if ``store_cls``.
     ``adata.uns[key_added]``
@@ -87,7 +92,7 @@ def langcell_encode(
     >>> adata.obsm["X_langcell"].shape  # doctest: +SKIP
     (2700, 256)
     """
-    from ..models.langcell import LangCell, encode_cell_tokens
+    from ..models.langcell import LangCell, encode_cell_tokens, lazy_encode_cell_tokens
 
     check_key(key_added)
     adata = adata.copy() if copy else adata
@@ -99,17 +104,14 @@ def langcell_encode(
         )
     if device is not None:
         model.to(device)
-    tokens = cell_tokens(adata, tokens_key)
-
-    embeddings, cls_states = encode_cell_tokens(
-        model,
-        tokens,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        dtype=dtype,
-        store_cls=store_cls,
-        progress=progress,
-    )
+    matrix = token_matrix(adata, tokens_key)
+    options = {"batch_size": batch_size, "max_tokens": max_tokens, "dtype": dtype, "store_cls": store_cls}
+    if is_dask(matrix):
+        # A lazy graph, one task per row chunk; the model is one key of it (sent to each worker once).
+        embeddings, cls_states = lazy_encode_cell_tokens(model, matrix, **options)
+    else:
+        tokens = CellTokens.from_sparse(matrix, name=f"adata.obsm[{tokens_key!r}]")
+        embeddings, cls_states = encode_cell_tokens(model, tokens, progress=progress, **options)
     adata.obsm[key_added] = embeddings
     added = [f"{key_added!r}, LangCell cell embeddings (adata.obsm)"]
     if cls_states is not None:

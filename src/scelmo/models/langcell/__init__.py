@@ -30,6 +30,8 @@ _LAZY = {
     "class_groups": "._zeroshot",
     "cls_hidden_state": "._encode",
     "encode_cell_tokens": "._encode",
+    "encode_token_block": "._encode",
+    "lazy_encode_cell_tokens": "._encode",
     "langcell_zeroshot": "._zeroshot",
 }
 __all__ = sorted(_LAZY)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -211,6 +212,21 @@ def _cls_only_last_layer_supported(bert: BertModel) -> bool:
     )
 
 
+def _without_last_layer(bert: BertModel) -> BertModel:
+    """A view of ``bert`` without its last layer, sharing every weight; ``bert`` is not changed.
+
+    Truncating ``bert.encoder.layer`` in place would race with another thread running the same
+    model (a dask worker's threads, for example); the view's module dicts are its own.
+    """
+    encoder = copy.copy(bert.encoder)
+    encoder._modules = dict(encoder._modules)
+    encoder.layer = bert.encoder.layer[:-1]
+    view = copy.copy(bert)
+    view._modules = dict(view._modules)
+    view.encoder = encoder
+    return view
+
+
 def cls_hidden_state(bert: BertModel, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     """``bert(input_ids, attention_mask).last_hidden_state[:, 0]``, with the last layer run for ``<cls>`` only.
 
@@ -246,13 +262,8 @@ def cls_hidden_state(bert: BertModel, input_ids: Tensor, attention_mask: Tensor)
     """
     if not _cls_only_last_layer_supported(bert):
         return bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
-    layers = bert.encoder.layer
-    last = layers[-1]
-    bert.encoder.layer = layers[:-1]
-    try:
-        hidden = bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    finally:
-        bert.encoder.layer = layers
+    last = bert.encoder.layer[-1]
+    hidden = _without_last_layer(bert)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     attention = last.attention.self
     heads = attention.num_attention_heads
     width = attention.attention_head_size
@@ -358,3 +369,101 @@ def encode_cell_tokens(
     finally:
         model.train(was_training)
     return embeddings, cls_states
+
+
+def encode_token_block(
+    block: Any,
+    model: LangCellNetwork,
+    *,
+    batch_size: int = 32,
+    max_tokens: int | str | None = "auto",
+    dtype: str | DType | None = None,
+    store_cls: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`encode_cell_tokens` on one block of the sparse token matrix: a dask task's work.
+
+    The block's cells are encoded in length-sorted batches, as in the in-process path, so a
+    cell's embedding is the same whichever block holds it.
+
+    Examples
+    --------
+    >>> from scelmo.models.langcell import encode_token_block
+    >>> emb, _ = encode_token_block(adata.obsm["langcell_tokens"][:100], model)  # doctest: +SKIP
+    """
+    tokens = CellTokens.from_sparse(block, name="a block of the token matrix")
+    return encode_cell_tokens(
+        model,
+        tokens,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        dtype=dtype,
+        store_cls=store_cls,
+        progress=False,
+    )
+
+
+def lazy_encode_cell_tokens(
+    model: LangCellNetwork,
+    token_matrix: Any,
+    *,
+    batch_size: int = 32,
+    max_tokens: int | str | None = "auto",
+    dtype: str | DType | None = None,
+    store_cls: bool = False,
+) -> tuple[Any, Any | None]:
+    """LangCell embeddings of a dask token matrix as lazy dask arrays, one task per row chunk.
+
+    The model enters the graph once, as one key every task depends on: a distributed scheduler
+    sends it to each worker once, not with each task. Each task runs :func:`encode_token_block`.
+
+    Parameters
+    ----------
+    model
+        The model (its device is used on the workers too: keep it on the CPU for a CPU cluster;
+        with one GPU per worker, e.g. dask-cuda's ``LocalCUDACluster``, the model is moved to
+        each worker's GPU when it is unpickled there if it was on a GPU when the graph was built).
+    token_matrix
+        Dask array of sparse ``n_cells x max_length`` token blocks (:func:`scelmo.pp.tokenize` on
+        a dask matrix writes one).
+    batch_size, max_tokens, dtype, store_cls
+        As in :func:`encode_cell_tokens`.
+
+    Returns
+    -------
+    ``(embeddings, cls_states)``: dask arrays ``(n_cells, 256)`` and ``(n_cells, hidden)`` or ``None``.
+
+    Examples
+    --------
+    >>> from scelmo.models.langcell import lazy_encode_cell_tokens
+    >>> emb, _ = lazy_encode_cell_tokens(model, adata.obsm["langcell_tokens"])  # doctest: +SKIP
+    >>> emb.to_zarr("X_langcell.zarr")  # doctest: +SKIP
+    """
+    import dask
+    import dask.array as da
+
+    if token_matrix.numblocks[1] > 1:
+        token_matrix = token_matrix.rechunk({1: -1})
+    shared_model = dask.delayed(model, pure=False)
+    tasks = [
+        dask.delayed(encode_token_block, pure=True, nout=2)(
+            block,
+            shared_model,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            dtype=dtype,
+            store_cls=store_cls,
+        )
+        for block in token_matrix.to_delayed().ravel()
+    ]
+
+    def stacked(part: int, width: int) -> Any:
+        pieces = [
+            da.from_delayed(
+                task[part], shape=(rows, width), dtype=np.float32, meta=np.empty((0, 0), np.float32)
+            )
+            for task, rows in zip(tasks, token_matrix.chunks[0], strict=True)
+        ]
+        return da.concatenate(pieces, axis=0)
+
+    embeddings = stacked(0, model.embed_dim)
+    return embeddings, (stacked(1, model.cell_hidden_size) if store_cls else None)
