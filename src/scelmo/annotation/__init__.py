@@ -6,8 +6,9 @@ The public entry points are :func:`scelmo.tl.zeroshot_annotate`, :func:`scelmo.t
 reusing (Cell Ontology lookups, the hnswlib index, abstention, the shared output format).
 """
 
-from .._neighbors import HnswIndex, KnnVotes, cross_validated_votes, knn_votes
-from ..evaluation import AnnotationReport, annotation_metrics, benchmark_embeddings
+from scelmo._neighbors import HnswIndex, KnnVotes, cross_validated_votes, knn_votes
+from scelmo.evaluation import AnnotationReport, annotation_metrics, benchmark_embeddings
+
 from ._abstention import Decision, calibrate_threshold, decide
 from ._descriptions import LANGCELL_TEMPLATE, class_texts
 from ._ontology import CellOntology, OntologyMatch, normalize_label

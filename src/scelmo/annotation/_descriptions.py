@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._logging import logger
+from scelmo._logging import logger
+
 from ._ontology import CellOntology
 
 __all__ = ["LANGCELL_TEMPLATE", "celltype_descriptions", "class_texts"]
@@ -276,8 +277,8 @@ def _llm_texts(
     progress: bool,
     **llm_kwargs: Any,
 ) -> list[list[str]]:
-    from ..text._cache import resolve_cache
-    from ..text.sources import llm_descriptions
+    from scelmo.text._cache import resolve_cache
+    from scelmo.text.sources import llm_descriptions
 
     if "{cell_type}" not in prompt:
         raise ValueError(f"The prompt must contain '{{cell_type}}' where the label goes; got {prompt!r}.")

@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._logging import logger
+from scelmo._logging import logger
+
 from ._elmo_null import signature_null
 from ._elmo_refine import anchored_refine, standardise_columns
 from ._elmo_signatures import TextSignatures, ranked_genes, text_signatures
 from ._standardised import Standardised
 
 if TYPE_CHECKING:
-    from ..gene_embeddings import GeneEmbeddings
-    from ..text import TextEncoder
+    from scelmo.gene_embeddings import GeneEmbeddings
+    from scelmo.text import TextEncoder
+
     from ._zeroshot_options import ElmoZeroShotOptions
 
 __all__ = ["CELL_LEVEL", "gene_scores", "match_programs"]

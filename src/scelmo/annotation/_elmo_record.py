@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from anndata import AnnData
 
-from .._anndata import expression_matrix
-from .._records import ElmoRecord
-from ..gene_embeddings import GeneEmbeddings
+from scelmo._anndata import expression_matrix
+from scelmo._records import ElmoRecord
+from scelmo.gene_embeddings import GeneEmbeddings
 
 if TYPE_CHECKING:
     from ._zeroshot_options import ElmoZeroShotOptions

@@ -22,7 +22,8 @@ from ._elmo_refine import top_genes
 from ._elmo_text import project_out_symbols
 
 if TYPE_CHECKING:
-    from ..text import TextEncoder
+    from scelmo.text import TextEncoder
+
     from ._zeroshot_options import ElmoZeroShotOptions
 
 __all__ = ["UNSPELL_CANDIDATES", "TextSignatures", "ranked_genes", "text_signatures"]

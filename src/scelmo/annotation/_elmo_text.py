@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..text import TextEncoder
+    from scelmo.text import TextEncoder
 
 __all__ = ["SYMBOL_ONLY", "cached", "class_vectors", "project_out_symbols", "resolve_encoder"]
 
@@ -28,7 +28,7 @@ def cached(
     encoder: TextEncoder, cache: bool | str | os.PathLike, cache_dir: str | os.PathLike | None
 ) -> TextEncoder:
     """``encoder`` reading and writing its vectors in the text cache ``cache`` / ``cache_dir`` names."""
-    from ..text import CachedEncoder, resolve_cache
+    from scelmo.text import CachedEncoder, resolve_cache
 
     store = resolve_cache(cache, cache_dir)
     return encoder if store is None else CachedEncoder(encoder, cache=store)
@@ -70,8 +70,8 @@ def resolve_encoder(provenance: Mapping[str, Any], encoder: Any = None) -> TextE
     >>> resolve_encoder(provenance).model  # doctest: +SKIP
     'sentence-transformers/all-MiniLM-L6-v2'
     """
-    from ..text import get_encoder
-    from ..text.encoders import DEFAULT_LOCAL_MODEL
+    from scelmo.text import get_encoder
+    from scelmo.text.encoders import DEFAULT_LOCAL_MODEL
 
     table_encoder = provenance.get("encoder")
     table_model = provenance.get("model")

@@ -65,7 +65,8 @@ from ._elmo_refine import standardise_columns
 from ._elmo_text import class_vectors, resolve_encoder
 
 if TYPE_CHECKING:
-    from ..text import TextEncoder
+    from scelmo.text import TextEncoder
+
     from ._elmo_record import ElmoInputs
     from ._zeroshot_options import ElmoZeroShotOptions
 

@@ -235,7 +235,7 @@ def _name_key(name: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _hgnc_lexicon() -> GeneLexicon:
-    from ..gene_ids import gene_table
+    from scelmo.gene_ids import gene_table
 
     table = gene_table()
     table = table[table["hgnc_approved"]]
@@ -411,7 +411,7 @@ def var_symbols(var_names: Sequence[str], lexicon: GeneLexicon) -> list[str]:
     >>> var_symbols(["AES", "CD4"], GeneLexicon(["TLE5", "CD4"], aliases={"AES": ["TLE5"]}))
     ['TLE5', 'CD4']
     """
-    from ..gene_ids import resolve_name, resolve_symbols
+    from scelmo.gene_ids import resolve_name, resolve_symbols
 
     names = [str(v) for v in var_names]
     if lexicon.source == "hgnc":

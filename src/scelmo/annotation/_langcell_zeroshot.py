@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._anndata import cell_tokens
-from ..models.langcell._config import MAX_PAIRS, TEMPERATURE, ZEROSHOT_ALPHA
+from scelmo._anndata import cell_tokens
+from scelmo.models.langcell._config import MAX_PAIRS, TEMPERATURE, ZEROSHOT_ALPHA
 
 if TYPE_CHECKING:
     from anndata import AnnData
     from torch import device as Device
     from torch import dtype as DType
 
-    from ..cell_tokens import CellTokens
-    from ..models.langcell import LangCell
-    from ..models.langcell._network import TokenizerSource
+    from scelmo.cell_tokens import CellTokens
+    from scelmo.models.langcell import LangCell
+    from scelmo.models.langcell._network import TokenizerSource
 
 __all__ = ["ALPHA", "MAX_PAIRS", "langcell_scores", "langcell_token_scores"]
 
@@ -50,7 +50,7 @@ _MOVED = {"LangCellZeroShot", "class_groups", "langcell_zeroshot"}
 
 def __getattr__(name: str) -> Any:
     if name in _MOVED:
-        from ..models.langcell import _zeroshot
+        from scelmo.models.langcell import _zeroshot
 
         return getattr(_zeroshot, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -59,7 +59,7 @@ def __getattr__(name: str) -> Any:
 def _resolve_model(
     model: LangCell | str | os.PathLike[str], text_tokenizer: TokenizerSource
 ) -> tuple[LangCell, str | None]:
-    from ..models.langcell import LangCell
+    from scelmo.models.langcell import LangCell
 
     if isinstance(model, str | os.PathLike):
         path = str(model)
@@ -74,7 +74,7 @@ def _resolve_model(
 
 
 def _info(model: LangCell, path: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    from ..models.langcell._encode import resolve_dtype
+    from scelmo.models.langcell._encode import resolve_dtype
 
     resolved = resolve_dtype(options["dtype"])
     use_ctm, ctm_top_k, temperature = options["use_ctm"], options["ctm_top_k"], options["temperature"]
@@ -133,7 +133,7 @@ def langcell_token_scores(
     >>> probs, info = langcell_token_scores(tokens, ["cell type: T cell.", "cell type: B cell."],
     ...                                     "path/to/langcell", alpha=0.1)  # doctest: +SKIP
     """
-    from ..models.langcell._zeroshot import langcell_zeroshot
+    from scelmo.models.langcell._zeroshot import langcell_zeroshot
 
     given = {
         name: getattr(options, name)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .._optional import import_optional
+from scelmo._optional import import_optional
 
 __all__ = ["CellOntology", "OntologyMatch", "normalize_label"]
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import h5ad_safe
+from scelmo._anndata import h5ad_safe
 
 __all__ = ["UNKNOWN", "AnnotationResult", "h5ad_safe", "write_annotation"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._matrix import iter_row_blocks
+from scelmo._matrix import iter_row_blocks
 
 __all__ = ["Standardised"]
 

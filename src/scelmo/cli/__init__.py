@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.prog, args.mode, args.key_added
     ('scelmo embed', 'aa', 'X_elmo')
     """
-    from .. import __version__
+    from scelmo import __version__
 
     parser = argparse.ArgumentParser(
         prog="scelmo",

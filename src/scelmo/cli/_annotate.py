@@ -22,7 +22,7 @@ METHODS = ("elmo", "langcell", "knn")
 
 def _flagged(method: str) -> list[dataclasses.Field]:
     """The options of ``method`` that have a flag of their own (see ``annotation._zeroshot_options``)."""
-    from ..annotation._zeroshot_options import option_fields
+    from scelmo.annotation._zeroshot_options import option_fields
 
     return [f for f in option_fields(method) if f.metadata.get("flag")]
 
@@ -301,7 +301,7 @@ def _classes(args: argparse.Namespace) -> list[str] | dict[str, list[str]]:
 
 def _langcell_model(spec: str | None, *, progress: bool) -> str:
     """The checkpoint folder of ``--model``: a folder, or a registry entry (default ``langcell``)."""
-    from .. import datasets
+    from scelmo import datasets
 
     if spec is not None and (Path(spec).exists() or "/" in spec or Path(spec).suffix):
         folder = Path(spec)
@@ -332,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     -------
     The exit code, ``0``.
     """
-    from .._anndata import check_key
+    from scelmo._anndata import check_key
 
     progress = not args.quiet
     method = _method(args)
@@ -367,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _knn(args: argparse.Namespace, options: dict[str, Any]) -> AnnData:
     """Transfer labels by kNN from ``--reference`` (or cross-validated within the input)."""
-    from .. import tl
+    from scelmo import tl
 
     adata = read_h5ad(args.input)
     reference = read_h5ad(args.reference, what="reference") if args.reference else None
@@ -401,7 +401,7 @@ def _elmo(
     progress: bool,
 ) -> None:
     """Elmo zero-shot with the gene table loaded or built (``--gene-column`` names the genes)."""
-    from .. import tl
+    from scelmo import tl
 
     with genes_from_column(adata, args.gene_column, layer=args.layer, use_raw=args.use_raw):
         table = _elmo_table(adata, choice, args, progress=progress)
@@ -423,7 +423,7 @@ def _elmo(
 
 def _elmo_table(adata, choice, args: argparse.Namespace, *, progress: bool):
     """The gene table of elmo zero-shot: loaded, built (and saved with ``--save-genes``), or none."""
-    from .._anndata import expression_matrix
+    from scelmo._anndata import expression_matrix
 
     if choice.kind == "build":
         if args.score == "cell":
@@ -440,7 +440,7 @@ def _elmo_table(adata, choice, args: argparse.Namespace, *, progress: bool):
 
 def _langcell(adata, classes, args: argparse.Namespace, options: dict[str, Any], *, progress: bool) -> None:
     """LangCell zero-shot: check the counts, resolve the checkpoint, tokenize, score."""
-    from .. import pp, tl
+    from scelmo import pp, tl
 
     tokens_key = "langcell_tokens"
     if tokens_key not in adata.obsm:

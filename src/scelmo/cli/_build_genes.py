@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_genes(path: str | Path, *, use_raw: bool = False, gene_column: str | None = None) -> list[str]:
-    """Gene names from an ``.h5ad`` or a text file.
+    r"""Gene names from an ``.h5ad`` or a text file.
 
     Parameters
     ----------
@@ -66,7 +66,7 @@ def read_genes(path: str | Path, *, use_raw: bool = False, gene_column: str | No
     >>> import tempfile, pathlib
     >>> from scelmo.cli._build_genes import read_genes
     >>> file = pathlib.Path(tempfile.mkdtemp()) / "genes.txt"
-    >>> _ = file.write_text("# markers\\nCD3E\\tT cells\\nMS4A1\\nCD3E\\n")
+    >>> _ = file.write_text("# markers\nCD3E\tT cells\nMS4A1\nCD3E\n")
     >>> read_genes(file)
     ['CD3E', 'MS4A1']
     """

@@ -14,7 +14,7 @@ from ._runtime import CLIError
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ..gene_embeddings import GeneEmbeddings
+    from scelmo.gene_embeddings import GeneEmbeddings
 
 __all__ = ["COMMAND", "add_arguments", "run"]
 
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_setup(folder: Path) -> None:
     """Fail before any work when the output folder cannot be made or a scorer is not installed."""
-    from .._optional import import_optional
+    from scelmo._optional import import_optional
 
     for module in SCORE_MODULES:
         import_optional(module, "bench", purpose="scelmo demo's scores")
@@ -77,7 +77,7 @@ def _check_setup(folder: Path) -> None:
 
 def _gene_table(adata: AnnData, *, progress: bool) -> GeneEmbeddings:
     """The offline gene table of the data's genes, and a line saying what its text is."""
-    from ..pp import build_gene_embeddings
+    from scelmo.pp import build_gene_embeddings
 
     table = build_gene_embeddings(adata.raw.var_names, source="offline", encoder="local", progress=progress)
     go = table.provenance.get("source_params", {}).get("go_annotations")
@@ -94,7 +94,7 @@ def _scores(adata: AnnData) -> list[tuple[str, Any, Any]]:
     """Leiden NMI/ARI and 10-NN accuracy of ``X_elmo`` and of a PCA baseline on the same matrix."""
     import scanpy as sc
 
-    from ..evaluation import knn_cross_validated, leiden_scores
+    from scelmo.evaluation import knn_cross_validated, leiden_scores
 
     # The baseline reads the log-normalised matrix the embedding averaged.
     baseline = sc.AnnData(adata.raw.X.copy(), obs=adata.obs[[LABELS]].copy())
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     _check_setup(args.output)
     import scanpy as sc
 
-    from ..tl import elmo_embed
+    from scelmo.tl import elmo_embed
 
     adata = sc.datasets.pbmc68k_reduced()
     print(

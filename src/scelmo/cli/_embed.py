@@ -74,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``scelmo embed`` on its parsed options (see ``scelmo embed --help``); exit code 0, errors raise."""
-    from .._anndata import check_key, expression_matrix
-    from ..tl import elmo_embed
+    from scelmo._anndata import check_key, expression_matrix
+    from scelmo.tl import elmo_embed
 
     check_key(args.key_added, "--key-added")
     progress = not args.quiet

@@ -63,7 +63,7 @@ def list_entries() -> str:
     -------
     The table, one line per entry under a header.
     """
-    from .. import datasets
+    from scelmo import datasets
 
     frame = datasets.available()
     rows = [["NAME", "KIND", "HERE", "LICENSE", "DESCRIPTION"]]
@@ -76,7 +76,7 @@ def list_entries() -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``scelmo fetch`` on its parsed options (see ``scelmo fetch --help``); exit code 0, errors raise."""
-    from .. import datasets
+    from scelmo import datasets
 
     if args.list:
         if args.name or args.local:

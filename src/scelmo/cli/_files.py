@@ -18,13 +18,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._atomic import TEMP_PREFIX, atomic_write, is_stale, remove_temp_files_on_sigterm
+from scelmo._atomic import TEMP_PREFIX, atomic_write, is_stale, remove_temp_files_on_sigterm
+
 from ._runtime import CLIError, one_line
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ..gene_embeddings import GeneEmbeddings
+    from scelmo.gene_embeddings import GeneEmbeddings
 
 __all__ = [
     "atomic_path",

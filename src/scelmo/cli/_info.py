@@ -13,7 +13,7 @@ from ._files import describe_shape, existing_file, is_hdf5, read_h5ad
 from ._runtime import CLIError
 
 if TYPE_CHECKING:
-    from .._records import ElmoRecord
+    from scelmo._records import ElmoRecord
 
 __all__ = ["COMMAND", "add_arguments", "describe_h5ad", "describe_table", "extras_status", "run"]
 
@@ -55,14 +55,15 @@ def extras_status() -> dict[str, list[str]]:
     >>> list(extras_status())[:3]
     ['models', 'offline', 'openai']
     """
-    from .._optional import EXTRAS, missing
+    from scelmo._optional import EXTRAS, missing
 
     return {extra: missing(extra) for extra in EXTRAS}
 
 
 def describe_installation() -> str:
     """Version, Python, extras, data folder and registry, as text lines."""
-    from .. import __version__, datasets
+    from scelmo import __version__, datasets
+
     from ._fetch import list_entries
 
     lines = [f"scelmo {__version__} (Python {platform.python_version()})", "extras:"]
@@ -81,7 +82,7 @@ _HGNC_COUNTS = (("symbol", "current"), ("previous", "previous"), ("alias", "alia
 
 def _scelmo_record(key: str, value: Any) -> str | None:
     """A one-line summary of an ``uns`` entry written by scelmo (see :mod:`scelmo._records`), else ``None``."""
-    from .._records import AnnotationRecord, ElmoRecord, TokensRecord
+    from scelmo._records import AnnotationRecord, ElmoRecord, TokensRecord
 
     if ElmoRecord.matches(value):
         return _elmo_summary(key, ElmoRecord.from_mapping(value))

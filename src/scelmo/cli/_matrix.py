@@ -14,7 +14,7 @@ from ._runtime import CLIError, one_line
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from .._anndata import Expression
+    from scelmo._anndata import Expression
 
 __all__ = [
     "add_matrix_arguments",
@@ -108,7 +108,7 @@ def check_matrix(
     ...
     scelmo.cli._runtime.CLIError: Layer 'counts' not found in adata.layers; available layers: []. Fix --layer or leave it out.
     """
-    from .._anndata import expression_matrix
+    from scelmo._anndata import expression_matrix
 
     try:
         return expression_matrix(adata, layer=layer, use_raw=use_raw)
@@ -160,7 +160,7 @@ def require_counts(matrix: Any, where: str) -> None:
     ...
     scelmo.cli._runtime.CLIError: adata.X does not hold raw counts: cell 0 has the value 0.5. This step needs non-negative integer counts. If the right matrix is kept elsewhere, point at it: --layer counts (adata.layers) or --use-raw (adata.raw).
     """
-    from .._checks import check_matrix as check_values
+    from scelmo._checks import check_matrix as check_values
 
     try:
         check_values(matrix, where=where, require="counts", max_rows=_COUNT_CHECK_ROWS)

@@ -41,12 +41,12 @@ class CLIError(Exception):
 
 
 def one_line(text: object) -> str:
-    """``text`` with every run of whitespace (newlines included) made a single space.
+    r"""``text`` with every run of whitespace (newlines included) made a single space.
 
     Examples
     --------
     >>> from scelmo.cli._runtime import one_line
-    >>> one_line("Place it at\\n    /data/x\\nor register it.")
+    >>> one_line("Place it at\n    /data/x\nor register it.")
     'Place it at /data/x or register it.'
     """
     return " ".join(str(text).split())

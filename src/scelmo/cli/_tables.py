@@ -15,7 +15,7 @@ from ._files import check_output, existing_file
 from ._runtime import CLIError, one_line
 
 if TYPE_CHECKING:
-    from ..gene_embeddings import GeneEmbeddings
+    from scelmo.gene_embeddings import GeneEmbeddings
 
 __all__ = [
     "SOURCES",
@@ -123,7 +123,7 @@ class TableChoice:
 
 
 def _looks_like_path(spec: str) -> bool:
-    from ..gene_embeddings import PICKLE_SUFFIXES
+    from scelmo.gene_embeddings import PICKLE_SUFFIXES
 
     return (
         Path(spec).suffix in (".npz", *PICKLE_SUFFIXES)
@@ -168,8 +168,8 @@ def choose_table(
         raise CLIError("--source/--encoder build a gene table; leave them out when --genes gives one")
     if getattr(args, "save_genes", None):
         raise CLIError("--save-genes saves a table built on the fly; with --genes the table already exists")
-    from .. import datasets
-    from ..gene_embeddings import PICKLE_SUFFIXES, GeneEmbeddings
+    from scelmo import datasets
+    from scelmo.gene_embeddings import PICKLE_SUFFIXES, GeneEmbeddings
 
     if _looks_like_path(spec):
         file = existing_file(spec, "gene table")
@@ -222,8 +222,8 @@ def load_table(choice: TableChoice, *, trusted: bool, progress: bool) -> GeneEmb
     -------
     The gene table.
     """
-    from .. import datasets
-    from ..gene_embeddings import GeneEmbeddings
+    from scelmo import datasets
+    from scelmo.gene_embeddings import GeneEmbeddings
 
     if choice.kind == "registry":
         datasets.fetch(choice.value, progressbar=progress)
@@ -245,7 +245,7 @@ def read_table_file(path: Path, *, trusted: bool = False) -> GeneEmbeddings:
     -------
     The gene table.
     """
-    from ..gene_embeddings import GeneEmbeddings
+    from scelmo.gene_embeddings import GeneEmbeddings
 
     if path.suffix == ".npz" and not zipfile.is_zipfile(path):
         raise CLIError(f"gene table {path} is not a .npz file (written by `scelmo build-genes`)")
@@ -271,7 +271,7 @@ def build_table(genes: Sequence[str], args: argparse.Namespace, *, progress: boo
     -------
     The gene table.
     """
-    from ..pp import build_gene_embeddings
+    from scelmo.pp import build_gene_embeddings
 
     source_kwargs = {"model": args.llm_model} if args.llm_model else {}
     return build_gene_embeddings(

@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._optional import import_optional
+from scelmo._optional import import_optional
 
 __all__ = ["read_lazy", "read_soma"]
 

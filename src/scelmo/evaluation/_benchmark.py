@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._neighbors import HnswIndex, cross_validated_votes
-from .._optional import import_optional
+from scelmo._neighbors import HnswIndex, cross_validated_votes
+from scelmo._optional import import_optional
+
 from ._clustering import DEFAULT_RESOLUTIONS, leiden_scores
 
 __all__ = ["COLUMNS", "benchmark_embeddings"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._neighbors import cross_validated_votes
+from scelmo._neighbors import cross_validated_votes
 
 __all__ = ["KnnScore", "knn_cross_validated"]
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .._atomic import atomic_folder
+from scelmo._atomic import atomic_folder
 
 __all__ = ["MANIFEST", "CheckpointError", "checkpoint_folder", "read_json", "verify_folder", "write_manifest"]
 

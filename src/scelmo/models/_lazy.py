@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._optional import import_optional
+from scelmo._optional import import_optional
 
 #: What the scvi-tools models need, in the order they are checked.
 SCVI_REQUIREMENTS = ("torch", "scvi")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._logging import logger
+from scelmo._logging import logger
+
 from ._checkpoint_folder import MANIFEST, CheckpointError, checkpoint_folder, read_json, verify_folder
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class FolderFormat:
         *,
         overwrite: bool,
     ) -> None:
-        """Write a folder whole or not at all: the parts, the settings file, then the manifest.
+        r"""Write a folder whole or not at all: the parts, the settings file, then the manifest.
 
         Parameters
         ----------
@@ -97,7 +98,7 @@ class FolderFormat:
         >>> from scelmo.models._pretrained import FolderFormat
         >>> fmt = FolderFormat("scelmo.example", 1, "example.json", "Example", ("weights.bin",))
         >>> def write_parts(root):
-        ...     _ = (root / "weights.bin").write_bytes(b"\\x00")
+        ...     _ = (root / "weights.bin").write_bytes(b"\x00")
         ...     return {"labels": ["a", "b"]}
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     fmt.save(pathlib.Path(tmp) / "model", write_parts, overwrite=False)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import Expression, expression_matrix
-from .._checks import check_matrix, check_values
+from scelmo._anndata import Expression, expression_matrix
+from scelmo._checks import check_matrix, check_values
 
 #: The models read ``adata.X`` or a layer (scvi-tools' fields cannot read ``adata.raw``).
 _RAW_TO_LAYER = (

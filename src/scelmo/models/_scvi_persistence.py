@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._logging import logger
-from ..gene_embeddings import GeneEmbeddings
+from scelmo._logging import logger
+from scelmo.gene_embeddings import GeneEmbeddings
+
 from ._scvi_inputs import check_same_genes
 
 if TYPE_CHECKING:
@@ -524,10 +525,11 @@ def read_pickled_folder(
             "safe format."
         )
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # noqa: TID251 - tensors only
     except pickle.UnpicklingError:
         logger.warning("%s holds Python objects beyond tensors; unpickling it fully (trusted=True).", path)
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        # Reached only with trusted=True (checked above): scvi-tools pickles hold Python objects.
+        saved = torch.load(path, map_location="cpu", weights_only=False)  # noqa: TID251
     if not isinstance(saved, dict) or not {"model_state_dict", "var_names", "attr_dict"} <= set(saved):
         raise ValueError(
             f"{path} is not a model saved by scvi-tools (no model_state_dict, var_names, attr_dict)."

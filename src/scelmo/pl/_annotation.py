@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ..annotation._output import UNKNOWN
-from ..evaluation import annotation_metrics
+from scelmo.annotation._output import UNKNOWN
+from scelmo.evaluation import annotation_metrics
+
 from ._utils import finish, new_axes, write_in_cells
 
 __all__ = ["class_f1", "confusion_matrix", "similarity_heatmap"]

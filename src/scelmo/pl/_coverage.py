@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from .._anndata import Expression, expression_matrix
-from .._matrix import iter_row_blocks
-from ..gene_embeddings import AlignedGeneEmbeddings, GeneEmbeddings
+from scelmo._anndata import Expression, expression_matrix
+from scelmo._matrix import iter_row_blocks
+from scelmo.gene_embeddings import AlignedGeneEmbeddings, GeneEmbeddings
+
 from ._utils import finish, new_axes
 
 __all__ = ["coverage_per_cell", "gene_coverage"]

@@ -10,10 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from .._logging import logger
-from ..gene_embeddings import GeneEmbeddings
-from ..text._cache import TextCache, resolve_cache
-from ..text.encoders import CachedEncoder, TextEncoder, get_encoder
+from scelmo._logging import logger
+from scelmo.gene_embeddings import GeneEmbeddings
+from scelmo.text._cache import TextCache, resolve_cache
+from scelmo.text.encoders import CachedEncoder, TextEncoder, get_encoder
+
 from ._gene_descriptions import describe_genes, warn_missing
 
 

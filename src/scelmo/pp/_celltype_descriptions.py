@@ -6,6 +6,6 @@ The function lives with the annotation code that reads its frame
 
 from __future__ import annotations
 
-from ..annotation._descriptions import CELLTYPE_PROMPT, LANGCELL_TEMPLATE, celltype_descriptions
+from scelmo.annotation._descriptions import CELLTYPE_PROMPT, LANGCELL_TEMPLATE, celltype_descriptions
 
 __all__ = ["CELLTYPE_PROMPT", "LANGCELL_TEMPLATE", "celltype_descriptions"]

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._logging import logger
-from ..text._cache import TextCache, resolve_cache
-from ..text.sources import CACHED_SOURCES, SOURCES, user_descriptions
+from scelmo._logging import logger
+from scelmo.text._cache import TextCache, resolve_cache
+from scelmo.text.sources import CACHED_SOURCES, SOURCES, user_descriptions
 
 
 def _gene_list(genes: Iterable[str] | pd.Index | str) -> list[str]:

@@ -9,12 +9,12 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._anndata import check_key, expression_matrix
-from .._checks import check_values
-from .._logging import logger
-from .._matrix import iter_row_blocks
-from .._records import h5ad_safe
-from ..orthology import OrthologMap, orthology_table, resolve_orthologs
+from scelmo._anndata import check_key, expression_matrix
+from scelmo._checks import check_values
+from scelmo._logging import logger
+from scelmo._matrix import iter_row_blocks
+from scelmo._records import h5ad_safe
+from scelmo.orthology import OrthologMap, orthology_table, resolve_orthologs
 
 _EXAMPLES = 10
 

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from .._anndata import check_key, tokenize_into
-from .._logging import logger
-from ..cell_tokens import MAX_LENGTH
+from scelmo._anndata import check_key, tokenize_into
+from scelmo._logging import logger
+from scelmo.cell_tokens import MAX_LENGTH
 
 
 def tokenize(

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from .._optional import import_optional
+from scelmo._optional import import_optional
+
 from ._retry import RETRY_STATUS, Failure, RetryPolicy, call_with_retries
 
 __all__ = [

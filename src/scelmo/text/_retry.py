@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .._logging import logger
+from scelmo._logging import logger
 
 __all__ = [
     "Cancelled",

@@ -1,6 +1,7 @@
 """Tools: cell embeddings and what is computed from them."""
 
-from ..evaluation import annotation_metrics
+from scelmo.evaluation import annotation_metrics
+
 from ._benchmark import benchmark
 from ._cell_sentence_embed import cell_sentence_embed
 from ._elmo_embed import elmo_embed

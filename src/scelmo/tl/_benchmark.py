@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import check_key
-from .._logging import logger
-from .._records import ElmoRecord
-from ..evaluation import benchmark_embeddings
-from ..gene_embeddings import GeneEmbeddings
+from scelmo._anndata import check_key
+from scelmo._logging import logger
+from scelmo._records import ElmoRecord
+from scelmo.evaluation import benchmark_embeddings
+from scelmo.gene_embeddings import GeneEmbeddings
+
 from ._elmo_embed import elmo_embed
 
 

@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import check_key, expression_matrix
-from .._logging import logger
-from .._records import h5ad_safe
-from ..cell_sentences import DEFAULT_N_GENES, iter_cell_sentences, sentence_symbols
-from ..text._cache import TextCache, resolve_cache
-from ..text._progress import progress_bar
-from ..text.encoders import CachedEncoder, TextEncoder, get_encoder
+from scelmo._anndata import check_key, expression_matrix
+from scelmo._logging import logger
+from scelmo._records import h5ad_safe
+from scelmo.cell_sentences import DEFAULT_N_GENES, iter_cell_sentences, sentence_symbols
+from scelmo.text._cache import TextCache, resolve_cache
+from scelmo.text._progress import progress_bar
+from scelmo.text.encoders import CachedEncoder, TextEncoder, get_encoder
+
 from ._inplace import target
 
 #: Cells whose sentences are built and sent to the encoder together; every finished encoder

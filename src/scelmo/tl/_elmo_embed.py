@@ -6,12 +6,13 @@ from typing import Literal
 
 from anndata import AnnData
 
-from .._anndata import check_key, expression_matrix
-from .._logging import logger
-from .._products import Backend
-from .._records import ElmoRecord
-from ..cell_embedding import DEFAULT_CHUNK_SIZE, weighted_gene_average
-from ..gene_embeddings import GeneEmbeddings
+from scelmo._anndata import check_key, expression_matrix
+from scelmo._logging import logger
+from scelmo._products import Backend
+from scelmo._records import ElmoRecord
+from scelmo.cell_embedding import DEFAULT_CHUNK_SIZE, weighted_gene_average
+from scelmo.gene_embeddings import GeneEmbeddings
+
 from ._inplace import target
 
 

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import check_key, expression_matrix
-from .._checks import check_matrix
-from .._logging import logger
-from ..gene_embeddings import GeneEmbeddings
-from ..knockout import knockout_screen
-from ..models._scvi_inputs import check_same_genes
+from scelmo._anndata import check_key, expression_matrix
+from scelmo._checks import check_matrix
+from scelmo._logging import logger
+from scelmo.gene_embeddings import GeneEmbeddings
+from scelmo.knockout import knockout_screen
+from scelmo.models._scvi_inputs import check_same_genes
 
 if TYPE_CHECKING:
-    from ..models import ElmoAdapter
+    from scelmo.models import ElmoAdapter
 
 
 def in_silico_knockout(

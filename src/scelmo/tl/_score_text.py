@@ -10,12 +10,12 @@ from typing import Any, Literal
 import numpy as np
 from anndata import AnnData
 
-from .._anndata import check_key, expression_matrix
-from .._logging import logger
-from ..annotation._elmo_refine import top_genes
-from ..annotation._elmo_text import class_vectors, resolve_encoder
-from ..annotation._standardised import Standardised
-from ..gene_embeddings import GeneEmbeddings
+from scelmo._anndata import check_key, expression_matrix
+from scelmo._logging import logger
+from scelmo.annotation._elmo_refine import top_genes
+from scelmo.annotation._elmo_text import class_vectors, resolve_encoder
+from scelmo.annotation._standardised import Standardised
+from scelmo.gene_embeddings import GeneEmbeddings
 
 Method = Literal["elmo", "genept_s", "langcell"]
 _DEFAULT_REP = {"genept_s": "X_genept_s", "langcell": "X_langcell"}

@@ -6,7 +6,7 @@ that the torch-free helpers in ``_data`` can be used without them.
 
 from __future__ import annotations
 
-from .._lazy import scvi_lazy_package
+from scelmo.models._lazy import scvi_lazy_package
 
 __all__ = [
     "ElmoAdapter",

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..._matrix import iter_row_blocks
-from ...gene_embeddings import GeneEmbeddings
+from scelmo._matrix import iter_row_blocks
+from scelmo.gene_embeddings import GeneEmbeddings
 
 
 def stratified_split(codes: np.ndarray, validation_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,16 +16,17 @@ from scvi import REGISTRY_KEYS
 from scvi.dataloaders import DataSplitter
 from scvi.train import TrainRunner
 
-from ..._logging import logger
-from ...gene_embeddings import GeneEmbeddings
-from .._scvi_base import ScviModel, seeded
-from .._scvi_inputs import check_model_values, check_same_genes, model_expression
+from scelmo._logging import logger
+from scelmo.gene_embeddings import GeneEmbeddings
+from scelmo.models._scvi_base import ScviModel, seeded
+from scelmo.models._scvi_inputs import check_model_values, check_same_genes, model_expression
+
 from ._data import align_to_variables, dense_blocks, stratified_split
 from ._module import BatchCorrection, ElmoAdapterModule
 from ._training_plan import ElmoAdapterTrainingPlan, SelectOn, knn_vote
 
 if TYPE_CHECKING:
-    from ..._anndata import Expression
+    from scelmo._anndata import Expression
 
 
 class ElmoAdapter(ScviModel):

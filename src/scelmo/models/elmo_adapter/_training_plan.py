@@ -20,7 +20,8 @@ from typing import Literal
 import lightning.pytorch as pl
 import torch
 
-from ..._neighbors import knn_accuracy, knn_vote  # noqa: F401 (knn_accuracy: exported by the package)
+from scelmo._neighbors import knn_accuracy, knn_vote  # noqa: F401 (knn_accuracy: exported by the package)
+
 from ._module import ElmoAdapterModule
 
 X_KEY = "X"
@@ -157,7 +158,7 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         return torch.cat(zs), torch.cat(labels)
 
     def on_validation_epoch_end(self) -> None:
-        """kNN and classifier scores of the validation cells; remember the best weights."""
+        """Scores (kNN and classifier) of the validation cells; remember the best weights."""
         if not self._val_z or self.reference_batches is None or self.trainer.sanity_checking:
             self._val_z, self._val_labels, self._val_predicted = [], [], []
             return

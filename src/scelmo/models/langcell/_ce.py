@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..._logging import logger
-from .._pretrained import FolderFormat, write_hf_config
+from scelmo._logging import logger
+from scelmo.models._pretrained import FolderFormat, write_hf_config
+
 from ._ce_module import build_classifier, classifier_outputs, load_cell_bert, read_classifier
 from ._checkpoint import save_safetensors
 from ._config import CELL_CLS_TOKEN_ID
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from torch import device as Device
     from transformers import BertForSequenceClassification
 
-    from ...cell_tokens import CellTokens
+    from scelmo.cell_tokens import CellTokens
+
     from ._ce_module import PretrainedSource
 
 _MODEL_DIR = "model"

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ..._logging import logger
-from ..._optional import import_optional
-from .._checkpoint_folder import CheckpointError, read_json, verify_folder
-from .._pretrained import hf_config_dict
+from scelmo._logging import logger
+from scelmo._optional import import_optional
+from scelmo.models._checkpoint_folder import CheckpointError, read_json, verify_folder
+from scelmo.models._pretrained import hf_config_dict
+
 from ._checkpoint import check_sizes, load_checked, read_state_dict
 from ._config import CELL_BERT_DIR, CELL_PAD_TOKEN_ID
 from ._encode import cell_batches
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from torch import Generator, Tensor
     from transformers import BertForSequenceClassification, BertModel
 
-    from ...cell_tokens import CellTokens
+    from scelmo.cell_tokens import CellTokens
 
     #: The pretrained cell encoder: a LangCell, a transformers BertModel, or a folder.
     PretrainedSource = LangCellNetwork | BertModel | str | os.PathLike[str]

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..._optional import import_optional
+from scelmo._optional import import_optional
+
 from ._ce_module import classifier_logits, pad_token_id
 from ._encode import check_token_ids
 from ._training import (
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from tqdm.auto import tqdm
     from transformers import BertForSequenceClassification
 
-    from ...cell_tokens import CellTokens
+    from scelmo.cell_tokens import CellTokens
 
 torch = import_optional("torch", "langcell", purpose="LangCellCE training")
 F = torch.nn.functional

@@ -24,12 +24,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..._logging import logger
-from ..._optional import import_optional
+from scelmo._logging import logger
+from scelmo._optional import import_optional
 
 # The folder helpers moved to a module of their own (they serve every saved model); these names
 # stay importable from here.
-from .._checkpoint_folder import (  # noqa: F401
+from scelmo.models._checkpoint_folder import (  # noqa: F401
     MANIFEST,
     CheckpointError,
     _first_line,

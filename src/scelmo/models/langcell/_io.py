@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..._optional import import_optional
-from .._checkpoint_folder import CheckpointError, read_json
-from .._pretrained import FolderFormat, hf_config_dict, write_hf_config
+from scelmo._optional import import_optional
+from scelmo.models._checkpoint_folder import CheckpointError, read_json
+from scelmo.models._pretrained import FolderFormat, hf_config_dict, write_hf_config
+
 from ._checkpoint import check_sizes, load_checked, read_state_dict, save_safetensors
 from ._config import (
     CELL_BERT_DIR,

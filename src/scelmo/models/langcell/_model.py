@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..._anndata import cell_tokens
-from ..._logging import logger
+from scelmo._anndata import cell_tokens
+from scelmo._logging import logger
+
 from ._config import CELL_CLS_TOKEN_ID, TEXT_MAX_LENGTH
 from ._io import LANGCELL_FOLDER, read_parts, write_parts
 from ._network import LangCellNetwork

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..._logging import logger
-from ..._optional import import_optional
-from .._checkpoint_folder import CheckpointError
+from scelmo._logging import logger
+from scelmo._optional import import_optional
+from scelmo.models._checkpoint_folder import CheckpointError
+
 from ._checkpoint import load_text_tokenizer
 from ._config import (
     CELL_CLS_TOKEN_ID,

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..._anndata import cell_tokens, tokenize_into
+from scelmo._anndata import cell_tokens, tokenize_into
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ...cell_tokens import CellTokens
+    from scelmo.cell_tokens import CellTokens
 
 #: Key of the record in ``adata.uns``.
 SETUP_KEY = "_scelmo_langcell_ce"

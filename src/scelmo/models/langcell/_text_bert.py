@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..._optional import import_optional
+from scelmo._optional import import_optional
+
 from ._config import TextBertConfig
 
 torch = import_optional("torch", "langcell", purpose="LangCell")

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..._optional import import_optional
-from ...cell_tokens import CellTokens
+from scelmo._optional import import_optional
+from scelmo.cell_tokens import CellTokens
+
 from ._encode import check_token_ids
 
 if TYPE_CHECKING:

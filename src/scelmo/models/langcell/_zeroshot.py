@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..._optional import import_optional
-from ...cell_tokens import CellTokens
+from scelmo._optional import import_optional
+from scelmo.cell_tokens import CellTokens
+
 from ._config import MAX_PAIRS, TEMPERATURE, ZEROSHOT_ALPHA
 from ._encode import cell_batches, cls_hidden_state, resolve_dtype, resolve_max_tokens
 

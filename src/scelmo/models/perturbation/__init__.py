@@ -12,7 +12,8 @@ heavy; the model is imported on first access.
 
 from __future__ import annotations
 
-from .._lazy import scvi_lazy_package
+from scelmo.models._lazy import scvi_lazy_package
+
 from ._cinemaot import cinemaot
 from ._data import PerturbationShifts, pearson_top_de, perturbation_shifts
 from ._evaluate import RIDGE_ALPHAS, evaluate_perturbation_prediction

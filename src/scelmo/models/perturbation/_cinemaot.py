@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from ..._anndata import check_key
-from ..._logging import logger
-from ..._optional import import_optional
+from scelmo._anndata import check_key
+from scelmo._logging import logger
+from scelmo._optional import import_optional
 
 
 def cinemaot(

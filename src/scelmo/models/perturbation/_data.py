@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._scvi_inputs import check_obs_key, model_expression
+from scelmo.models._scvi_inputs import check_obs_key, model_expression
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ...gene_embeddings import GeneEmbeddings
+from scelmo.gene_embeddings import GeneEmbeddings
+
 from ._data import pearson_top_de, perturbation_shifts, split_perturbations
 
 #: Ridge penalties tried (by efficient leave-one-out) for the linear baseline.

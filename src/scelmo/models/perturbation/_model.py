@@ -12,10 +12,11 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
-from ..._logging import logger
-from ...gene_embeddings import GeneEmbeddings
-from .._scvi_base import ScviModel, seeded
-from .._scvi_inputs import check_obs_key
+from scelmo._logging import logger
+from scelmo.gene_embeddings import GeneEmbeddings
+from scelmo.models._scvi_base import ScviModel, seeded
+from scelmo.models._scvi_inputs import check_obs_key
+
 from ._data import perturbation_shifts, split_perturbations
 from ._module import PerturbationModule, fit_perturbation_module
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..._logging import logger
-from .._cache import TextCache, resolve_cache
-from .._retry import ServiceError
+from scelmo._logging import logger
+from scelmo.text._cache import TextCache, resolve_cache
+from scelmo.text._retry import ServiceError
+
 from ._base import TextEncoder, check_texts
 
 __all__ = ["CachedEncoder"]

@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..._optional import import_optional
-from .._progress import progress_bar
+from scelmo._optional import import_optional
+from scelmo.text._progress import progress_bar
+
 from ._base import TextEncoder, check_texts
 
 __all__ = ["DEFAULT_LOCAL_MODEL", "LocalEncoder", "bundled_model_path"]

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .._concurrent import requests_with_progress
-from .._openai import (
+from scelmo.text._concurrent import requests_with_progress
+from scelmo.text._openai import (
     DEFAULT_OPENAI_URL,
     BadAnswer,
     make_openai_client,
@@ -20,7 +20,8 @@ from .._openai import (
     request_json,
     resolve_base_url,
 )
-from .._retry import RetryPolicy
+from scelmo.text._retry import RetryPolicy
+
 from ._base import TextEncoder, check_texts
 
 __all__ = ["OpenAIEncoder"]

@@ -8,10 +8,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from .._cache import TextCache
-from .._concurrent import requests_with_progress
-from .._openai import BadAnswer, make_openai_client, public_url, request_json, resolve_base_url
-from .._retry import RetryPolicy, ServiceError
+from scelmo.text._cache import TextCache
+from scelmo.text._concurrent import requests_with_progress
+from scelmo.text._openai import BadAnswer, make_openai_client, public_url, request_json, resolve_base_url
+from scelmo.text._retry import RetryPolicy, ServiceError
+
 from ._resume import cached_answers, stopped_run
 
 __all__ = ["SCELMO_GENE_PROMPT", "SCELMO_MODEL", "llm_descriptions"]

@@ -7,11 +7,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..._optional import import_optional
-from .._cache import TextCache
-from .._openai import public_url
-from .._progress import progress_bar
-from .._retry import RETRY_STATUS, Failure, RetryPolicy, ServiceError, call_with_retries, parse_retry_after
+from scelmo._optional import import_optional
+from scelmo.text._cache import TextCache
+from scelmo.text._openai import public_url
+from scelmo.text._progress import progress_bar
+from scelmo.text._retry import (
+    RETRY_STATUS,
+    Failure,
+    RetryPolicy,
+    ServiceError,
+    call_with_retries,
+    parse_retry_after,
+)
+
 from ._resume import cached_answers, stopped_run
 
 __all__ = ["DEFAULT_MYGENE_URL", "ncbi_descriptions"]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..._logging import logger
+from scelmo._logging import logger
+
 from ._go import GOAnnotations, find_go_annotations
 
 __all__ = ["format_offline_text", "offline_descriptions"]

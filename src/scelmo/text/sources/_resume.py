@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..._logging import logger
-from .._cache import TextCache
-from .._retry import ServiceError
+from scelmo._logging import logger
+from scelmo.text._cache import TextCache
+from scelmo.text._retry import ServiceError
 
 
 def cached_answers(
