@@ -258,7 +258,8 @@ class LangCellNetwork(nn.Module):
     @property
     def device(self) -> Device:
         """Device of the weights."""
-        return self.cell_proj.weight.device
+        # The embedding table, not a Linear: a dynamically quantized Linear has no ``.weight`` tensor.
+        return self.cell_bert.embeddings.word_embeddings.weight.device
 
     @property
     def embed_dim(self) -> int:
