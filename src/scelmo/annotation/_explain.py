@@ -1,0 +1,528 @@
+"""What drove a cell's label: the genes or the reference cells behind an annotation, as a tidy frame.
+
+Each explanation recomputes the method's score of the chosen cells from what ``uns[key]``
+records and the inputs passed again (gene table, reference, model), refuses inputs that differ
+from the recorded ones, and checks that the recomputed probabilities are the ones in
+``obsm[key + '_probs']``:
+
+``elmo`` (``score="genes"``)
+    A cell's class score is linear in its standardised expression,
+    ``score[c, k] = sum_g z[c, g] * w[g, k] / s_k`` (``w``: the class's final signature weights
+    after refinement and rematching; ``s_k``: the standard deviation of the class's scores over
+    the cells with ``scale``, else 1). A gene's contribution is its term
+    ``z[c, g] * w[g, k] / s_k``: the terms of all genes sum to the score, and the probabilities
+    are ``softmax(score / temperature)``.
+``knn``
+    A neighbour's contribution is its share of the vote (1/k, or ``(1/d) / sum(1/d)`` with
+    ``weights="distance"``): the shares of the neighbours of one class sum to that class's
+    probability.
+``langcell``
+    Gradient x input of the class probability on each gene token's input embedding
+    (:mod:`scelmo.models.langcell._explain`): a first-order estimate, not a decomposition.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from scelmo._records import AnnotationRecord
+from scelmo.gene_embeddings import GeneEmbeddings
+
+if TYPE_CHECKING:
+    from scelmo.models.langcell import LangCell
+    from scelmo.text import TextEncoder
+
+__all__ = ["COLUMNS", "explain", "select_cells"]
+
+#: Columns of every explanation frame, in this order.
+COLUMNS = ["cell", "label", "class", "kind", "feature", "contribution", "rank", "score", "distance"]
+#: Largest difference tolerated between recomputed and recorded probabilities (they are float32).
+_ATOL = 1e-4
+_ELMO_OPTIONS = (
+    "score",
+    "contrast",
+    "n_genes",
+    "refine",
+    "gene_mentions",
+    "mention_weight",
+    "rematch",
+    "centre",
+    "scale",
+    "abstain",
+    "abstain_level",
+    "unspell",
+    "temperature",
+)
+
+
+def select_cells(adata: AnnData, cells: Any) -> np.ndarray:
+    """Row positions of ``cells``: ``None`` (all), a name, names, a boolean mask or ``{obs column: value(s)}``.
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np, pandas as pd
+    >>> from scelmo.annotation._explain import select_cells
+    >>> adata = ad.AnnData(np.zeros((3, 1)), obs=pd.DataFrame({"t": ["a", "b", "a"]}, index=["x", "y", "z"]))
+    >>> select_cells(adata, {"t": "a"}).tolist(), select_cells(adata, ["z", "y"]).tolist()
+    ([0, 2], [2, 1])
+    """
+    if cells is None:
+        return np.arange(adata.n_obs)
+    if isinstance(cells, Mapping):
+        keep = np.ones(adata.n_obs, dtype=bool)
+        for column, values in cells.items():
+            if column not in adata.obs:
+                raise KeyError(f"adata.obs[{column!r}] not found; available: {list(adata.obs.columns)}.")
+            values = [values] if isinstance(values, str) or not isinstance(values, Sequence) else values
+            keep &= adata.obs[column].isin(values).to_numpy()
+        return np.flatnonzero(keep)
+    if isinstance(cells, str):
+        cells = [cells]
+    array = np.asarray(cells)
+    if array.dtype == bool:
+        if array.shape != (adata.n_obs,):
+            raise ValueError(f"A boolean mask of cells needs {adata.n_obs} entries, got shape {array.shape}.")
+        return np.flatnonzero(array)
+    found = adata.obs_names.get_indexer(array.astype(str))
+    if (found < 0).any():
+        missing = array[found < 0][:5].tolist()
+        raise KeyError(
+            f"Cells {missing} are not in adata.obs_names; pass names, a boolean mask or {{column: value}}."
+        )
+    return found
+
+
+def _targets(
+    adata: AnnData, key: str, record: AnnotationRecord, rows: np.ndarray, classes: Any
+) -> list[np.ndarray]:
+    """Per selected cell, the class indices to explain (default: its label, else its most probable class)."""
+    names = record.classes
+    if classes is None:
+        probs = np.asarray(adata.obsm[f"{key}_probs"])[rows]
+        labels = adata.obs[key].astype(str).to_numpy()[rows]
+        out = []
+        for label, p in zip(labels, probs, strict=True):
+            if label in names:
+                out.append(np.array([names.index(label)]))
+            else:  # "unknown" or an ontology ancestor: the class that came first
+                out.append(
+                    np.array([int(np.nanargmax(p))]) if np.isfinite(p).any() else np.zeros(0, dtype=int)
+                )
+        return out
+    wanted = (
+        names
+        if isinstance(classes, str) and classes == "all"
+        else [classes]
+        if isinstance(classes, str)
+        else list(classes)
+    )
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise ValueError(f"Classes {unknown} are not classes of uns[{key!r}]: {names} (or classes='all').")
+    chosen = np.array([names.index(c) for c in wanted], dtype=np.int64)
+    return [chosen] * len(rows)
+
+
+def _frame(records: list[dict[str, Any]], n_top: int | None) -> pd.DataFrame:
+    """The tidy frame: ranked within (cell, class) by contribution, largest first."""
+    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(["cell", "class", "contribution"], ascending=[True, True, False], kind="stable")
+    frame["rank"] = frame.groupby(["cell", "class"], sort=False).cumcount() + 1
+    if n_top is not None:
+        frame = frame[frame["rank"] <= n_top]
+    order = {name: i for i, name in enumerate(pd.unique(frame["cell"]))}
+    frame = frame.sort_values(
+        ["cell", "class", "rank"], key=lambda s: s.map(order) if s.name == "cell" else s
+    )
+    return frame.reset_index(drop=True)
+
+
+def _check_probs(adata: AnnData, key: str, rows: np.ndarray, probs: np.ndarray, what: str) -> None:
+    recorded = np.asarray(adata.obsm[f"{key}_probs"], dtype=np.float64)[rows]
+    both = np.isfinite(recorded).all(axis=1) & np.isfinite(probs).all(axis=1)
+    bad = both & ~np.isclose(probs, recorded, atol=_ATOL, rtol=0).all(axis=1)
+    if bad.any():
+        names = adata.obs_names[rows[bad]][:5].tolist()
+        raise ValueError(
+            f"The {what} recomputed now do not give the probabilities in obsm[{key + '_probs'!r}] for "
+            f"{int(bad.sum())} of {len(rows)} cells (e.g. {names}): the inputs differ from those of the "
+            "annotation. Pass the same gene table, reference or model, on the same cells, or annotate again."
+        )
+
+
+# --- elmo ----------------------------------------------------------------------------------
+
+
+def _elmo_options(record: AnnotationRecord) -> Any:
+    from ._zeroshot_options import ElmoZeroShotOptions
+
+    params = record.params
+    given = {name: params[name] for name in _ELMO_OPTIONS if name in params}
+    matrix = str(params.get("matrix", ""))
+    layer = re.fullmatch(r"layers\[(['\"])(.+)\1\]", matrix)
+    if layer:
+        given["layer"] = layer.group(2)
+    elif matrix in ("raw", "X"):
+        given["use_raw"] = matrix == "raw"
+    return ElmoZeroShotOptions(**given)
+
+
+def _checked_table(record: AnnotationRecord, key: str, gene_embeddings: Any) -> GeneEmbeddings:
+    if not isinstance(gene_embeddings, GeneEmbeddings):
+        raise TypeError(
+            f"Explaining uns[{key!r}] (elmo) needs gene_embeddings=: the scelmo.GeneEmbeddings given to "
+            f"zeroshot_annotate, got {type(gene_embeddings).__name__}."
+        )
+    recorded = (record.provenance.get("gene_table") or {}).get("content_hash")
+    if recorded and recorded != gene_embeddings.content_hash:
+        raise ValueError(
+            f"uns[{key!r}] was computed with a gene table of content hash {recorded[:12]}..., not this one "
+            f"({gene_embeddings.content_hash[:12]}...): pass the table given to zeroshot_annotate."
+        )
+    return gene_embeddings
+
+
+def elmo_weights(
+    adata: AnnData, record: AnnotationRecord, table: GeneEmbeddings, encoder: TextEncoder | str | None
+) -> tuple[Any, np.ndarray, np.ndarray, Any]:
+    """The final signature weights ``(genes, classes)`` of a recorded elmo annotation, recomputed.
+
+    The steps of :func:`scelmo.annotation._elmo_genes.gene_scores`: text signatures, anchored
+    refinement, rematching. Returns ``(standardised, var_names, weights, options)``.
+    """
+    from ._elmo_genes import _rematch
+    from ._elmo_record import elmo_inputs
+    from ._elmo_refine import anchored_refine
+    from ._elmo_signatures import text_signatures
+    from ._elmo_text import class_vectors, resolve_encoder
+    from ._standardised import Standardised
+
+    options = _elmo_options(record)
+    inputs = elmo_inputs(adata, table, options)
+    classes, texts = record.classes, {c: list(record.texts[c]) for c in record.classes}
+    text_encoder = resolve_encoder(inputs.provenance, encoder)
+    vectors = class_vectors(text_encoder, texts, classes, cache=options.cache, cache_dir=options.cache_dir)
+    aligned = table.align(inputs.var_names, min_coverage=0.0)
+    rows = aligned.matrix.astype(np.float64)
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    standardised = Standardised(inputs.matrix)
+    signatures = text_signatures(
+        rows,
+        aligned.matched,
+        inputs.var_names,
+        vectors,
+        classes,
+        texts,
+        text_encoder,
+        standardised.varies,
+        options,
+    )
+    weights = signatures.weights
+    if options.refine:
+        scores, weights, _ = anchored_refine(
+            standardised, signatures.weights, options.n_genes, options.refine, allowed=signatures.allowed
+        )
+        if options.rematch and len(classes) > 1:
+            weights = weights[:, _rematch(standardised, scores, weights, signatures, options.mention_weight)]
+    return standardised, inputs.var_names, weights, options
+
+
+def _explain_elmo(
+    adata: AnnData,
+    key: str,
+    record: AnnotationRecord,
+    rows: np.ndarray,
+    targets: list[np.ndarray],
+    gene_embeddings: GeneEmbeddings | None,
+    encoder: TextEncoder | str | None,
+) -> list[dict[str, Any]]:
+    from ._elmo_zeroshot import softmax
+
+    if record.params.get("score", "genes") != "genes":
+        raise ValueError(
+            f"uns[{key!r}] used score='cell' (cosine of whole cell embeddings): it has no per-gene terms to "
+            "list. Explain an annotation made with score='genes' (the default)."
+        )
+    table = _checked_table(record, key, gene_embeddings)
+    standardised, var_names, weights, options = elmo_weights(adata, record, table, encoder)
+    scores = standardised.times(weights)
+    sd = scores.std(axis=0) if options.scale else np.ones(weights.shape[1])
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    mean = scores.mean(axis=0) if options.scale else np.zeros(weights.shape[1])
+    final = (scores - mean) / sd
+    absent = set(adata.uns[key].get("absent", []))
+    present = np.array([c not in absent for c in record.classes])
+    logits = np.where(present[None, :], final, -np.inf) if present.any() else final
+    _check_probs(adata, key, rows, softmax(logits[rows], options.resolved_temperature), "gene signatures")
+    labels = adata.obs[key].astype(str).to_numpy()
+    used = np.flatnonzero((weights != 0).any(axis=1))
+    records = []
+    for row, classes in zip(rows, targets, strict=True):
+        z = standardised.columns(used, rows=np.array([row]))[0]
+        for k in classes:
+            mine = weights[used, k] != 0
+            terms = z[mine] * weights[used[mine], k] / sd[k]
+            for gene, term in zip(var_names[used[mine]], terms, strict=True):
+                records.append(
+                    dict(
+                        cell=adata.obs_names[row],
+                        label=labels[row],
+                        kind="gene",
+                        feature=str(gene),
+                        contribution=float(term),
+                        score=float(final[row, k]),
+                        distance=np.nan,
+                        **{"class": record.classes[k]},
+                    )
+                )
+    return records
+
+
+# --- kNN -----------------------------------------------------------------------------------
+
+
+def _knn_votes(
+    adata: AnnData, key: str, record: AnnotationRecord, rows: np.ndarray, reference: AnnData | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], pd.Index, np.ndarray]:
+    """The votes of the selected cells recomputed, and the names of the reference rows."""
+    from scelmo._neighbors import cross_validated_votes, knn_votes
+
+    params = record.params
+    use_rep, label_key = params["use_rep"], params["label_key"]
+    options = {
+        name: params[name]
+        for name in ("k", "weights", "metric", "M", "ef_construction", "ef")
+        if name in params
+    }
+    options["k"] = int(params.get("k_used", options.get("k", 10)))
+    query = _representation(adata, use_rep, "adata")
+    if params.get("mode") == "cross_validated":
+        if reference is not None:
+            raise ValueError(f"uns[{key!r}] was cross-validated on adata itself: pass reference=None.")
+        labels = adata.obs[label_key].astype(str).to_numpy()
+        votes, _ = cross_validated_votes(
+            query, labels, folds=int(params["folds"]), random_state=int(params["random_state"]), **options
+        )
+        return (
+            votes.probs[rows],
+            votes.neighbors[rows],
+            votes.distances[rows],
+            votes.classes,
+            adata.obs_names,
+            labels,
+        )
+    if reference is None:
+        raise ValueError(
+            f"uns[{key!r}] transferred labels from a reference: pass the same reference= AnnData."
+        )
+    reference_rep = params.get("reference_rep", use_rep)
+    vectors = _representation(reference, reference_rep, "reference")
+    keep = ~reference.obs[label_key].isna().to_numpy() if label_key in reference.obs else None
+    if keep is None or int(keep.sum()) != int(params.get("n_reference", -1)):
+        raise ValueError(
+            f"This reference has {0 if keep is None else int(keep.sum())} cells labelled in obs[{label_key!r}]; "
+            f"uns[{key!r}] was computed with {params.get('n_reference')}: pass the reference given to knn_annotate."
+        )
+    recorded = record.provenance.get("gene_table_hash")
+    theirs = ((reference.uns.get(reference_rep) or {}).get("gene_table") or {}).get("content_hash")
+    if recorded and theirs != recorded:
+        raise ValueError(
+            f"reference.obsm[{reference_rep!r}] was embedded with another gene table than the one recorded in "
+            f"uns[{key!r}]['provenance']: pass the reference given to knn_annotate."
+        )
+    labels = reference.obs[label_key][keep].astype(str).to_numpy()
+    votes = knn_votes(
+        vectors[keep],
+        labels,
+        query[rows],
+        classes=record.classes,
+        random_state=int(params.get("random_state", 0)),
+        **options,
+    )
+    return votes.probs, votes.neighbors, votes.distances, votes.classes, reference.obs_names[keep], labels
+
+
+def _representation(adata: AnnData, use_rep: str, what: str) -> np.ndarray:
+    if use_rep == "X":
+        matrix = adata.X
+        return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype=np.float32)
+    if use_rep not in adata.obsm:
+        raise KeyError(f"{what}.obsm[{use_rep!r}] not found: it is the embedding the annotation compared.")
+    return np.asarray(adata.obsm[use_rep], dtype=np.float32)
+
+
+def _explain_knn(
+    adata: AnnData,
+    key: str,
+    record: AnnotationRecord,
+    rows: np.ndarray,
+    targets: list[np.ndarray],
+    reference: AnnData | None,
+) -> list[dict[str, Any]]:
+    probs, neighbors, distances, classes, names, ref_labels = _knn_votes(adata, key, record, rows, reference)
+    if list(classes) != record.classes:
+        raise ValueError(
+            f"The reference's classes {list(classes)} are not those of uns[{key!r}]: {record.classes}."
+        )
+    try:
+        _check_probs(adata, key, rows, probs, "neighbours")
+    except ValueError as error:
+        # hnswlib is approximate and its graph may depend on the threads that built it
+        warnings.warn(f"{error} (hnswlib's search is approximate.)", UserWarning, stacklevel=4)
+    weighting = record.params.get("weights", "uniform")
+    labels = adata.obs[key].astype(str).to_numpy()
+    records = []
+    for i, (row, wanted) in enumerate(zip(rows, targets, strict=True)):
+        found = neighbors[i] >= 0
+        if not found.any():
+            continue
+        share = _shares(distances[i][found], weighting)
+        for j, d, s in zip(neighbors[i][found], distances[i][found], share, strict=True):
+            k = record.classes.index(ref_labels[j])
+            if k in wanted:
+                records.append(
+                    dict(
+                        cell=adata.obs_names[row],
+                        label=labels[row],
+                        kind="reference_cell",
+                        feature=str(names[j]),
+                        contribution=float(s),
+                        score=float(probs[i, k]),
+                        distance=float(d),
+                        **{"class": record.classes[k]},
+                    )
+                )
+    return records
+
+
+def _shares(distances: np.ndarray, weighting: str) -> np.ndarray:
+    """Each neighbour's share of the vote (as :func:`scelmo._neighbors.knn_votes` weighs them)."""
+    if weighting == "distance":
+        with np.errstate(divide="ignore"):
+            w = 1.0 / distances
+        if np.isinf(w).any():
+            w = np.isinf(w).astype(np.float64)
+    else:
+        w = np.ones_like(distances)
+    return w / w.sum()
+
+
+# --- LangCell ------------------------------------------------------------------------------
+
+
+def _explain_langcell(
+    adata: AnnData,
+    key: str,
+    record: AnnotationRecord,
+    rows: np.ndarray,
+    targets: list[np.ndarray],
+    model: LangCell | str,
+    dictionaries: Any,
+) -> list[dict[str, Any]]:
+    from scelmo.cell_tokens import CellTokens, resolve_dictionaries
+    from scelmo.models.langcell import LangCell
+    from scelmo.models.langcell._explain import token_attributions
+
+    params = record.params
+    if params.get("ctm_top_k") is not None:
+        raise ValueError(
+            f"uns[{key!r}] used ctm_top_k: its CTM probabilities cannot be differentiated; annotate without it."
+        )
+    if not isinstance(model, LangCell):
+        model = LangCell.from_pretrained(str(model))
+    if record.checkpoint_hash and model.checkpoint_hash != record.checkpoint_hash:
+        raise ValueError(
+            f"uns[{key!r}] was computed with the LangCell checkpoint {record.checkpoint_hash[:12]}..., not this "
+            f"model ({model.checkpoint_hash[:12]}...): pass the model given to zeroshot_annotate."
+        )
+    tokens_key = params.get("tokens_key", "langcell_tokens")
+    if tokens_key not in adata.obsm:
+        raise KeyError(f"adata.obsm[{tokens_key!r}] not found: the tokens the annotation read are needed.")
+    tokens = CellTokens.from_sparse(adata.obsm[tokens_key]).subset(rows)
+    texts = [record.texts[c][0] for c in record.classes]
+    found = token_attributions(
+        model,
+        tokens,
+        texts,
+        targets,
+        alpha=float(params.get("alpha", 0.1)),
+        use_ctm=bool(params.get("use_ctm", True)),
+        temperature=params.get("temperature"),
+    )
+    _check_probs(
+        adata, key, rows, np.stack([f.probs for f in found]) if found else np.zeros((0, 1)), "LangCell scores"
+    )
+    names = {}
+    if dictionaries is not None:
+        names = {int(t): str(g) for g, t in resolve_dictionaries(dictionaries)[0].items()}
+    labels = adata.obs[key].astype(str).to_numpy()
+    records = []
+    for row, attribution in zip(rows, found, strict=True):
+        for k, values in zip(attribution.classes, attribution.contributions, strict=True):
+            for token, value in zip(attribution.tokens, values, strict=True):
+                records.append(
+                    dict(
+                        cell=adata.obs_names[row],
+                        label=labels[row],
+                        kind="gene",
+                        feature=names.get(int(token), f"token {int(token)}"),
+                        contribution=float(value),
+                        score=float(attribution.probs[k]),
+                        distance=np.nan,
+                        **{"class": record.classes[int(k)]},
+                    )
+                )
+    return records
+
+
+def explain(
+    adata: AnnData,
+    key: str,
+    *,
+    cells: Any = None,
+    classes: Any = None,
+    n_top: int | None = 10,
+    gene_embeddings: GeneEmbeddings | None = None,
+    encoder: TextEncoder | str | None = None,
+    reference: AnnData | None = None,
+    model: LangCell | str | None = None,
+    dictionaries: Any = None,
+) -> pd.DataFrame:
+    """The tidy explanation frame of :func:`scelmo.tl.explain_annotation` (see the module description).
+
+    Examples
+    --------
+    >>> from scelmo.annotation._explain import explain
+    >>> frame = explain(adata, "zeroshot", cells=["AAAGCCTGGCTAAC-1"], gene_embeddings=table)  # doctest: +SKIP
+    """
+    record = AnnotationRecord.read(adata, key)
+    if f"{key}_probs" not in adata.obsm or key not in adata.obs:
+        raise KeyError(f"adata.obs[{key!r}] or adata.obsm[{key + '_probs'!r}] is missing: annotate again.")
+    if n_top is not None and n_top < 1:
+        raise ValueError(f"`n_top` must be a positive integer or None, got {n_top}.")
+    rows = select_cells(adata, cells)
+    targets = _targets(adata, key, record, rows, classes)
+    if record.method == "elmo":
+        records = _explain_elmo(adata, key, record, rows, targets, gene_embeddings, encoder)
+    elif record.method == "knn":
+        records = _explain_knn(adata, key, record, rows, targets, reference)
+    elif record.method == "langcell":
+        if model is None:
+            raise ValueError(
+                f"Explaining uns[{key!r}] (langcell) needs model=: the LangCell given to zeroshot_annotate."
+            )
+        records = _explain_langcell(adata, key, record, rows, targets, model, dictionaries)
+    else:
+        raise ValueError(
+            f"uns[{key!r}] was made by method {record.method!r}; explanations cover elmo, langcell and knn."
+        )
+    return _frame(records, n_top)
