@@ -5,6 +5,7 @@ from scelmo.evaluation import annotation_metrics
 from ._benchmark import benchmark
 from ._cell_sentence_embed import cell_sentence_embed
 from ._elmo_embed import elmo_embed
+from ._explain_annotation import explain_annotation
 from ._in_silico_knockout import in_silico_knockout
 from ._knn_annotate import knn_annotate
 from ._langcell_encode import langcell_encode
@@ -16,6 +17,7 @@ __all__ = [
     "benchmark",
     "cell_sentence_embed",
     "elmo_embed",
+    "explain_annotation",
     "in_silico_knockout",
     "knn_annotate",
     "langcell_encode",
