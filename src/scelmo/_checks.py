@@ -34,9 +34,9 @@ _POINT_AT_MATRIX = (
 def first_bad_row(block: np.ndarray | sp.spmatrix, bad_values: np.ndarray) -> int:
     """The row of ``block`` that holds the first ``True`` of ``bad_values`` (its stored values)."""
     position = int(np.flatnonzero(bad_values)[0])
-    if sp.issparse(block):
-        return int(np.searchsorted(block.indptr, position, side="right") - 1)
-    return position // max(block.shape[1], 1)
+    if isinstance(block, np.ndarray):
+        return position // max(block.shape[1], 1)
+    return int(np.searchsorted(block.indptr, position, side="right") - 1)
 
 
 def show_value(value: float) -> str:

@@ -115,4 +115,4 @@ def iter_column_blocks(matrix: Any, chunk_size: int) -> Iterator[tuple[int, int,
 
 def block_values(block: np.ndarray | sp.csr_matrix) -> np.ndarray:
     """The stored values of a block (non-zeros of sparse blocks), for validity checks."""
-    return block.data if sp.issparse(block) else block.ravel()
+    return block.ravel() if isinstance(block, np.ndarray) else block.data

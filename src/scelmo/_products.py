@@ -92,7 +92,7 @@ class TableProduct:
 
     def into(self, block: np.ndarray | sp.csr_matrix, out: np.ndarray) -> None:
         """Write ``block @ table`` into ``out`` (a C-contiguous float32 view)."""
-        if not sp.issparse(block):
+        if isinstance(block, np.ndarray):
             np.matmul(block, self.table, out=out)
             return
         if self.backend == "numba":
@@ -121,6 +121,7 @@ class TableProduct:
         target = (
             out if out.flags.c_contiguous and out.dtype == np.float32 else np.empty(out.shape, np.float32)
         )
+        assert self._tiles is not None  # _setup("numba") made them
         try:
             csr_tiles_product(block.indptr, block.indices, data, self._tiles, target)
         except ValueError:
@@ -155,5 +156,6 @@ class TableProduct:
                 size=block.shape,
                 check_invariants=False,
             )
+        assert self._torch_blocks is not None  # _setup("torch") made them
         for start, stop, columns in self._torch_blocks:
             out[:, start:stop] = (sparse @ columns).numpy()

@@ -86,7 +86,7 @@ def sentence_symbols(var_names: Iterable[str]) -> tuple[np.ndarray, dict[str, An
 def _block_sentences(
     block: np.ndarray | sp.csr_matrix, words: np.ndarray, keep: np.ndarray, n_genes: int, start: int = 0
 ) -> list[str]:
-    csr = block if sp.issparse(block) else sp.csr_matrix(block)
+    csr = sp.csr_matrix(block) if isinstance(block, np.ndarray) else block
     # Sentences rank expression: counts or log-normalised values, never scaled ones.
     check_values(csr, start=start, where="The expression matrix", require="nonnegative")
     n_rows = csr.shape[0]

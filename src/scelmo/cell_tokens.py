@@ -297,7 +297,7 @@ class CellTokens:
         """
         small = self.tokens.size < np.iinfo(np.int32).max
         index_dtype = np.int32 if small else np.int64
-        positions = np.arange(self.tokens.size, dtype=index_dtype)
+        positions: np.ndarray = np.arange(self.tokens.size, dtype=index_dtype)
         # Cell by cell block, so that the offsets repeated per token never exist for all tokens at once.
         for start in range(0, self.n_cells, 1 << 14):
             stop = min(start + (1 << 14), self.n_cells)
@@ -649,9 +649,12 @@ def match_genes(
     columns, token_of_column, column_medians, unmatched = [], [], [], []
     n_from_symbols = 0
     for j, (name, target) in enumerate(zip(names, targets, strict=True)):
-        token = token_ids.get(target) if target is not None else None
-        median = gene_medians.get(target) if token is not None else None
-        if median is None:
+        token = median = None
+        if target is not None:
+            token = token_ids.get(target)
+            if token is not None:
+                median = gene_medians.get(target)
+        if token is None or median is None:
             unmatched.append(name)
             continue
         columns.append(j)

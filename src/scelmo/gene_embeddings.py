@@ -182,7 +182,7 @@ class GeneEmbeddings:
         for row, gene in enumerate(genes):
             value = mapping[gene]
             first = converted.get(id(value))
-            if first is not None:
+            if first is not None and matrix is not None:  # the same object as an earlier row
                 matrix[row] = matrix[first]
                 continue
             vector = np.asarray(value, dtype=np.float32)
@@ -205,6 +205,7 @@ class GeneEmbeddings:
                 objects.append(value)
         if len(dims) > 1:
             raise ValueError(f"Vectors have different lengths (length: example genes): {dims}")
+        assert matrix is not None  # the mapping is not empty
         return cls(genes, matrix, provenance=provenance)
 
     @classmethod
@@ -810,7 +811,8 @@ def _report_alignment(aligned: AlignedGeneEmbeddings, min_coverage: float) -> No
             UserWarning,
             stacklevel=3,
         )
-    through = int(np.isin(aligned.match_kinds, list(_HGNC_KINDS)).sum())
+    kinds = aligned.match_kinds
+    through = 0 if kinds is None else int(np.isin(kinds, list(_HGNC_KINDS)).sum())
     logger.info(
         "aligned gene table: %d of %d genes matched (%.1f%%), %d through HGNC previous/alias symbols",
         n_matched,

@@ -14,12 +14,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from .datasets import data_dir, fetch, file_sha256, geneformer_dictionaries, load_derived, read_trusted_pickle
+
+if TYPE_CHECKING:
+    from .datasets._geneformer import GeneformerDictionaries
 
 __all__ = [
     "ENSEMBL_GENE_ID",
@@ -284,7 +287,7 @@ def _hgnc_maps(folder: str, path: str, sha256: str) -> tuple[dict[str, str], dic
 
 
 @lru_cache(maxsize=2)
-def _geneformer_maps(dictionaries: object) -> tuple[dict[str, str], dict[str, str]]:
+def _geneformer_maps(dictionaries: GeneformerDictionaries) -> tuple[dict[str, str], dict[str, str]]:
     to_ensembl = dictionaries.symbol_to_ensembl
     to_symbol: dict[str, str] = {}
     for symbol, ensembl_id in to_ensembl.items():

@@ -132,7 +132,9 @@ def single_gene_mean_shifts(
     return mean, mean[None, :] + delta / n_cells
 
 
-def gene_set_mean(matrix: Any, table: np.ndarray, genes: Sequence[int], mode: Mode = "wa") -> np.ndarray:
+def gene_set_mean(
+    matrix: Any, table: np.ndarray, genes: Sequence[int] | np.ndarray, mode: Mode = "wa"
+) -> np.ndarray:
     """Mean embedding of the cells after setting all ``genes`` (column indices) to zero together.
 
     Examples
@@ -331,7 +333,7 @@ def knockout_screen(
     rows = []
     null_draws = []
     for members in sets.values():
-        if single:
+        if all_shifts is not None:  # single genes
             g = members[0]
             observed = float(all_shifts[g])
             candidates = np.flatnonzero(pool & (bins == bins[g]) & (np.arange(len(bins)) != g))

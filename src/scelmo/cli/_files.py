@@ -198,7 +198,7 @@ def check_output(
 _LEGACY_TEMP = re.compile(r"^\..+\.tmp-[0-9a-f]{12}(\.[^.]+)?$")
 
 
-def remove_stale_outputs(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_outputs(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary outputs that killed commands left in ``folder`` (not in its subfolders).
 
     A temporary file is stale when the process that wrote it is gone, or when nothing has
@@ -225,7 +225,7 @@ def remove_stale_outputs(folder: str | os.PathLike) -> list[Path]:
     >>> [p.name for p in remove_stale_outputs(folder)]
     ['.tmp-1@0123abcd-0123456789ab-out.h5ad']
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

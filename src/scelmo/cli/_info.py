@@ -96,9 +96,9 @@ def _scelmo_record(key: str, value: Any) -> str | None:
             f"{record.n_unknown} unknown"
         )
     if TokensRecord.matches(value):
-        record = TokensRecord.from_mapping(value)
-        text = f"{key}: LangCell rank tokens, {record.n_genes_matched} genes in the vocabulary"
-        return text + (_hgnc_summary(record.hgnc) if record.hgnc else "")
+        tokens = TokensRecord.from_mapping(value)
+        text = f"{key}: LangCell rank tokens, {tokens.n_genes_matched} genes in the vocabulary"
+        return text + (_hgnc_summary(tokens.hgnc) if tokens.hgnc else "")
     return None
 
 
@@ -156,7 +156,8 @@ def describe_h5ad(path: Path) -> str:
             f"obs: {len(obs)} columns"
             + (f" ({', '.join(obs[:12])}{', ...' if len(obs) > 12 else ''})" if obs else "")
         )
-        written, other = [], []
+        written: list[str] = []
+        other: list[str] = []
         for key, value in adata.uns.items():
             summary = _scelmo_record(key, value)
             (written if summary else other).append(summary or key)

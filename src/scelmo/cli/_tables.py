@@ -225,6 +225,8 @@ def load_table(choice: TableChoice, *, trusted: bool, progress: bool) -> GeneEmb
     from scelmo import datasets
     from scelmo.gene_embeddings import GeneEmbeddings
 
+    if choice.value is None:
+        raise ValueError("A 'build' choice has no table to load yet: build it (scelmo build-genes) first.")
     if choice.kind == "registry":
         datasets.fetch(choice.value, progressbar=progress)
         return GeneEmbeddings.load(choice.value, trusted=trusted)

@@ -432,8 +432,12 @@ def _package_file(name: str, entry: dict[str, Any]) -> Path:
     # The package is located, not imported: its data is needed, not its code.
     if spec.submodule_search_locations:
         base = Path(next(iter(spec.submodule_search_locations)))
-    else:
+    elif spec.origin:
         base = Path(spec.origin).parent
+    else:
+        raise ImportError(
+            f"The package {package!r} has no location on disk, so its data {name!r} cannot be read."
+        )
     file = base / entry["path"]
     if not file.is_file():
         raise FileNotFoundError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from typing import TypeVar
 
@@ -23,7 +23,7 @@ def requests_with_progress(
     desc: str,
     progress: bool,
     unit: str = "batch",
-) -> Iterator[tuple[int, R]]:
+) -> Generator[tuple[int, R], None, None]:
     """:func:`~scelmo.text._retry.run_concurrently`, with a bar that ticks once the caller has taken a result.
 
     Closing this generator (Ctrl-C, an error of the caller) stops the requests at once, as

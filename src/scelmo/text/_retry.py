@@ -8,7 +8,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -257,7 +257,7 @@ _DONE, _FAILED, _CANCELLED = "done", "failed", "cancelled"
 
 def run_concurrently(
     work: Callable[[T, threading.Event], R], items: Sequence[T], *, max_workers: int, name: str
-) -> Iterator[tuple[int, R]]:
+) -> Generator[tuple[int, R], None, None]:
     """Run ``work(item, stop)`` for every item on ``max_workers`` threads; yield results as they finish.
 
     ``work`` gets a ``stop`` event to pass to :func:`call_with_retries`. When an item fails,

@@ -37,10 +37,16 @@ if TYPE_CHECKING:
     #: A text tokenizer, or where to read one (a folder or a ``vocab.txt`` file).
     TokenizerSource = str | os.PathLike[str] | PreTrainedTokenizerBase | None
 
-torch = import_optional("torch", "langcell", purpose="LangCell")
-transformers = import_optional("transformers", "langcell", purpose="LangCell")
-nn = torch.nn
-F = torch.nn.functional
+    # The type checker sees the real modules; at run time a missing one names the extra to install.
+    import torch
+    import transformers
+    from torch import nn
+    from torch.nn import functional as F
+else:
+    torch = import_optional("torch", "langcell", purpose="LangCell")
+    transformers = import_optional("transformers", "langcell", purpose="LangCell")
+    nn = torch.nn
+    F = torch.nn.functional
 
 #: Texts: strings, or the output of :meth:`LangCellNetwork.tokenize_texts` (arrays or tensors).
 Texts = Sequence[str] | Mapping[str, "Tensor | np.ndarray"]
@@ -157,7 +163,7 @@ class LangCellNetwork(nn.Module):
         self.ctm_head = ctm_head
         self.cls_token_id = int(cls_token_id)
         self.text_max_length = int(text_max_length)
-        self.text_tokenizer = None
+        self.text_tokenizer: PreTrainedTokenizerBase | None = None
         self.set_text_tokenizer(text_tokenizer)
         #: Classes and their texts after :meth:`train_few_shot` (used by :meth:`predict`).
         self.classes_: list[str] | None = None
@@ -474,7 +480,7 @@ class LangCellNetwork(nn.Module):
             raise ValueError(
                 "Pass the cells either as cell_hidden (and cell_mask) or as cache, exactly one of them."
             )
-        if cache is None:
+        if cell_hidden is not None:  # then cache is None (exactly one of them, checked above)
             cache = self.cross_attention_cache(cell_hidden, cell_mask)
         inputs = self._text_inputs(texts)
         cls = self.text_bert(inputs["input_ids"], inputs["attention_mask"], cross=cache, cls_only=True)

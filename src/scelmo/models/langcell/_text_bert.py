@@ -23,15 +23,23 @@ side by side, so nothing of size ``B x K x cell_length`` is ever built.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from scelmo._optional import import_optional
 
 from ._config import TextBertConfig
 
-torch = import_optional("torch", "langcell", purpose="LangCell")
-activations = import_optional("transformers.activations", "langcell", purpose="LangCell")
-nn = torch.nn
-F = torch.nn.functional
+if TYPE_CHECKING:
+    # The type checker sees the real modules; at run time a missing one names the extra to install.
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+    from transformers import activations
+else:
+    torch = import_optional("torch", "langcell", purpose="LangCell")
+    activations = import_optional("transformers.activations", "langcell", purpose="LangCell")
+    nn = torch.nn
+    F = torch.nn.functional
 
 #: Added to the attention scores of masked positions (BLIP / original BERT convention).
 MASK_VALUE = -10000.0
@@ -154,6 +162,9 @@ class _Intermediate(nn.Module):
 
 
 class _Layer(nn.Module):
+    #: Only in multimodal models (``add_cross_attention``).
+    crossattention: _Attention
+
     def __init__(self, config: TextBertConfig) -> None:
         super().__init__()
         self.attention = _Attention(config, config.hidden_size)
@@ -201,6 +212,11 @@ class _Encoder(nn.Module):
     def __init__(self, config: TextBertConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(_Layer(config) for _ in range(config.num_hidden_layers))
+
+    @property
+    def layers(self) -> list[_Layer]:
+        """The layers in order (``self.layer`` yields them typed as plain modules)."""
+        return cast("list[_Layer]", list(self.layer))
 
 
 class TextBert(nn.Module):
@@ -260,7 +276,7 @@ class TextBert(nn.Module):
         if encoder_attention_mask is None:
             encoder_attention_mask = torch.ones(states.shape[:2], device=states.device)
         keys, values = [], []
-        for layer in self.encoder.layer:
+        for layer in self.encoder.layers:
             attn = layer.crossattention.self
             keys.append(_heads(attn.key(states), attn.n_heads))
             values.append(_heads(attn.value(states), attn.n_heads))
@@ -317,13 +333,13 @@ class TextBert(nn.Module):
                 )
             hidden = self.embeddings(input_ids)
             mask = additive_mask(attention_mask, hidden.dtype)
-            layers = self.encoder.layer
+            layers = self.encoder.layers
             for i, layer in enumerate(layers):
                 hidden = layer(hidden, mask, cls_only=short and i == len(layers) - 1)
             return hidden[:, 0] if cls_only else hidden
 
         n_cells = cross.n_cells
-        layers = self.encoder.layer
+        layers = self.encoder.layers
         shared_first = False
         if input_ids.dim() == 2:
             n_texts, length = input_ids.shape

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from typing import Any
 
@@ -93,7 +93,7 @@ class TextEncoder(ABC):
     @abstractmethod
     def encode_batches(
         self, texts: Sequence[str], *, progress: bool = False
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
         """Encode ``texts`` batch by batch.
 
         Parameters

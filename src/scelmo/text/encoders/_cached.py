@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from typing import Any
 
@@ -49,6 +49,9 @@ class CachedEncoder(TextEncoder):
     >>> encoder.last_stats  # doctest: +SKIP
     {'texts': 1, 'unique': 1, 'cached': 1, 'encoded': 0}
     """
+
+    #: The wrapped encoder (never itself a CachedEncoder).
+    encoder: TextEncoder
 
     def __init__(
         self,
@@ -96,7 +99,7 @@ class CachedEncoder(TextEncoder):
 
     def encode_batches(
         self, texts: Sequence[str], *, progress: bool = False
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
         """Yield cached vectors first, then each newly encoded batch after storing it.
 
         Examples
@@ -108,8 +111,8 @@ class CachedEncoder(TextEncoder):
         3
         """
         texts = check_texts(texts)
-        unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-        unique = [str(t) for t in unique]
+        distinct, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        unique = [str(t) for t in distinct]
         # Positions in `texts` of each unique text, so a vector is written to all its duplicates.
         order = np.argsort(inverse, kind="stable")
         bounds = np.cumsum(np.bincount(inverse, minlength=len(unique)))[:-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -278,7 +278,7 @@ class LocalEncoder(TextEncoder):
 
     def encode_batches(
         self, texts: Sequence[str], *, progress: bool = False
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
         """Encode in length-sorted batches; yields ``(positions, vectors)``.
 
         Examples

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from typing import Any
 
@@ -263,7 +263,7 @@ class OpenAIEncoder(TextEncoder):
 
     def encode_batches(
         self, texts: Sequence[str], *, progress: bool = False
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
         """Send batches concurrently; yields ``(positions, vectors)`` as requests finish.
 
         When a request fails for good, no new requests are started, the ones in flight are

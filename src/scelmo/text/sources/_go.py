@@ -210,8 +210,8 @@ class GOAnnotations:
         symbols = list(dict.fromkeys(symbols))
         ids = dict(self._in_chunks("SELECT symbol, _id FROM gene_info WHERE symbol IN ({marks})", symbols))
         rest = [s for s in symbols if s not in ids and entrez and entrez.get(s)]
-        if rest:
-            by_entrez = dict(
+        if rest and entrez:  # rest is only non-empty with an entrez map
+            by_entrez: dict[str, object] = dict(
                 self._in_chunks(
                     "SELECT gene_id, _id FROM genes WHERE gene_id IN ({marks})",
                     [str(entrez[s]) for s in rest],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from scelmo._optional import import_optional
@@ -146,8 +147,13 @@ def ncbi_descriptions(
                     time.sleep(request_delay)
                 try:
                     hits = call_with_retries(
-                        lambda batch=batch: client.querymany(
-                            batch, scopes=scopes, fields=_FIELDS, species=species, verbose=False
+                        partial(
+                            client.querymany,
+                            batch,
+                            scopes=scopes,
+                            fields=_FIELDS,
+                            species=species,
+                            verbose=False,
                         ),
                         policy=policy,
                         classify=_classify,
