@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ._dask_blocks import map_row_chunks, shared
+from ._matrix import is_dask
 from ._optional import import_optional
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HnswIndex",
     "KnnVotes",
+    "block_votes",
     "clamp_k",
     "cross_validated_votes",
     "exact_neighbors",
@@ -450,7 +453,8 @@ def knn_votes(
     reference, reference_labels
         ``(n, d)`` labelled vectors.
     queries
-        ``(m, d)`` vectors to vote for.
+        ``(m, d)`` vectors to vote for: an array, or a dask array (one task per row chunk, the
+        index built here once and shared by the tasks as one key of the graph).
     k
         Neighbours per query (lowered to ``n`` with a warning).
     weights
@@ -487,26 +491,86 @@ def knn_votes(
     codes = {c: i for i, c in enumerate(classes)}
     label_codes = np.array([codes[label] for label in reference_labels], dtype=np.int64)
     k = clamp_k(k, len(reference))
-    queries = np.asarray(queries)
-    if search == "hnsw" or queries.dtype.kind != "f":
-        queries = queries.astype(np.float32)
-    if queries.ndim != 2:
-        raise ValueError(f"Queries must be a 2-d array (m, d), got shape {queries.shape}.")
-    valid = queryable(queries, metric)
+    if is_dask(queries):
+        if queries.ndim != 2:
+            raise ValueError(f"Queries must be a 2-d array (m, d), got shape {queries.shape}.")
+        queries = queries.astype(np.float32) if search == "hnsw" or queries.dtype.kind != "f" else queries
+    else:
+        queries = np.asarray(queries)
+        if search == "hnsw" or queries.dtype.kind != "f":
+            queries = queries.astype(np.float32)
+        if queries.ndim != 2:
+            raise ValueError(f"Queries must be a 2-d array (m, d), got shape {queries.shape}.")
+    searcher: HnswIndex | np.ndarray = reference
     if search == "hnsw":
-        options = {"M": M, "ef_construction": ef_construction, "ef": ef, "n_threads": n_threads}
-        index = HnswIndex(reference, metric=metric, random_state=random_state, **options)
+        options: dict[str, Any] = {
+            "M": M,
+            "ef_construction": ef_construction,
+            "ef": ef,
+            "n_threads": n_threads,
+        }
+        searcher = HnswIndex(reference, metric=metric, random_state=random_state, **options)
+    vote: dict[str, Any] = {"k": k, "n_classes": len(classes), "weights": weights, "metric": metric}
+    if is_dask(queries):
+        # one task per row chunk of the queries; the index (or reference) and labels are one key each
+        parts = map_row_chunks(
+            block_votes, queries, shared(searcher, pure=False), shared(label_codes), **vote
+        )
+        probs, neighbors, distances, valid = (np.concatenate([part[i] for part in parts]) for i in range(4))
+    else:
+        probs, neighbors, distances, valid = block_votes(queries, searcher, label_codes, **vote)
+    return KnnVotes(classes=classes, probs=probs, neighbors=neighbors, distances=distances, valid=valid, k=k)
+
+
+def block_votes(
+    queries: np.ndarray,
+    searcher: HnswIndex | np.ndarray,
+    label_codes: np.ndarray,
+    *,
+    k: int,
+    n_classes: int,
+    weights: Weights = "uniform",
+    metric: Metric = "cosine",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Votes of one block of queries: the work of :func:`knn_votes` (and of each of its dask tasks).
+
+    Parameters
+    ----------
+    queries
+        ``(m, d)`` vectors (a dask task's block).
+    searcher
+        An :class:`HnswIndex`, or the ``(n, d)`` reference vectors for the exact search.
+    label_codes
+        Class index of each reference vector.
+    k, n_classes, weights, metric
+        As in :func:`knn_votes`.
+
+    Returns
+    -------
+    ``probs`` ``(m, n_classes)``, ``neighbors`` and ``distances`` ``(m, k)``, ``valid`` ``(m,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo._neighbors import block_votes
+    >>> ref = np.array([[1, 0], [0.9, 0.1], [0, 1]], dtype=np.float32)
+    >>> probs, *_ = block_votes(np.array([[1.0, 0.0]]), ref, np.array([0, 0, 1]), k=2, n_classes=2)
+    >>> probs.tolist()
+    [[1.0, 0.0]]
+    """
+    queries = np.asarray(queries)
+    valid = queryable(queries, metric)
     neighbors = np.full((queries.shape[0], k), -1, dtype=np.int64)
     distances = np.full((queries.shape[0], k), np.nan)
-    probs = np.full((queries.shape[0], len(classes)), np.nan)
+    probs = np.full((queries.shape[0], n_classes), np.nan)
     if valid.any():
-        if search == "hnsw":
-            found, found_distances = index.query(queries[valid], k)
+        if isinstance(searcher, HnswIndex):
+            found, found_distances = searcher.query(queries[valid], k)
         else:
-            found, found_distances = exact_neighbors(reference, queries[valid], k, metric=metric)
+            found, found_distances = exact_neighbors(searcher, queries[valid], k, metric=metric)
         neighbors[valid], distances[valid] = found, found_distances
-        probs[valid] = _vote(label_codes[found], found_distances, len(classes), weights)
-    return KnnVotes(classes=classes, probs=probs, neighbors=neighbors, distances=distances, valid=valid, k=k)
+        probs[valid] = _vote(label_codes[found], found_distances, n_classes, weights)
+    return probs, neighbors, distances, valid
 
 
 def _stratified_folds(

@@ -19,7 +19,7 @@ from scelmo._logging import logger
 from ._elmo_null import signature_null
 from ._elmo_refine import anchored_refine, standardise_columns
 from ._elmo_signatures import TextSignatures, ranked_genes, text_signatures
-from ._standardised import Standardised
+from ._standardised import Standardised, standardise
 
 if TYPE_CHECKING:
     from scelmo.gene_embeddings import GeneEmbeddings
@@ -174,7 +174,7 @@ def gene_scores(
     aligned = table.align(var_names, min_coverage=0.0)
     rows = aligned.matrix.astype(np.float64)
     rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    standardised = Standardised(matrix)
+    standardised = standardise(matrix)  # on a dask matrix, each pass is a dask graph of row-chunk tasks
     signatures = text_signatures(
         rows, aligned.matched, var_names, vectors, classes, texts, encoder, standardised.varies, options
     )

@@ -15,6 +15,7 @@ import numpy as np
 from anndata import AnnData
 
 from scelmo._anndata import expression_matrix
+from scelmo._matrix import is_dask
 from scelmo._records import ElmoRecord
 from scelmo.gene_embeddings import GeneEmbeddings
 
@@ -35,9 +36,9 @@ class ElmoInputs:
     table
         The gene table (``score="genes"``; ``None`` for ``score="cell"`` without one).
     matrix, var_names
-        The expression matrix and its genes (``score="genes"``).
+        The expression matrix and its genes (``score="genes"``); a dask matrix stays lazy.
     cells
-        The cell embeddings (``score="cell"``).
+        The cell embeddings (``score="cell"``): an array, or a dask array left lazy.
     source
         What was read, as ``uns[key]['params']['matrix']`` records it: ``"X"``, ``"raw"``,
         ``"layers['name']"`` or ``"obsm['X_elmo']"``.
@@ -134,7 +135,9 @@ def elmo_inputs(
                 f"adata.obsm[{use_rep!r}] not found: run scelmo.tl.elmo_embed(adata, table, key_added={use_rep!r}) "
                 "first, or use score='genes' with gene_embeddings=."
             )
-        cells = np.asarray(adata.obsm[use_rep])
+        cells = adata.obsm[use_rep]
+        # a dask array (elmo_embed on a dask matrix) stays lazy: cell_scores runs on its row chunks
+        cells = cells if is_dask(cells) else np.asarray(cells)
         return ElmoInputs(provenance, gene_embeddings, None, None, cells, f"obsm[{use_rep!r}]")
     layer, use_raw = options.layer, options.use_raw
     if layer is None and use_raw is None and record is not None and record.matrix_source:

@@ -10,13 +10,17 @@ from an AnnData. Nothing here imports torch until a scorer runs.
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scelmo._anndata import cell_tokens
+from scelmo._anndata import cell_tokens, token_matrix
+from scelmo._dask_blocks import map_row_chunks, shared
+from scelmo._matrix import is_dask
 from scelmo.models.langcell._config import MAX_PAIRS, TEMPERATURE, ZEROSHOT_ALPHA
 
 if TYPE_CHECKING:
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from scelmo.models.langcell import LangCell
     from scelmo.models.langcell._network import TokenizerSource
 
-__all__ = ["ALPHA", "MAX_PAIRS", "langcell_scores", "langcell_token_scores"]
+__all__ = ["ALPHA", "MAX_PAIRS", "langcell_scores", "langcell_token_scores", "token_block_probs"]
 
 #: Default weight of the similarity probabilities (LangCell's published setting).
 ALPHA = ZEROSHOT_ALPHA
@@ -109,7 +113,10 @@ def langcell_token_scores(
     Parameters
     ----------
     tokens
-        The cells' rank-value tokens (:func:`scelmo._anndata.cell_tokens`).
+        The cells' rank-value tokens (:func:`scelmo._anndata.cell_tokens`), or a dask array of
+        sparse token blocks (:func:`scelmo.pp.tokenize` on a dask matrix): then each row chunk
+        is scored by a task (:func:`token_block_probs`), the model one key of the graph (sent
+        to each worker once), and only the probabilities come back.
     texts
         One text per class.
     model
@@ -148,8 +155,47 @@ def langcell_token_scores(
     model, path = _resolve_model(model, given.get("text_tokenizer"))
     if given.get("device") is not None:
         model.to(given["device"])
+    if is_dask(tokens):
+        return _lazy_token_probs(model, tokens, texts, scoring), _info(model, path, scoring)
     scores = langcell_zeroshot(model, tokens, texts, **scoring)
     return scores.probs, _info(model, path, scoring)
+
+
+#: One LangCell zero-shot block at a time per process: torch already spreads one over the cores,
+#: and the text tokenizer a block calls is not safe to call from two threads at once.
+_BLOCK_LOCK = threading.Lock()
+
+
+def token_block_probs(
+    block: Any, model: LangCell, texts: Sequence[str], scoring: dict[str, Any]
+) -> np.ndarray:
+    """LangCell's zero-shot probabilities of one block of the sparse token matrix: a dask task's work.
+
+    The block's cells are scored in length-sorted batches, as in the in-process path; a cell's
+    probabilities do not depend on the cells that share its batch.
+
+    Examples
+    --------
+    >>> from scelmo.annotation._langcell_zeroshot import token_block_probs
+    >>> probs = token_block_probs(adata.obsm["langcell_tokens"][:100], model, texts, {})  # doctest: +SKIP
+    """
+    from scelmo.cell_tokens import CellTokens
+    from scelmo.models.langcell._zeroshot import langcell_zeroshot
+
+    tokens = CellTokens.from_sparse(block, name="a block of the token matrix")
+    with _BLOCK_LOCK:
+        return langcell_zeroshot(model, tokens, texts, **{**scoring, "progress": False}).probs
+
+
+def _lazy_token_probs(
+    model: LangCell, tokens: Any, texts: Sequence[str], scoring: dict[str, Any]
+) -> np.ndarray:
+    """The probabilities of a dask token matrix: one task per row chunk, the model one key of the graph."""
+    if model.training:
+        # a block switches the model to evaluation and back: tasks sharing it must not see it change
+        model = copy.deepcopy(model).eval()
+    parts = map_row_chunks(token_block_probs, tokens, shared(model, pure=False), list(texts), scoring)
+    return np.concatenate(parts) if parts else np.empty((0, len(texts)))
 
 
 def langcell_scores(
@@ -206,7 +252,8 @@ def langcell_scores(
     ...                         method="langcell", model="path/to/langcell", alpha=0.1)  # doctest: +SKIP
     """
     model, path = _resolve_model(model, text_tokenizer)
-    tokens = cell_tokens(adata, tokens_key)
+    matrix = token_matrix(adata, tokens_key)
+    tokens = matrix if is_dask(matrix) else cell_tokens(adata, tokens_key)
     probs, info = langcell_token_scores(
         tokens,
         texts,

@@ -24,9 +24,9 @@ from ._output import AnnotationResult, write_annotation
 from ._zeroshot_options import ElmoZeroShotOptions, LangCellZeroShotOptions, build_options
 
 if TYPE_CHECKING:
-    from ..gene_embeddings import GeneEmbeddings
-    from ..models.langcell import LangCell
-    from ..text import TextEncoder
+    from scelmo.gene_embeddings import GeneEmbeddings
+    from scelmo.models.langcell import LangCell
+    from scelmo.text import TextEncoder
 
 __all__ = ["METHODS", "run_zeroshot"]
 
@@ -91,11 +91,18 @@ def _elmo(
 def _langcell_probabilities(
     adata: AnnData, texts: list[str], model: LangCell | str, options: LangCellZeroShotOptions
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """LangCell's scorer on the cells' tokens (tokenized now from the counts in ``adata.X`` if absent)."""
-    from .._anndata import cell_tokens
+    """LangCell's scorer on the cells' tokens (tokenized now from the counts in ``adata.X`` if absent).
+
+    A dask token matrix is handed over as it is: the scorer runs one task per row chunk.
+    """
+    from scelmo._anndata import cell_tokens, token_matrix
+    from scelmo._matrix import is_dask
+
     from ._langcell_zeroshot import langcell_token_scores
 
-    return langcell_token_scores(cell_tokens(adata, options.tokens_key), texts, model, options)
+    matrix = token_matrix(adata, options.tokens_key)
+    tokens = matrix if is_dask(matrix) else cell_tokens(adata, options.tokens_key)
+    return langcell_token_scores(tokens, texts, model, options)
 
 
 def _langcell(
@@ -189,6 +196,15 @@ def run_zeroshot(
     Returns
     -------
     The :class:`~scelmo.annotation.AnnotationResult`.
+
+    On dask input (the expression matrix for elmo's ``score="genes"``, ``obsm[use_rep]`` for
+    ``score="cell"``, the token matrix for LangCell) the cells x genes (dims, tokens) work runs
+    as dask graphs of one task per row chunk, on the cluster when a ``distributed.Client`` is
+    set; the statistics over all cells (per-gene means and deviations, gene correlations with
+    the scores, group means for refinement, the mean embedding) are sums over the chunks, a
+    few passes. The matrix, embeddings or tokens are never gathered in one process; the
+    probabilities, labels and scores are computed (``obs`` is a pandas DataFrame and cannot
+    hold a lazy column, and abstention reads the probabilities), so what is written is numpy.
 
     Examples
     --------

@@ -4,28 +4,38 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from anndata import AnnData
 
-from .._anndata import check_key
-from .._logging import logger
-from .._neighbors import KnnVotes, cross_validated_votes, knn_votes, queryable
-from ..annotation._abstention import decide
-from ..annotation._output import UNKNOWN, AnnotationResult, write_annotation
+from scelmo._anndata import check_key
+from scelmo._logging import logger
+from scelmo._matrix import is_dask
+from scelmo._neighbors import KnnVotes, cross_validated_votes, knn_votes, queryable
+from scelmo.annotation._abstention import decide
+from scelmo.annotation._output import UNKNOWN, AnnotationResult, write_annotation
 
 
-def _embedding(adata: AnnData, use_rep: str, what: str) -> np.ndarray:
+def _dense_float32(block: Any) -> np.ndarray:
+    return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float32)
+
+
+def _embedding(adata: AnnData, use_rep: str, what: str, *, lazy: bool = False) -> Any:
+    """The embedding as float32; a dask one stays lazy with ``lazy`` (else it is computed)."""
     if use_rep == "X":
-        matrix = adata.X
-        return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype=np.float32)
-    if use_rep not in adata.obsm:
+        vectors = adata.X
+    elif use_rep not in adata.obsm:
         raise KeyError(
             f"{what}.obsm[{use_rep!r}] not found (available: {list(adata.obsm)}); compute it first, e.g. "
             "scelmo.tl.elmo_embed or sc.pp.pca, or pass use_rep=."
         )
-    return np.asarray(adata.obsm[use_rep], dtype=np.float32)
+    else:
+        vectors = adata.obsm[use_rep]
+    if is_dask(vectors):
+        vectors = vectors.map_blocks(_dense_float32, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+        return vectors if lazy else vectors.compute()
+    return _dense_float32(vectors)
 
 
 def _names(adata: AnnData, rows: np.ndarray, limit: int = 5) -> str:
@@ -86,9 +96,11 @@ def knn_annotate(
     Parameters
     ----------
     adata
-        Cells to label, with embeddings in ``obsm[use_rep]``.
+        Cells to label, with embeddings in ``obsm[use_rep]`` (an array, or a dask array, e.g.
+        from :func:`scelmo.tl.elmo_embed` on a dask matrix: see Returns).
     reference
-        Labelled cells embedded the same way, or ``None`` for the cross-validated mode.
+        Labelled cells embedded the same way, or ``None`` for the cross-validated mode. The
+        reference is held in memory (its index is built here, once).
     label_key
         Column of ``reference.obs`` (or ``adata.obs`` in cross-validation) with the labels.
     use_rep
@@ -137,6 +149,14 @@ def knn_annotate(
         settings, ``mode``: ``"reference"`` or ``"cross_validated"``), ``provenance``,
         ``n_unknown``, ``n_not_finite``.
 
+    With a dask embedding and a ``reference``, the query cells are voted on as a dask graph,
+    one task per row chunk, against the reference's index (built once, in memory, and one key
+    of the graph: a cluster sends it to each worker once); the embeddings are never gathered in
+    one process. What is written is computed: ``obs`` is a pandas DataFrame and cannot hold a
+    lazy column, and abstention needs the vote shares, so the labels, scores and the
+    ``(n_obs, n_classes)`` vote shares are numpy. With ``reference=None`` the embeddings are
+    the reference: they are computed into memory to build the index.
+
     Raises
     ------
     ValueError
@@ -178,7 +198,7 @@ def knn_annotate(
         "random_state": random_state,
     }
     index_options["n_threads"] = n_threads
-    query = _embedding(adata, use_rep, "adata")
+    query = _embedding(adata, use_rep, "adata", lazy=reference is not None)
     provenance: dict[str, object] = {}
     if reference is None:
         votes = _cross_validated(adata, query, label_key, use_rep, folds, random_state, k, index_options)
