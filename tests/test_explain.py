@@ -60,7 +60,7 @@ def test_elmo_terms_sum_to_the_score_and_give_the_recorded_probabilities(annotat
     per = frame.groupby(["cell", "class"], sort=False).agg(
         total=("contribution", "sum"), score=("score", "first")
     )
-    np.testing.assert_allclose(per["total"], per["score"], atol=1e-6)
+    np.testing.assert_allclose(per["total"], per["score"], rtol=0, atol=1e-12)
     scores = per["score"].unstack()[list(MARKERS)].loc[list(cells)].to_numpy()
     temperature = annotated.uns["zeroshot"]["params"]["temperature"]
     absent = set(annotated.uns["zeroshot"].get("absent", []))
@@ -301,6 +301,23 @@ def test_langcell_explanation_in_adata_and_refusals(langcell, tmp_path):
         se.tl.explain_annotation(adata, "lc", model=other)
     with pytest.raises(ValueError, match="needs model="):
         se.tl.explain_annotation(adata, "lc")
+
+
+def test_langcell_tokens_are_named_by_the_genes_they_came_from(langcell):
+    rng = np.random.default_rng(2)
+    ids = [f"ENSG{i:011d}" for i in range(40)]
+    vocab = {"token_ids": {g: 100 + i for i, g in enumerate(ids)}, "gene_medians": dict.fromkeys(ids, 1.0)}
+    counts = rng.poisson(2.0, size=(3, 40)).astype(np.float32)
+    adata = ad.AnnData(counts, var=pd.DataFrame({"symbol": [f"G{i}" for i in range(40)]}, index=ids))
+    adata.obs_names = ["a", "b", "c"]
+    se.pp.tokenize(adata, dictionaries=vocab, hgnc_fallback=False)
+    se.tl.zeroshot_annotate(adata, TEXTS, method="langcell", model=langcell, progress=False, key_added="lc")
+    frame = se.tl.explain_annotation(adata, "lc", model=langcell, dictionaries=vocab, n_top=None)
+    for cell, row in zip(adata.obs_names, counts, strict=True):
+        assert set(frame.loc[frame["cell"] == cell, "feature"]) == {ids[j] for j in np.flatnonzero(row)}
+    # without the dictionaries tokenize was given, the tokens keep their ids
+    unnamed = se.tl.explain_annotation(adata, "lc", model=langcell, cells="a", n_top=3)
+    assert unnamed["feature"].str.startswith("token ").all()
 
 
 # --- plot ----------------------------------------------------------------------------------

@@ -257,8 +257,13 @@ def _explain_elmo(
     scores = standardised.times(weights)
     sd = scores.std(axis=0) if options.scale else np.ones(weights.shape[1])
     sd = np.where(sd > 1e-12, sd, 1.0)
-    mean = scores.mean(axis=0) if options.scale else np.zeros(weights.shape[1])
-    final = (scores - mean) / sd
+    # With `scale` the runner subtracts each class's mean score over the cells: 0 in exact
+    # arithmetic, a rounding residual of the per-gene means in practice. Each gene's share of it
+    # (its mean standardised expression) is taken from its term, so the terms sum to the score.
+    residual = np.zeros(weights.shape[0])
+    if options.scale:
+        residual = standardised.group_means(np.zeros(standardised.n_cells, dtype=np.int64), 1)[0]
+    final = (scores - residual @ weights) / sd
     absent = set(adata.uns[key].get("absent", []))
     present = np.array([c not in absent for c in record.classes])
     logits = np.where(present[None, :], final, -np.inf) if present.any() else final
@@ -267,7 +272,7 @@ def _explain_elmo(
     used = np.flatnonzero((weights != 0).any(axis=1))
     records = []
     for row, classes in zip(rows, targets, strict=True):
-        z = standardised.columns(used, rows=np.array([row]))[0]
+        z = standardised.columns(used, rows=np.array([row]))[0] - residual[used]
         for k in classes:
             mine = weights[used, k] != 0
             terms = z[mine] * weights[used[mine], k] / sd[k]
@@ -419,6 +424,30 @@ def _shares(distances: np.ndarray, weighting: str) -> np.ndarray:
 # --- LangCell ------------------------------------------------------------------------------
 
 
+def _token_names(adata: AnnData, tokens_key: str, dictionaries: Any) -> dict[int, str]:
+    """Token id -> the ``var_names`` of the columns :func:`scelmo.pp.tokenize` made it from (``{}`` if unknown)."""
+    from scelmo._anndata import expression_matrix
+    from scelmo._records import TokensRecord
+    from scelmo.cell_tokens import match_genes
+
+    try:
+        params = TokensRecord.read(adata, tokens_key).params
+    except KeyError:
+        return {}  # tokens stored without pp.tokenize's record: they keep their ids
+    if params.get("dictionaries") == "custom" and dictionaries is None:
+        return {}  # the dictionaries tokenize was given are needed to name the tokens
+    expression = expression_matrix(adata, layer=params.get("layer"), use_raw=bool(params.get("use_raw")))
+    match = match_genes(
+        expression.gene_names(params.get("gene_id_key")),
+        dictionaries,
+        hgnc_fallback=bool(params.get("hgnc_fallback", True)),
+    )
+    names: dict[int, list[str]] = {}
+    for column, token in zip(match.columns, match.token_of_column, strict=True):
+        names.setdefault(int(token), []).append(str(expression.var_names[column]))
+    return {token: "/".join(found) for token, found in names.items()}
+
+
 def _explain_langcell(
     adata: AnnData,
     key: str,
@@ -428,7 +457,7 @@ def _explain_langcell(
     model: LangCell | str,
     dictionaries: Any,
 ) -> list[dict[str, Any]]:
-    from scelmo.cell_tokens import CellTokens, resolve_dictionaries
+    from scelmo.cell_tokens import CellTokens
     from scelmo.models.langcell import LangCell
     from scelmo.models.langcell._explain import token_attributions
 
@@ -461,9 +490,7 @@ def _explain_langcell(
     _check_probs(
         adata, key, rows, np.stack([f.probs for f in found]) if found else np.zeros((0, 1)), "LangCell scores"
     )
-    names = {}
-    if dictionaries is not None:
-        names = {int(t): str(g) for g, t in resolve_dictionaries(dictionaries)[0].items()}
+    names = _token_names(adata, tokens_key, dictionaries)
     labels = adata.obs[key].astype(str).to_numpy()
     records = []
     for row, attribution in zip(rows, found, strict=True):

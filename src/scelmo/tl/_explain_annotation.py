@@ -58,8 +58,10 @@ def explain_annotation(
     model
         The LangCell model or checkpoint folder given to ``zeroshot_annotate``.
     dictionaries
-        LangCell: the Geneformer dictionaries given to :func:`~scelmo.pp.tokenize`, to name the
-        tokens by their Ensembl ids (default: ``"token <id>"``).
+        LangCell: the dictionaries given to :func:`~scelmo.pp.tokenize` when they were not the
+        registry's. A gene token is named by the ``var_names`` of the columns ``pp.tokenize``
+        made it from (its record says which matrix and gene ids); tokens stored without that
+        record, or made with other dictionaries not passed here, are named ``"token <id>"``.
 
     Returns
     -------
@@ -75,11 +77,11 @@ def explain_annotation(
         elmo (``score="genes"``): the gene's term ``z[c, g] * w[g, k] / s_k`` in the class
         score ``sum_g z[c, g] * w[g, k] / s_k`` (``z``: standardised expression, ``w``: the
         class's final signature weights, ``s_k``: the class score's standard deviation over the
-        cells with ``scale``); the terms of all genes sum to ``score`` (up to the rounding of
-        the mean over cells, which is 0 in exact arithmetic). kNN: the neighbour's share of the
-        vote (``1/k``, or its ``1/distance`` share); the shares of a class sum to its
-        probability. LangCell: gradient x input of the class probability on the gene token's
-        input embedding, a first-order (approximate) effect that does not sum to the score.
+        cells with ``scale``); the terms of all genes sum to ``score`` to float rounding.
+        kNN: the neighbour's share of the vote (``1/k``, or its ``1/distance`` share); the
+        shares of a class sum to its probability. LangCell: gradient x input of the class
+        probability on the gene token's input embedding, a first-order (approximate) effect
+        that does not sum to the score.
     ``rank``
         1 for the largest contribution of the (cell, class).
     ``score``
