@@ -127,6 +127,45 @@ def test_elmo_top_genes_matter_more_than_random_expressed_genes(pbmc, table):
     assert min(drops_top) > max(drops_random)
 
 
+@pytest.mark.parametrize("scale", [False, True])
+def test_elmo_cell_space_terms_decompose_the_cosine(pbmc, table, scale):
+    adata = pbmc.copy()
+    se.tl.elmo_embed(adata, table, progress=False)
+    _annotate(adata, table, score="cell", scale=scale)
+    cells = adata.obs_names[:15]
+    frame = _explain(adata, table, cells=cells, classes="all", n_top=None)
+    per = frame.groupby(["cell", "class"], sort=False).agg(
+        total=("contribution", "sum"), score=("score", "first")
+    )
+    np.testing.assert_allclose(per["total"], per["score"], atol=1e-5)  # obsm holds float32
+    # written out densely: wa weights, centred over cells, along the class text, over |u_c|
+    x = adata.raw.X.toarray().astype(np.float64)
+    a = x / x.sum(1, keepdims=True)
+    e = np.asarray(table[list(adata.raw.var_names)], dtype=np.float64)
+    u = (a - a.mean(0)) @ e
+    v = BagOfWords().encode(list(MARKERS.values())).astype(np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    cosines = (u @ v.T) / np.linalg.norm(u, axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        per["score"].unstack()[list(MARKERS)].loc[list(cells)],
+        ((cosines - cosines.mean(0)) / cosines.std(0) if scale else cosines)[:15],
+        atol=1e-5,
+    )
+    if not scale:
+        k = list(MARKERS).index("T cell")
+        terms = (a[3] - a.mean(0)) * (e @ v[k]) / np.linalg.norm(u[3])
+        mine = frame[(frame["cell"] == cells[3]) & (frame["class"] == "T cell")].set_index("feature")
+        np.testing.assert_allclose(
+            mine["contribution"], pd.Series(terms, index=adata.raw.var_names)[mine.index], atol=1e-6
+        )
+    adata.obsm["X_elmo"] = adata.obsm["X_elmo"][::-1].copy()
+    with pytest.raises(ValueError, match="do not give the probabilities"):
+        _explain(adata, table, cells=cells[:2])
+    _annotate(adata, table, score="cell", scale=scale)  # annotated on embeddings of other cells
+    with pytest.raises(ValueError, match="gene-weighted average"):
+        _explain(adata, table, cells=cells[:2])
+
+
 def test_elmo_refuses_other_inputs(annotated, table, pbmc):
     other = se.pp.build_gene_embeddings(
         list(pbmc.raw.var_names)[:400],

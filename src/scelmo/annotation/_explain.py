@@ -12,6 +12,14 @@ from the recorded ones, and checks that the recomputed probabilities are the one
     the cells with ``scale``, else 1). A gene's contribution is its term
     ``z[c, g] * w[g, k] / s_k``: the terms of all genes sum to the score, and the probabilities
     are ``softmax(score / temperature)``.
+``elmo`` (``score="cell"``)
+    The cell embedding is a weighted average of table rows, ``e_c = sum_g a[c, g] E_g``
+    (``elmo_embed``'s ``wa``/``aa`` weights), so the cosine of the centred embedding
+    ``u_c = e_c - mean(e)`` to the class vector ``v_k`` is a sum over genes:
+    ``(a[c, g] - mean_c' a[c', g]) * (E_g . v_k) / |u_c|``; with ``scale`` each gene's share of
+    the class's mean cosine over the cells is taken off its term and it is divided by the
+    cosines' standard deviation. The terms sum to the score up to the float32 rounding of
+    ``obsm[use_rep]``, and a cell whose stored embedding is not this average is refused.
 ``knn``
     A neighbour's contribution is its share of the vote (1/k, or ``(1/d) / sum(1/d)`` with
     ``weights="distance"``): the shares of the neighbours of one class sum to that class's
@@ -247,12 +255,9 @@ def _explain_elmo(
 ) -> list[dict[str, Any]]:
     from ._elmo_zeroshot import softmax
 
-    if record.params.get("score", "genes") != "genes":
-        raise ValueError(
-            f"uns[{key!r}] used score='cell' (cosine of whole cell embeddings): it has no per-gene terms to "
-            "list. Explain an annotation made with score='genes' (the default)."
-        )
     table = _checked_table(record, key, gene_embeddings)
+    if record.params.get("score", "genes") == "cell":
+        return _explain_elmo_cells(adata, key, record, rows, targets, table, encoder)
     standardised, var_names, weights, options = elmo_weights(adata, record, table, encoder)
     scores = standardised.times(weights)
     sd = scores.std(axis=0) if options.scale else np.ones(weights.shape[1])
@@ -284,6 +289,96 @@ def _explain_elmo(
                         kind="gene",
                         feature=str(gene),
                         contribution=float(term),
+                        score=float(final[row, k]),
+                        distance=np.nan,
+                        **{"class": record.classes[k]},
+                    )
+                )
+    return records
+
+
+def _gene_weights(
+    adata: AnnData, use_rep: str, table: GeneEmbeddings
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """``elmo_embed``'s gene weights ``a = scale * x`` (``obsm[use_rep] = a @ E``): ``(x, scale, E, genes)``."""
+    from scelmo._anndata import expression_matrix
+    from scelmo._records import ElmoRecord
+
+    embedded = ElmoRecord.read(adata, use_rep)
+    recorded = embedded.gene_table.get("content_hash")
+    if recorded and recorded != table.content_hash:
+        raise ValueError(
+            f"obsm[{use_rep!r}] was embedded with another gene table (content hash {recorded[:12]}...): pass "
+            "the table given to elmo_embed."
+        )
+    expression = expression_matrix(adata, layer=embedded.layer, use_raw=embedded.use_raw)
+    aligned = table.align(expression.var_names, min_coverage=0.0)
+    matrix = expression.matrix
+    if embedded.params.get("mode", "wa") == "aa":
+        scale = np.full(matrix.shape[0], 1.0 / matrix.shape[1])
+    else:
+        part = matrix[:, aligned.matched] if embedded.params.get("renormalize") else matrix
+        totals = np.asarray(part.sum(axis=1, dtype=np.float64)).ravel()
+        scale = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
+    return matrix, scale, aligned.matrix.astype(np.float64), np.asarray(expression.var_names)
+
+
+def _explain_elmo_cells(
+    adata: AnnData,
+    key: str,
+    record: AnnotationRecord,
+    rows: np.ndarray,
+    targets: list[np.ndarray],
+    table: GeneEmbeddings,
+    encoder: TextEncoder | str | None,
+) -> list[dict[str, Any]]:
+    """``score="cell"``: the cosine of the centred embedding ``u_c = sum_g (a[c, g] - mean a[:, g]) E_g`` to ``v_k``."""
+    from ._elmo_cells import cell_scores
+    from ._elmo_text import class_vectors, resolve_encoder
+    from ._elmo_zeroshot import softmax
+
+    options = _elmo_options(record)
+    use_rep = str(record.params.get("use_rep", "X_elmo"))
+    matrix, scale, rows_e, names = _gene_weights(adata, use_rep, table)
+    texts = {c: list(record.texts[c]) for c in record.classes}
+    vectors = class_vectors(
+        resolve_encoder({**table.provenance}, encoder), texts, record.classes, cache=options.cache
+    )
+    cells = np.asarray(adata.obsm[use_rep], dtype=np.float64)
+    centre = cells.mean(axis=0) if options.centre else np.zeros(cells.shape[1])
+    norms = np.maximum(np.linalg.norm(cells - centre, axis=1), 1e-12)
+    n = matrix.shape[0]
+    mean_a = np.asarray(matrix.T @ scale).ravel() / n if options.centre else np.zeros(matrix.shape[1])
+    cosines = cell_scores(cells, vectors, centre=options.centre)
+    sd, offset = np.ones(len(vectors)), np.zeros(matrix.shape[1])
+    if options.scale:
+        sd = np.where(cosines.std(axis=0) > 1e-12, cosines.std(axis=0), 1.0)
+        # the mean cosine over cells, gene by gene: mean_c (a[c, g] - mean a[:, g]) / |u_c|
+        offset = (np.asarray(matrix.T @ (scale / norms)).ravel() - mean_a * np.sum(1 / norms)) / n
+    final = (cosines - cosines.mean(axis=0)) / sd if options.scale else cosines
+    _check_probs(adata, key, rows, softmax(final[rows], options.resolved_temperature), "cell embeddings")
+    projections = rows_e @ vectors.T  # (genes, classes): each gene's table row along each class text
+    labels = adata.obs[key].astype(str).to_numpy()
+    records = []
+    for row, classes in zip(rows, targets, strict=True):
+        x = matrix[row]
+        a = (np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64).ravel()) * scale[row]
+        if not np.allclose(a @ rows_e, cells[row], rtol=1e-4, atol=1e-5 * (1 + np.abs(cells[row]).max())):
+            raise ValueError(
+                f"obsm[{use_rep!r}] of cell {adata.obs_names[row]!r} is not the gene-weighted average of this table "
+                "on this matrix: pass the table given to elmo_embed, or embed again."
+            )
+        shares = (a - mean_a) / norms[row] - offset
+        for k in classes:
+            terms = shares * projections[:, k] / sd[k]
+            for g in np.flatnonzero(terms):
+                records.append(
+                    dict(
+                        cell=adata.obs_names[row],
+                        label=labels[row],
+                        kind="gene",
+                        feature=str(names[g]),
+                        contribution=float(terms[g]),
                         score=float(final[row, k]),
                         distance=np.nan,
                         **{"class": record.classes[k]},

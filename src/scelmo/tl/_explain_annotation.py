@@ -78,6 +78,10 @@ def explain_annotation(
         score ``sum_g z[c, g] * w[g, k] / s_k`` (``z``: standardised expression, ``w``: the
         class's final signature weights, ``s_k``: the class score's standard deviation over the
         cells with ``scale``); the terms of all genes sum to ``score`` to float rounding.
+        elmo (``score="cell"``): the gene's term in the cosine of the centred cell embedding
+        ``sum_g (a[c, g] - mean a[:, g]) E_g`` (``elmo_embed``'s weights ``a`` and table rows
+        ``E``) to the class vector, standardised over the cells with ``scale``; the terms sum
+        to ``score`` to the float32 rounding of ``obsm[use_rep]``.
         kNN: the neighbour's share of the vote (``1/k``, or its ``1/distance`` share); the
         shares of a class sum to its probability. LangCell: gradient x input of the class
         probability on the gene token's input embedding, a first-order (approximate) effect
