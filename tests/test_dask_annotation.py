@@ -136,10 +136,10 @@ def test_knn_votes_on_dask_queries_equal_in_memory(pbmc, weights, search):
     labels = reference.obs["bulk_labels"].astype(str).to_numpy()
     x = query.obsm["X_pca"].copy()
     x[3] = np.nan  # a cell that cannot vote
-    eager = knn_votes(reference.obsm["X_pca"], labels, x, weights=weights, search=search)
-    lazy = knn_votes(
-        reference.obsm["X_pca"], labels, da.from_array(x, chunks=(70, 10)), weights=weights, search=search
-    )
+    # one thread: hnswlib's parallel insertion builds a different graph from run to run
+    options = {"weights": weights, "search": search, "n_threads": 1}
+    eager = knn_votes(reference.obsm["X_pca"], labels, x, **options)
+    lazy = knn_votes(reference.obsm["X_pca"], labels, da.from_array(x, chunks=(70, 10)), **options)
     np.testing.assert_array_equal(lazy.neighbors, eager.neighbors)
     np.testing.assert_array_equal(lazy.valid, eager.valid)
     np.testing.assert_allclose(lazy.probs, eager.probs, rtol=0, atol=1e-6)
@@ -154,15 +154,15 @@ def test_knn_annotate_on_lazy_embeddings_equals_in_memory(pbmc, table):
     for adata in (reference, eager, lazy):
         se.tl.elmo_embed(adata, table, progress=False)
     assert isinstance(lazy.obsm["X_elmo"], da.Array)
-    se.tl.knn_annotate(eager, reference, "cell_type", threshold=0.5)
-    se.tl.knn_annotate(lazy, reference, "cell_type", threshold=0.5)
+    se.tl.knn_annotate(eager, reference, "cell_type", threshold=0.5, n_threads=1)
+    se.tl.knn_annotate(lazy, reference, "cell_type", threshold=0.5, n_threads=1)
     _same(eager, lazy, "knn")
     assert (lazy.obs["knn"] == "unknown").any()  # abstention reads the computed vote shares
     assert lazy.uns["knn"]["params"] == eager.uns["knn"]["params"]
     assert isinstance(lazy.obsm["X_elmo"], da.Array)
     # use_rep="X" on a dask matrix of sparse blocks
-    se.tl.knn_annotate(eager, reference, "cell_type", use_rep="X", key_added="raw")
-    se.tl.knn_annotate(lazy, reference, "cell_type", use_rep="X", key_added="raw")
+    se.tl.knn_annotate(eager, reference, "cell_type", use_rep="X", key_added="raw", n_threads=1)
+    se.tl.knn_annotate(lazy, reference, "cell_type", use_rep="X", key_added="raw", n_threads=1)
     _same(eager, lazy, "raw")
 
 
@@ -291,7 +291,7 @@ def test_annotation_through_a_local_cluster(pbmc, table, tmp_path):
     se.tl.zeroshot_annotate(eager, MARKERS, refine=2, **elmo)
     reference = pbmc[:300]
     query = pbmc[300:].copy()
-    se.tl.knn_annotate(query, reference, "bulk_labels", use_rep="X_pca")
+    se.tl.knn_annotate(query, reference, "bulk_labels", use_rep="X_pca", n_threads=1)
     cells = AnnData(np.zeros((40, 1), dtype=np.float32))
     cells.obsm["langcell_tokens"] = tokens
     langcell = {"method": "langcell", "model": model, "batch_size": 8, "progress": False}
@@ -306,10 +306,28 @@ def test_annotation_through_a_local_cluster(pbmc, table, tmp_path):
         se.tl.zeroshot_annotate(lazy, MARKERS, refine=2, **elmo)
         lazy_query = query.copy()
         lazy_query.obsm["X_pca"] = da.from_array(query.obsm["X_pca"], chunks=(100, 50))
-        se.tl.knn_annotate(lazy_query, reference, "bulk_labels", use_rep="X_pca")
+        se.tl.knn_annotate(lazy_query, reference, "bulk_labels", use_rep="X_pca", n_threads=1)
         lazy_cells = AnnData(np.zeros((40, 1), dtype=np.float32))
         lazy_cells.obsm["langcell_tokens"] = da.from_array(tokens, chunks=(15, 2048))
         se.tl.zeroshot_annotate(lazy_cells, LANGCELL_TEXTS, **langcell)
     _same(eager, lazy, "zeroshot")
     _same(query, lazy_query, "knn")
     _same(cells, lazy_cells, "zeroshot", atol=1e-5)
+
+
+def test_a_non_finite_value_in_a_dask_matrix_is_refused(pbmc, table):
+    matrix = sp.csr_matrix(pbmc.raw.X).astype(np.float32).toarray()
+    matrix[650, 7] = np.nan
+    lazy = AnnData(da.from_array(matrix, chunks=(CHUNK, 765)))
+    lazy.var_names = list(pbmc.raw.var_names)
+    with pytest.raises(ValueError, match="NaN or infinite values; fix or drop them first"):
+        se.tl.zeroshot_annotate(lazy, MARKERS, gene_embeddings=table, encoder=BagOfWords(), cache=False)
+
+
+def test_cross_validated_knn_on_dask_embeddings_equals_in_memory(pbmc):
+    eager = pbmc.copy()
+    lazy = pbmc.copy()
+    lazy.obsm["X_pca"] = da.from_array(pbmc.obsm["X_pca"], chunks=(CHUNK, 50))
+    se.tl.knn_annotate(eager, None, "bulk_labels", use_rep="X_pca", n_threads=1)
+    se.tl.knn_annotate(lazy, None, "bulk_labels", use_rep="X_pca", n_threads=1)  # the reference: computed
+    _same(eager, lazy, "knn")
