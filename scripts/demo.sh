@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh offline,bench
-.venv/bin/python -m scelmo.demo "$@"
+.venv/bin/python -m scelmo demo "$@"

@@ -38,7 +38,7 @@ def test_version_in_one_place():
 def test_quick_start_job_runs_offline(tmp_path):
     """The README's main command: offline gene table, elmo_embed, scores and a UMAP PNG."""
     result = subprocess.run(
-        [sys.executable, "-m", "scelmo.demo", "--out", str(tmp_path)],
+        [sys.executable, "-m", "scelmo", "demo", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -73,12 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     common = message_options()
     for name in _COMMANDS:
-        module = importlib.import_module(f"{__name__}.{name}")
-        command = getattr(module, "COMMAND", None)
-        if command is None:  # a module not yet declared with _common.Subcommand (cli/_annotate.py)
-            module.add_parser(subparsers, [common])
-        else:
-            command.add_to(subparsers, [common])
+        importlib.import_module(f"{__name__}.{name}").COMMAND.add_to(subparsers, [common])
     return parser
 
 

@@ -7,15 +7,16 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._common import Subcommand, add_gene_column, add_h5ad_input_output
 from ._files import check_output, read_h5ad, read_text_lines, write_h5ad, write_table
 from ._matrix import add_matrix_arguments, check_matrix, genes_from_column, matrix_of, require_counts
-from ._runtime import CLIError, add_command, add_h5ad_input_output
+from ._runtime import CLIError
 from ._tables import add_table_arguments, build_table, choose_table, load_table, table_summary
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["add_parser", "parse_labels", "read_labels_file", "run"]
+__all__ = ["COMMAND", "add_arguments", "parse_labels", "read_labels_file", "run"]
 
 METHODS = ("elmo", "langcell", "knn")
 
@@ -86,24 +87,8 @@ examples:
 """
 
 
-def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    """Add the ``annotate`` subcommand to ``subparsers``.
-
-    Parameters
-    ----------
-    subparsers
-        The ``scelmo`` parser's subcommands.
-    parents
-        Parsers whose options every subcommand has (``--quiet``, ``--debug``, ...).
-    """
-    parser = add_command(
-        subparsers,
-        "annotate",
-        help="h5ad -> h5ad with cell-type labels: zero-shot (elmo, langcell) or kNN from a reference",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        parents=parents,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``scelmo annotate`` to its ``parser`` (input/output, methods, matrix, gene table)."""
     add_h5ad_input_output(parser)
     _add_decision_arguments(parser)
     _add_zeroshot_arguments(parser)
@@ -113,15 +98,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         raw_default="elmo: the matrix `scelmo embed` used, else adata.raw when present; langcell: adata.X",
     )
     add_table_arguments(parser, batch_help="texts per encoder batch (langcell: cells per batch, default 32)")
-    parser.add_argument(
-        "--gene-column",
-        "--gene-id-key",
-        dest="gene_column",
-        metavar="COLUMN",
-        help="elmo, langcell: a var column (raw.var when adata.raw is read) with the gene symbols or "
-        "Ensembl ids, for files whose var_names are neither (default: var_names)",
-    )
-    parser.set_defaults(handler=run, prog=parser.prog)
+    add_gene_column(parser, aliases=["--gene-id-key"], methods="elmo, langcell")
 
 
 def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
@@ -468,3 +445,13 @@ def _langcell(adata, classes, args: argparse.Namespace, options: dict[str, Any],
         **_given(args, "langcell"),
         **options,
     )
+
+
+COMMAND = Subcommand(
+    "annotate",
+    help="h5ad -> h5ad with cell-type labels: zero-shot (elmo, langcell) or kNN from a reference",
+    description=DESCRIPTION,
+    epilog=EPILOG,
+    arguments=add_arguments,
+    run=run,
+)

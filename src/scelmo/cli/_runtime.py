@@ -10,9 +10,6 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 
-# Parser helpers moved to _common; re-exported for cli/_annotate.py until it imports them from there.
-from ._common import add_command, add_h5ad_input_output  # noqa: F401
-
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "CLIError", "one_line", "run_command"]
 
 EXIT_OK = 0
