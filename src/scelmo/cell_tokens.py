@@ -649,11 +649,8 @@ def match_genes(
     columns, token_of_column, column_medians, unmatched = [], [], [], []
     n_from_symbols = 0
     for j, (name, target) in enumerate(zip(names, targets, strict=True)):
-        token = median = None
-        if target is not None:
-            token = token_ids.get(target)
-            if token is not None:
-                median = gene_medians.get(target)
+        token = token_ids.get(target) if target is not None else None
+        median = gene_medians.get(target) if target is not None and token is not None else None
         if token is None or median is None:
             unmatched.append(name)
             continue

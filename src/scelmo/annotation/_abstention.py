@@ -89,7 +89,7 @@ def _merge_close_classes(
     ids = [class_ontology.get(c, "") for c in classes]
     cache: dict[tuple[int, ...], tuple[str, str]] = {}
     for i in np.flatnonzero(close.sum(axis=1) > 1):
-        members = tuple(np.flatnonzero(close[i]))
+        members = tuple(int(j) for j in np.flatnonzero(close[i]))
         if any(not ids[j] for j in members):
             continue
         if members not in cache:
@@ -261,6 +261,7 @@ def calibrate_threshold(
     kept_accuracy = np.cumsum(correct[order]) / np.arange(1, scores.size + 1)
     # Only cut between distinct scores: every cell at the threshold is kept.
     last_of_value = np.r_[ranked_scores[1:] != ranked_scores[:-1], True]
+    assert target_accuracy is not None  # exactly one of the two is given (checked above)
     ok = np.flatnonzero(last_of_value & (kept_accuracy >= target_accuracy))
     if ok.size == 0:
         return 1.0

@@ -201,8 +201,8 @@ def _ontology_frame(
     """One row per label: its Cell Ontology term, how it matched, its definition and synonyms."""
     matches = {}
     if ontology is not None:
-        for match in ontology.match_many(labels, min_score=min_score, overrides=overrides):
-            matches[match.query] = match
+        for found in ontology.match_many(labels, min_score=min_score, overrides=overrides):
+            matches[found.query] = found
     rows = []
     for label in labels:
         match = matches.get(label)
@@ -338,7 +338,7 @@ def class_texts(
         raise ValueError(f"`descriptions` must be 'all', 'definition' or 'name', got {descriptions!r}.")
     if isinstance(labels_or_texts, Mapping):
         classes = [str(k) for k in labels_or_texts]
-        texts = {}
+        texts: dict[str, list[str]] = {}
         for cls, value in labels_or_texts.items():
             items = [value] if isinstance(value, str) else [str(v) for v in value]
             if not items or any(not isinstance(t, str) or not t.strip() for t in items):
@@ -365,7 +365,7 @@ def class_texts(
                 stacklevel=3,
             )
     classes = [str(c) for c in frame.index]
-    texts: dict[str, list[str]] = {}
+    texts = {}
     for cls, row in frame.iterrows():
         all_texts = list(row["texts"]) if "texts" in frame.columns else [str(row["text"])]
         if descriptions == "definition":

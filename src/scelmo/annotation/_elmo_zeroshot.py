@@ -165,8 +165,12 @@ def elmo_scores(
         "matrix": inputs.source,
     }
     if options.score == "cell":
+        assert inputs.cells is not None  # elmo_inputs embeds the cells for score='cell'
         scores = cell_scores(inputs.cells, vectors, centre=options.centre, where=inputs.source)
     else:
+        # and reads the genes otherwise
+        assert inputs.var_names is not None
+        assert inputs.table is not None
         scores, found = gene_scores(
             inputs.matrix, inputs.var_names, inputs.table, vectors, classes, texts, text_encoder, options
         )

@@ -144,6 +144,7 @@ def write_annotation(adata: AnnData, result: AnnotationResult, key: str) -> None
             f"The annotation has {result.probs.shape[0]} rows but adata has {adata.n_obs} cells."
         )
     labels = result.labels
+    assert labels is not None  # AnnotationResult fills it in
     categories = _categories(result.classes, labels)
     adata.obs[key] = pd.Categorical(labels, categories=categories)
     adata.obs[f"{key}_score"] = result.score

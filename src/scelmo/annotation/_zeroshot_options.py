@@ -231,7 +231,10 @@ class LangCellZeroShotOptions:
     progress: bool = True  # --quiet
 
 
-OPTIONS = {"elmo": ElmoZeroShotOptions, "langcell": LangCellZeroShotOptions}
+OPTIONS: dict[str, type[ElmoZeroShotOptions] | type[LangCellZeroShotOptions]] = {
+    "elmo": ElmoZeroShotOptions,
+    "langcell": LangCellZeroShotOptions,
+}
 
 
 def option_fields(method: str) -> tuple[dataclasses.Field, ...]:

@@ -128,7 +128,8 @@ def encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, dict):
         items = [(k, encode(v, f"{path}/{k}", arrays)) for k, v in value.items()]
         if isinstance(value, defaultdict):
-            factory = {dict: "dict", list: "list"}.get(value.default_factory)  # type: ignore[arg-type]
+            factory_names: dict[object, str] = {dict: "dict", list: "list"}
+            factory = factory_names.get(value.default_factory)
             if factory is None:
                 raise TypeError(
                     f"{path} is a defaultdict({value.default_factory}), which this format cannot hold."
@@ -208,9 +209,9 @@ def decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
             return {decode(k, arrays): decode(v, arrays) for k, v in body}
         if tag == "__defaultdict__":
             factory, items = body
-            out = defaultdict({"dict": dict, "list": list}[factory])
-            out.update({decode(k, arrays): decode(v, arrays) for k, v in items})
-            return out
+            restored: defaultdict[Any, Any] = defaultdict({"dict": dict, "list": list}[factory])
+            restored.update({decode(k, arrays): decode(v, arrays) for k, v in items})
+            return restored
         if tag == "__array__":
             if body not in arrays:
                 raise ValueError(f"The array {body!r} is missing from {ARRAYS}.")

@@ -242,4 +242,9 @@ class _CellSentences:
         if self.embedding is None:
             self.embedding = np.zeros((self.n_obs, vectors_of.shape[1]), dtype=np.float32)
         self.embedding[start + rows] = vectors_of[inverse]
-        self.n_encoded += encoder.last_stats.get("encoded", 0) if cached else len(distinct)
+        # With a cache, only its misses were encoded.
+        self.n_encoded += (
+            encoder.last_stats.get("encoded", 0)
+            if cached and isinstance(encoder, CachedEncoder)
+            else len(distinct)
+        )

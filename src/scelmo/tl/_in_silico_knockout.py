@@ -18,6 +18,7 @@ from scelmo.knockout import knockout_screen
 from scelmo.models._scvi_inputs import check_same_genes
 
 if TYPE_CHECKING:
+    from scelmo.cell_embedding import Mode
     from scelmo.models import ElmoAdapter
 
 
@@ -176,7 +177,7 @@ def _condition_masks(
 
 def _adapter_table(
     model: Any, adata: AnnData, *, layer: str | None, use_raw: bool
-) -> tuple[GeneEmbeddings, str, str]:
+) -> tuple[GeneEmbeddings, Mode, str]:
     """The adapted gene table, mode and class name of a trained adapter, whose genes ``adata`` must have."""
     # ElmoAdapter needs torch: a model can only be one when its module was imported, and
     # anything else is refused without importing torch.

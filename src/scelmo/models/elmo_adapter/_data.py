@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scelmo._matrix import iter_row_blocks
-from scelmo.gene_embeddings import GeneEmbeddings
+from scelmo.gene_embeddings import GeneEmbeddings, IdType
 
 
 def stratified_split(codes: np.ndarray, validation_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +52,7 @@ def align_to_variables(
     gene_embeddings: GeneEmbeddings,
     var_names: Sequence[str] | pd.Index,
     *,
-    id_type: str = "auto",
+    id_type: IdType = "auto",
     case_sensitive: bool = True,
     min_coverage: float = 0.5,
 ) -> tuple[GeneEmbeddings, np.ndarray, np.ndarray]:

@@ -149,6 +149,7 @@ class ElmoAdapter(ScviModel):
     """
 
     _module_cls = ElmoAdapterModule
+    module: ElmoAdapterModule
     _training_plan_cls = ElmoAdapterTrainingPlan
 
     def __init__(
@@ -407,7 +408,7 @@ class ElmoAdapter(ScviModel):
         self.reference_latent_ = self.get_latent_representation()
         self.reference_labels_ = codes.astype(np.int64)
         self.reference_neighbors_ = int(n_neighbors)
-        if plan.best_epoch is not None:
+        if plan.best_epoch is not None and plan.best_scores is not None:
             logger.info(
                 "ElmoAdapter: kept epoch %d (best validation %s %.4f): %d-NN accuracy %.4f, classifier %.4f",
                 plan.best_epoch,
@@ -444,11 +445,11 @@ class ElmoAdapter(ScviModel):
         expression = self._expression(adata)
         # With `indices` a block's rows are positions in `indices`, and the message says so.
         where = expression.where if indices is None else f"{expression.where}[indices]"
-        indices = None if indices is None else np.asarray(indices)
+        rows = None if indices is None else np.asarray(indices)
         self.module.eval()
         with torch.no_grad():
             table = self.module.adapted_gene_table()
-            for start, block in dense_blocks(expression.matrix, indices, batch_size):
+            for start, block in dense_blocks(expression.matrix, rows, batch_size):
                 check_model_values(block, where=where, rows=start)
                 z = self.module.embed(
                     torch.from_numpy(np.asarray(block, dtype=np.float32)).to(self.module.device), table
@@ -531,8 +532,8 @@ class ElmoAdapter(ScviModel):
         if method == "knn":
             scores = self._knn_votes(adata, indices, batch_size)
         else:
-            logits = [out.cpu() for _, out in self._forward_blocks(adata, indices, batch_size)]
-            logits = torch.cat(logits) if logits else torch.zeros((0, len(self.labels)))
+            parts = [out.cpu() for _, out in self._forward_blocks(adata, indices, batch_size)]
+            logits = torch.cat(parts) if parts else torch.zeros((0, len(self.labels)))
             scores = torch.softmax(logits, dim=1)
         if soft:
             return pd.DataFrame(scores.numpy(), index=names, columns=self.labels)
@@ -558,7 +559,7 @@ class ElmoAdapter(ScviModel):
             k=k,
             n_labels=len(self.labels),
         )
-        return votes.float() / k
+        return torch.as_tensor(votes).float() / k  # a tensor already: the inputs are tensors
 
     def get_adapted_gene_embeddings(self) -> GeneEmbeddings:
         """The adapted gene table ``E'`` of the genes that have a vector.

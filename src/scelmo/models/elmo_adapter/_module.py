@@ -184,6 +184,10 @@ class ElmoAdapterModule(nn.Module):
     ((4, 32), 0.0)
     """
 
+    # Buffers, declared for the type checker (nn.Module's attribute lookup is untyped).
+    gene_table: torch.Tensor
+    gene_mask: torch.Tensor
+
     def __init__(
         self,
         gene_table: np.ndarray,

@@ -149,10 +149,12 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         self._val_predicted.append(self.module.classify(out["z"].detach()).argmax(dim=1))
 
     @torch.no_grad()
-    def _reference_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reference_embeddings(
+        self, reference_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         table = self.module.adapted_gene_table()
         zs, labels = [], []
-        for x, y in self.reference_batches():
+        for x, y in reference_batches():
             zs.append(self.module.embed(x.to(self.module.device).float(), table))
             labels.append(y.to(self.module.device).view(-1).long())
         return torch.cat(zs), torch.cat(labels)
@@ -162,13 +164,16 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
         if not self._val_z or self.reference_batches is None or self.trainer.sanity_checking:
             self._val_z, self._val_labels, self._val_predicted = [], [], []
             return
-        reference, reference_labels = self._reference_embeddings()
+        reference, reference_labels = self._reference_embeddings(self.reference_batches)
         truth = torch.cat(self._val_labels)
         n_labels = self.module.n_labels
         votes = knn_vote(
             torch.cat(self._val_z), reference, reference_labels, k=self.n_neighbors, n_labels=n_labels
         )
-        predicted = {"knn": votes.argmax(dim=1), "classifier": torch.cat(self._val_predicted)}
+        predicted = {
+            "knn": torch.as_tensor(votes).argmax(dim=1),
+            "classifier": torch.cat(self._val_predicted),
+        }
         self._val_z, self._val_labels, self._val_predicted = [], [], []
         scores = {}
         for readout, labels in predicted.items():

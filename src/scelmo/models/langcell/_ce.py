@@ -273,13 +273,19 @@ class LangCellCE:
         from ._encode import check_token_ids
 
         if device is not None:
-            self.module.to(device)
+            # transformers wraps Module.to in a decorator that the checker reads as taking a model.
+            self.module.to(device)  # type: ignore[arg-type]
         adata, tokens = self._tokens(None)
         check_token_ids(tokens, int(self.module.config.vocab_size), cls_token_id=self.cls_token_id)
         cells, y = dataclasses.replace(self.setup_, labels=tuple(self.labels_)).labelled(adata)
         lr = (5e-3 if linear_probe else 5e-5) if lr is None else float(lr)
         warmup_steps = (0 if linear_probe else 500) if warmup_steps is None else int(warmup_steps)
-        options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay}
+        options: dict[str, Any] = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+        }
         history, warmup = fit_classifier(
             self.module,
             tokens.subset(cells),
@@ -360,6 +366,8 @@ class LangCellCE:
         if not return_probs:
             return labels
         target = self.adata if adata is None else adata
+        if target is None:
+            raise ValueError("Pass `adata`: this model was loaded without AnnData.")
         return labels, pd.DataFrame(probs, index=target.obs_names, columns=self.labels_)
 
     def get_latent_representation(
@@ -458,5 +466,5 @@ class LangCellCE:
         model.history_ = TrainingHistory.from_dict(settings.get("history"))
         model.train_params_ = dict(settings.get("train_params", {}))
         if device is not None:
-            model.module.to(device)
+            model.module.to(device)  # type: ignore[arg-type]  # as in train(): transformers' wrapped Module.to
         return model

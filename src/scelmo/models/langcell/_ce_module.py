@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def load_cell_bert(source: PretrainedSource) -> BertModel:
     if isinstance(source, LangCellNetwork):
         return source.cell_bert
     if hasattr(source, "config") and hasattr(source, "embeddings") and hasattr(source, "encoder"):
-        return source  # a transformers BertModel
+        return cast("BertModel", source)  # a transformers BertModel
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
             "pretrained must be a scelmo.models.LangCell, a LangCell checkpoint folder or a BERT folder "
@@ -218,7 +218,7 @@ def classifier_outputs(
     from tqdm.auto import tqdm
 
     device = module.classifier.weight.device
-    width = module.config.num_labels if what == "logits" else module.config.hidden_size
+    width = module.classifier.out_features if what == "logits" else module.config.hidden_size
     out = np.empty((tokens.n_cells, width), dtype=np.float32)
     batches = cell_batches(
         tokens,

@@ -270,7 +270,7 @@ class LangCell(LangCellNetwork):
         cells = np.flatnonzero(labelled)
         y = np.array([position[str(v)] for v in values.iloc[cells]], dtype=np.int64)
         tokens = cell_tokens(adata, tokens_key).subset(cells)
-        options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "text_lr": text_lr}
+        options: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "text_lr": text_lr}
         history = train_few_shot(self, tokens, y, texts, **options, seed=seed, progress=progress)
         self.classes_, self.class_texts_ = classes, texts
         logger.info(
@@ -337,7 +337,12 @@ class LangCell(LangCellNetwork):
         else:
             classes, texts = _classes_and_texts(class_texts)
         tokens = cell_tokens(adata, tokens_key)
-        options = {"alpha": alpha, "use_ctm": use_ctm, "batch_size": batch_size, "progress": progress}
+        options: dict[str, Any] = {
+            "alpha": alpha,
+            "use_ctm": use_ctm,
+            "batch_size": batch_size,
+            "progress": progress,
+        }
         scores = langcell_zeroshot(self, tokens, texts, **options)
         labels = np.asarray(classes, dtype=object)[scores.probs.argmax(axis=1)]
         return (labels, scores.probs) if return_probs else labels

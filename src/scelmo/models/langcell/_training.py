@@ -19,7 +19,7 @@ minibatches group cells of similar length (:func:`length_grouped_batches`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -224,7 +224,7 @@ def _epochs(n_epochs: int, progress: bool, total: int, desc: str) -> Iterator[tu
 def _few_shot_epoch(
     model: LangCellNetwork,
     tokens: CellTokens,
-    batches: Iterator[np.ndarray],
+    batches: Iterable[np.ndarray],
     y_all: Tensor,
     text_inputs: dict[str, Tensor],
     optimizer: Optimizer,

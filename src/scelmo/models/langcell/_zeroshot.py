@@ -92,7 +92,7 @@ class LangCellZeroShot:
     cell_embeddings: np.ndarray
 
 
-def class_groups(lengths: Sequence[int], max_classes: int) -> list[np.ndarray]:
+def class_groups(lengths: Sequence[int] | np.ndarray, max_classes: int) -> list[np.ndarray]:
     """Classes grouped by text length for the CTM passes: each group is padded to its own longest text.
 
     Classes are sorted by length and cut into runs of at most ``max_classes``; a run is also
@@ -199,6 +199,7 @@ def _match_batch(
     groups: list[tuple[np.ndarray, dict[str, Tensor]]],
 ) -> None:
     """CTM match probabilities of one cell batch against the classes it needs."""
+    assert scores.match is not None  # CTM scoring: the matrix exists (use_ctm)
     cache = model.cross_attention_cache(hidden, mask)
     wanted = scores.wanted(rows)
     for group, inputs in groups:

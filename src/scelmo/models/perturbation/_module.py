@@ -51,6 +51,10 @@ class PerturbationModule(nn.Module):
     torch.Size([3, 5])
     """
 
+    # Buffers, declared for the type checker (nn.Module's attribute lookup is untyped).
+    input_mean: torch.Tensor
+    input_scale: torch.Tensor
+
     def __init__(
         self,
         n_input: int,
