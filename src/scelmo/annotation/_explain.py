@@ -216,7 +216,7 @@ def elmo_weights(
     from ._elmo_refine import anchored_refine
     from ._elmo_signatures import text_signatures
     from ._elmo_text import class_vectors, resolve_encoder
-    from ._standardised import Standardised
+    from ._standardised import standardise
 
     options = _elmo_options(record)
     inputs = elmo_inputs(adata, table, options)
@@ -226,7 +226,7 @@ def elmo_weights(
     aligned = table.align(inputs.var_names, min_coverage=0.0)
     rows = aligned.matrix.astype(np.float64)
     rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    standardised = Standardised(inputs.matrix)
+    standardised = standardise(inputs.matrix)  # a dask matrix: each pass a graph of row-chunk tasks
     signatures = text_signatures(
         rows,
         aligned.matched,
