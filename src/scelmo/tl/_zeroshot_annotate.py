@@ -221,6 +221,15 @@ def zeroshot_annotate(
         against the class), ``refined_genes``, ``kept_text``, ``mentions`` and ``rematched``
         (elmo), ``absent`` and ``presence`` (elmo with ``abstain``), ``n_unknown``.
 
+    On dask input (the expression matrix for ``score="genes"``, ``obsm[use_rep]`` for
+    ``score="cell"``, the token matrix for LangCell) the cells x genes (dims, tokens) work runs
+    as dask graphs of one task per row chunk, on the cluster when a ``distributed.Client`` is
+    set; the statistics over all cells (per-gene means and deviations, gene correlations, group
+    means for refinement, the mean embedding) are sums over the chunks, and the matrix,
+    embeddings or tokens are never gathered in one process. The probabilities, labels and
+    scores are computed: ``obs`` is a pandas DataFrame and cannot hold a lazy column, and
+    abstention reads the probabilities.
+
     Examples
     --------
     >>> import scanpy as sc
