@@ -23,7 +23,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -192,14 +192,22 @@ def _top_k(scores: Any, k: int) -> tuple[Any, Any]:
     return np.take_along_axis(indices, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
+@overload
 def exact_neighbors(
-    reference: np.ndarray | torch.Tensor,
-    queries: np.ndarray | torch.Tensor,
+    reference: np.ndarray, queries: np.ndarray, k: int, *, metric: Metric = ..., block: int | None = ...
+) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def exact_neighbors(
+    reference: torch.Tensor, queries: torch.Tensor, k: int, *, metric: Metric = ..., block: int | None = ...
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+def exact_neighbors(
+    reference: Any,  # np.ndarray or torch.Tensor (the overloads above); the body works in either library
+    queries: Any,
     k: int,
     *,
     metric: Metric = "cosine",
     block: int | None = None,
-) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
+) -> tuple[Any, Any]:
     """The ``k`` nearest ``reference`` rows of each query by brute force, nearest first.
 
     Queries go in blocks that keep a block's score matrix at about 32 million entries. Torch
@@ -261,6 +269,8 @@ def exact_neighbors(
 
 def _neighbor_arrays(found: list, best: list, k: int, metric: str, *, like: Any) -> tuple[Any, Any]:
     """Join the blocks; turn similarities into :class:`HnswIndex`'s distances."""
+    indices: Any  # of the input's array library
+    scores: Any
     if _is_tensor(like):
         import torch
 
@@ -278,15 +288,35 @@ def _neighbor_arrays(found: list, best: list, k: int, metric: str, *, like: Any)
     return indices, np.maximum(1 - scores, 0.0) if metric == "cosine" else 1 - scores
 
 
+@overload
 def knn_vote(
-    query: np.ndarray | torch.Tensor,
-    reference: np.ndarray | torch.Tensor,
-    reference_labels: np.ndarray | torch.Tensor,
+    query: np.ndarray,
+    reference: np.ndarray,
+    reference_labels: np.ndarray,
+    *,
+    k: int,
+    n_labels: int,
+    block: int | None = ...,
+) -> np.ndarray: ...
+@overload
+def knn_vote(
+    query: torch.Tensor,
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    *,
+    k: int,
+    n_labels: int,
+    block: int | None = ...,
+) -> torch.Tensor: ...
+def knn_vote(
+    query: Any,  # np.ndarray or torch.Tensor (the overloads above)
+    reference: Any,
+    reference_labels: Any,
     *,
     k: int,
     n_labels: int,
     block: int | None = None,
-) -> np.ndarray | torch.Tensor:
+) -> Any:
     """Votes ``(n_query, n_labels)`` of the ``k`` cosine-nearest ``reference`` cells of each query.
 
     The exact search of :func:`exact_neighbors` over integer labels ``0 .. n_labels - 1``;
@@ -313,11 +343,33 @@ def knn_vote(
     return counts
 
 
+@overload
 def knn_accuracy(
-    query: np.ndarray | torch.Tensor,
-    query_labels: np.ndarray | torch.Tensor,
-    reference: np.ndarray | torch.Tensor,
-    reference_labels: np.ndarray | torch.Tensor,
+    query: np.ndarray,
+    query_labels: np.ndarray,
+    reference: np.ndarray,
+    reference_labels: np.ndarray,
+    *,
+    k: int,
+    n_labels: int,
+    block: int | None = ...,
+) -> float: ...
+@overload
+def knn_accuracy(
+    query: torch.Tensor,
+    query_labels: torch.Tensor,
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    *,
+    k: int,
+    n_labels: int,
+    block: int | None = ...,
+) -> float: ...
+def knn_accuracy(
+    query: Any,  # np.ndarray or torch.Tensor, all four alike (the overloads above)
+    query_labels: Any,
+    reference: Any,
+    reference_labels: Any,
     *,
     k: int,
     n_labels: int,

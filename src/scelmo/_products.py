@@ -34,7 +34,7 @@ DENSE_BLOCK_BYTES = 1 << 27
 DENSE_GEMM_MIN_DENSITY = 0.02
 
 
-def resolve_backend(backend: Backend) -> str:
+def resolve_backend(backend: Backend) -> Backend:
     """The kernel ``"auto"`` stands for here: numba, else torch, else numpy/scipy per block."""
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}.")
@@ -68,8 +68,8 @@ class TableProduct:
         self._chose_numba = backend == "auto"
         self._setup(resolve_backend(backend))
 
-    def _setup(self, backend: str) -> None:
-        self.backend = backend
+    def _setup(self, backend: Backend) -> None:
+        self.backend: Backend = backend
         self._torch_blocks = None
         self._tiles = None
         if self.backend == "numba":
@@ -129,7 +129,7 @@ class TableProduct:
         except Exception as err:  # the kernel failed to compile on this platform
             if not self._chose_numba:
                 raise
-            fallback = "torch" if installed("torch") else "auto"
+            fallback: Backend = "torch" if installed("torch") else "auto"
             logger.warning(
                 "numba kernel unavailable (%s: %s); using backend %r", type(err).__name__, err, fallback
             )

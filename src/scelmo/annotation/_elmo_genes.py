@@ -131,7 +131,7 @@ def _abstain(
 
 def gene_scores(
     matrix: Any,
-    var_names: Sequence[str],
+    var_names: Sequence[str] | np.ndarray,
     table: GeneEmbeddings,
     vectors: np.ndarray,
     classes: Sequence[str],

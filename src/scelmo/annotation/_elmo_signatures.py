@@ -101,7 +101,7 @@ def _unspelled(
 def text_signatures(
     table: np.ndarray,
     matched: np.ndarray,
-    var_names: Sequence[str],
+    var_names: Sequence[str] | np.ndarray,
     vectors: np.ndarray,
     classes: Sequence[str],
     texts: Mapping[str, Sequence[str]],

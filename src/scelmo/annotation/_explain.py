@@ -223,6 +223,7 @@ def elmo_weights(
     classes, texts = record.classes, {c: list(record.texts[c]) for c in record.classes}
     text_encoder = resolve_encoder(inputs.provenance, encoder)
     vectors = class_vectors(text_encoder, texts, classes, cache=options.cache, cache_dir=options.cache_dir)
+    assert inputs.var_names is not None  # elmo_inputs reads the genes for the gene score
     aligned = table.align(inputs.var_names, min_coverage=0.0)
     rows = aligned.matrix.astype(np.float64)
     rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)

@@ -151,7 +151,7 @@ def langcell_token_scores(
     unknown = sorted(set(given) - {*_SCORING, "device", "text_tokenizer"})
     if unknown:
         raise TypeError(f"langcell_token_scores got unknown options {unknown}.")
-    scoring = {name: given.get(name, default) for name, default in _SCORING.items()}
+    scoring: dict[str, Any] = {name: given.get(name, default) for name, default in _SCORING.items()}
     model, path = _resolve_model(model, given.get("text_tokenizer"))
     if given.get("device") is not None:
         model.to(given["device"])

@@ -73,8 +73,10 @@ def knn_cross_validated(
         embedding, labels, k=k, folds=folds, random_state=random_state, search="exact"
     )
     predicted = np.asarray(votes.classes, dtype=object)[np.nan_to_num(votes.probs, nan=-1.0).argmax(axis=1)]
-    correct = (predicted == labels) & votes.valid
-    predicted[~votes.valid] = None
+    # Queries that could not vote have NaN rows of probs (KnnVotes).
+    valid = votes.valid if votes.valid is not None else ~np.isnan(votes.probs).any(axis=1)
+    correct = (predicted == labels) & valid
+    predicted[~valid] = None
     return KnnScore(
         accuracy=float(correct.mean()),
         macro_f1=float(f1_score(labels, predicted.astype(str), average="macro", labels=votes.classes)),

@@ -559,7 +559,7 @@ class ElmoAdapter(ScviModel):
             k=k,
             n_labels=len(self.labels),
         )
-        return torch.as_tensor(votes).float() / k  # a tensor already: the inputs are tensors
+        return votes.float() / k
 
     def get_adapted_gene_embeddings(self) -> GeneEmbeddings:
         """The adapted gene table ``E'`` of the genes that have a vector.

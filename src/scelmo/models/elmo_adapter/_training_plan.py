@@ -171,7 +171,7 @@ class ElmoAdapterTrainingPlan(pl.LightningModule):
             torch.cat(self._val_z), reference, reference_labels, k=self.n_neighbors, n_labels=n_labels
         )
         predicted = {
-            "knn": torch.as_tensor(votes).argmax(dim=1),
+            "knn": votes.argmax(dim=1),
             "classifier": torch.cat(self._val_predicted),
         }
         self._val_z, self._val_labels, self._val_predicted = [], [], []

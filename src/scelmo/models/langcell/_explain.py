@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def _one_cell(
     targets: np.ndarray,
     text_inputs: dict[str, Tensor],
     text_emb: Tensor,
-    options: dict[str, float | bool | None],
+    options: dict[str, Any],
 ) -> TokenAttributions:
     ids, mask = tokens.pad([cell], prefix=model.cls_token_id, max_length=model.cell_max_length)
     ids_t = torch.from_numpy(ids).to(model.device)
@@ -143,7 +143,7 @@ def token_attributions(
     model: LangCellNetwork,
     tokens: CellTokens,
     texts: Sequence[str],
-    targets: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int] | np.ndarray],
     *,
     alpha: float = ZEROSHOT_ALPHA,
     use_ctm: bool = True,
@@ -184,7 +184,7 @@ def token_attributions(
         )
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"`alpha` must be between 0 and 1, got {alpha}.")
-    options = {"alpha": float(alpha), "use_ctm": bool(use_ctm), "temperature": temperature}
+    options: dict[str, Any] = {"alpha": float(alpha), "use_ctm": bool(use_ctm), "temperature": temperature}
     was_training = model.training
     model.eval()
     try:
