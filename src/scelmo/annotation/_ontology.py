@@ -410,7 +410,8 @@ class _LabelIndex:
         if tokens in self.by_tokens:
             term_id, text, _ = self.by_tokens[tokens]
             return OntologyMatch(label, term_id, self.labels.get(term_id, text), text, "tokens", 1.0)
-        best: tuple[float, int, str, str] | None = None
+        # (score, is the label, -number of words, term id, text): the first three rank candidates.
+        best: tuple[float, bool, int, str, str] | None = None
         for doc_tokens, term_id, text, how in self.docs:
             shared = tokens & doc_tokens
             if not shared:
@@ -425,10 +426,10 @@ class _LabelIndex:
             # Ties: labels before synonyms, then shorter names.
             key = (score, how == "label", -len(doc_tokens))
             if best is None or key > best[:3]:
-                best = (*key, term_id, text)  # type: ignore[assignment]
+                best = (*key, term_id, text)
         if best is None or best[0] < min_score:
             return OntologyMatch(label, None, None, None, "unmapped", round(best[0], 4) if best else 0.0)
-        score, _, _, term_id, text = best  # type: ignore[misc]
+        score, _, _, term_id, text = best
         return OntologyMatch(
             label, term_id, self.labels.get(term_id, text), text, "fuzzy", round(float(score), 4)
         )
