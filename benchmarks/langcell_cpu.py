@@ -48,7 +48,9 @@ def models(text_layers: int):
     torch.manual_seed(0)
     text_geometry = dict(TEXT_BASE, num_hidden_layers=text_layers)
     base = LangCell.from_config(CELL_GEOMETRY, text_geometry, text_tokenizer=wordpiece_vocab()).eval()
-    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base), {torch.nn.Linear}, dtype=torch.qint8)
+    quantized = torch.ao.quantization.quantize_dynamic(
+        copy.deepcopy(base), {torch.nn.Linear}, dtype=torch.qint8
+    )
     return {"fp32": (base, None), "bf16": (base, "bf16"), "int8": (quantized, None)}
 
 
@@ -80,7 +82,9 @@ def run(n_cells: int, rounds: int, text_layers: int, zeroshot_cells: int) -> Non
         for name in OPTIONS:
             model, dtype = variants[name]
             start = time.perf_counter()
-            embeddings[name][part], _ = encode_cell_tokens(model, tokens.subset(part), dtype=dtype, progress=False)
+            embeddings[name][part], _ = encode_cell_tokens(
+                model, tokens.subset(part), dtype=dtype, progress=False
+            )
             seconds[name] += time.perf_counter() - start
 
     zs_tokens = tokens.subset(np.arange(zeroshot_cells))
@@ -109,7 +113,9 @@ def run(n_cells: int, rounds: int, text_layers: int, zeroshot_cells: int) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cells", type=int, default=96, help="cells encoded per option")
     parser.add_argument("--zeroshot-cells", type=int, default=32, help="cells annotated per option")
     parser.add_argument("--rounds", type=int, default=4)

@@ -235,6 +235,7 @@ def test_wheel_contents(dists):
     }
     assert not modules - names, f"modules missing from the wheel: {sorted(modules - names)}"
     assert "scelmo/datasets/registry.toml" in names
+    assert "scelmo/py.typed" in names  # type checkers read the package's annotations
     assert f"{info}/licenses/LICENSE" in names
     assert not [
         n for n in names if n.startswith(("tests/", "docs/", "src/")) or n.endswith((".pyc", ".h5ad"))

@@ -10,7 +10,7 @@ does the rest once for all of them, as decoupler's ``_run`` does for its methods
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +145,11 @@ def _langcell(
     )
 
 
-_SCORERS = {"elmo": _elmo, "langcell": _langcell}
+#: Method -> scorer; each takes its own options class (build_options picks it).
+_SCORERS: dict[str, Callable[[AnnData, list[str], dict[str, list[str]], Any, _Sources], _Scored]] = {
+    "elmo": _elmo,
+    "langcell": _langcell,
+}
 
 
 def run_zeroshot(

@@ -181,7 +181,7 @@ def knn_annotate(
         raise ValueError(f"`k` must be at least 1, got {k}.")
     if copy:
         adata = adata.copy()
-    index_options = {
+    index_options: dict[str, Any] = {
         "weights": weights,
         "metric": metric,
         "M": M,
@@ -246,7 +246,7 @@ def _cross_validated(
     folds: int,
     random_state: int,
     k: int,
-    index_options: dict[str, object],
+    index_options: dict[str, Any],
 ) -> KnnVotes:
     """Out-of-fold votes of ``adata``'s own labelled cells (``reference=None``)."""
     if label_key not in adata.obs:
@@ -275,7 +275,7 @@ def _reference_votes(
     reference_rep: str,
     random_state: int,
     k: int,
-    index_options: dict[str, object],
+    index_options: dict[str, Any],
 ) -> tuple[KnnVotes, int, str | None]:
     """Votes of the labelled ``reference`` cells; also their number and the reference's gene-table hash."""
     if label_key not in reference.obs:

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 
 from anndata import AnnData
 
-from .._anndata import check_key, token_matrix
-from .._logging import logger
-from .._matrix import is_dask
-from ..cell_tokens import CellTokens
+from scelmo._anndata import check_key, token_matrix
+from scelmo._logging import logger
+from scelmo._matrix import is_dask
+from scelmo.cell_tokens import CellTokens
 
 if TYPE_CHECKING:
     from torch import device as Device
     from torch import dtype as DType
 
-    from ..models import LangCell
+    from scelmo.models import LangCell
 
 
 def langcell_encode(
@@ -92,7 +92,7 @@ def langcell_encode(
     >>> adata.obsm["X_langcell"].shape  # doctest: +SKIP
     (2700, 256)
     """
-    from ..models.langcell import LangCell, encode_cell_tokens, lazy_encode_cell_tokens
+    from scelmo.models.langcell import LangCell, encode_cell_tokens, lazy_encode_cell_tokens
 
     check_key(key_added)
     adata = adata.copy() if copy else adata

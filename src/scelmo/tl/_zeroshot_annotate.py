@@ -6,19 +6,20 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import check_key
-from .._logging import logger
-from ..annotation._output import UNKNOWN
-from ..annotation._zeroshot import METHODS, run_zeroshot
-from ..annotation._zeroshot_options import ElmoZeroShotOptions, LangCellZeroShotOptions, build_options
-from ..gene_embeddings import GeneEmbeddings
+from scelmo._anndata import check_key
+from scelmo._logging import logger
+from scelmo.annotation._output import UNKNOWN
+from scelmo.annotation._zeroshot import METHODS, run_zeroshot
+from scelmo.annotation._zeroshot_options import ElmoZeroShotOptions, LangCellZeroShotOptions, build_options
+from scelmo.gene_embeddings import GeneEmbeddings
 
 if TYPE_CHECKING:
-    from ..models.langcell import LangCell
-    from ..text import TextEncoder
+    from scelmo.models.langcell import LangCell
+    from scelmo.text import TextEncoder
 
 
 def zeroshot_annotate(
@@ -274,7 +275,7 @@ def zeroshot_annotate(
         "added obs[%r] (%d classes, %d unknown), obs[%r], obsm[%r] and uns[%r] (zero-shot %s)",
         key_added,
         len(result.classes),
-        int((result.labels == UNKNOWN).sum()),
+        int(np.sum(result.labels == UNKNOWN)),
         f"{key_added}_score",
         f"{key_added}_probs",
         key_added,

@@ -5,18 +5,19 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from ..._optional import import_optional
-from ...cell_tokens import CellTokens
+from scelmo._optional import import_optional
+from scelmo.cell_tokens import CellTokens
 
 if TYPE_CHECKING:
     from torch import Tensor
     from torch import device as Device
     from torch import dtype as DType
     from transformers import BertModel
+    from transformers.models.bert.modeling_bert import BertLayer
 
     from ._network import LangCellNetwork
 
@@ -41,7 +42,8 @@ def resolve_dtype(dtype: str | DType | None) -> DType | None:
         key = dtype.lower().removeprefix("torch.")
         if key not in _DTYPES:
             raise ValueError(f"Unknown dtype {dtype!r}: use None (float32), 'bf16' or 'fp16'.")
-        return None if _DTYPES[key] is None else getattr(torch, _DTYPES[key])
+        name = _DTYPES[key]
+        return None if name is None else getattr(torch, name)
     if dtype == torch.float32:
         return None
     if dtype in (torch.bfloat16, torch.float16):
@@ -201,7 +203,7 @@ def _cls_only_last_layer_supported(bert: BertModel) -> bool:
     layer's ``<cls>`` output depends on the other positions only through attention keys/values.
     """
     config = bert.config
-    layer = bert.encoder.layer[-1]
+    layer = cast("BertLayer", bert.encoder.layer[-1])
     return (
         getattr(config, "position_embedding_type", "absolute") == "absolute"
         and not getattr(config, "is_decoder", False)
@@ -262,7 +264,7 @@ def cls_hidden_state(bert: BertModel, input_ids: Tensor, attention_mask: Tensor)
     """
     if not _cls_only_last_layer_supported(bert):
         return bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
-    last = bert.encoder.layer[-1]
+    last = cast("BertLayer", bert.encoder.layer[-1])  # a ModuleList item is typed as a plain Module
     hidden = _without_last_layer(bert)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     attention = last.attention.self
     heads = attention.num_attention_heads
