@@ -59,10 +59,6 @@ class Expression:
     layer: str | None
     use_raw: bool
 
-    def __iter__(self) -> Any:
-        # Transitional: callers that unpack ``matrix, var_names, source`` (removed once all use fields).
-        return iter((self.matrix, self.var_names, self.source))
-
     @property
     def var_names(self) -> pd.Index:
         """The matrix's gene names (the index of :attr:`var`)."""
