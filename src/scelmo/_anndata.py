@@ -185,14 +185,8 @@ def token_matrix(adata: AnnData, tokens_key: str = "langcell_tokens") -> Any:
 def cell_tokens(adata: AnnData, tokens_key: str = "langcell_tokens") -> CellTokens:
     """The cells' rank-value tokens: ``adata.obsm[tokens_key]``, else tokenized from the raw counts now.
 
-    See :func:`token_matrix`; a lazy (dask) token matrix is computed here.
-
-    Parameters
-    ----------
-    adata
-        The cells.
-    tokens_key
-        Where the tokens are (or are written).
+    See :func:`token_matrix` (the parameters are the same); a lazy (dask) token matrix is
+    computed here.
 
     Returns
     -------

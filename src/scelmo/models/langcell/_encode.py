@@ -287,6 +287,29 @@ def cls_hidden_state(bert: BertModel, input_ids: Tensor, attention_mask: Tensor)
     return cls[:, 0]
 
 
+def model_batches(
+    model: LangCellNetwork, tokens: CellTokens, *, batch_size: int, max_tokens: int | str | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`cell_batches` with the model's ``<cls>``, padding, length and vocabulary, on its device's budget."""
+    return cell_batches(
+        tokens,
+        batch_size=batch_size,
+        cls_token_id=model.cls_token_id,
+        max_length=model.cell_max_length,
+        pad_token_id=model.cell_pad_token_id,
+        max_tokens=resolve_max_tokens(max_tokens, model.device),
+        vocab_size=int(model.cell_bert.config.vocab_size),
+    )
+
+
+def autocast_context(device: Device, dtype: str | DType | None) -> contextlib.AbstractContextManager[object]:
+    """``torch.autocast`` in ``dtype`` on ``device``, or a no-op for float32 (``None``)."""
+    autocast_dtype = resolve_dtype(dtype)
+    if autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+
+
 def encode_cell_tokens(
     model: LangCellNetwork,
     tokens: CellTokens,
@@ -337,25 +360,12 @@ def encode_cell_tokens(
     """
     from tqdm.auto import tqdm
 
-    autocast_dtype = resolve_dtype(dtype)
     device = model.device
     n_cells = tokens.n_cells
     embeddings = np.empty((n_cells, model.embed_dim), dtype=np.float32)
     cls_states = np.empty((n_cells, model.cell_hidden_size), dtype=np.float32) if store_cls else None
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
-    batches = cell_batches(
-        tokens,
-        batch_size=batch_size,
-        cls_token_id=model.cls_token_id,
-        max_length=model.cell_max_length,
-        pad_token_id=model.cell_pad_token_id,
-        max_tokens=resolve_max_tokens(max_tokens, device),
-        vocab_size=int(model.cell_bert.config.vocab_size),
-    )
+    autocast = autocast_context(device, dtype)
+    batches = model_batches(model, tokens, batch_size=batch_size, max_tokens=max_tokens)
     was_training = model.training
     model.eval()
     try:

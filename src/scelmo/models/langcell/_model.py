@@ -52,24 +52,6 @@ class LangCell(LangCellNetwork):
     :func:`scelmo.tl.langcell_encode`. The parameters are those of
     :class:`~scelmo.models.langcell._network.LangCellNetwork`.
 
-    Parameters
-    ----------
-    cell_bert
-        The cell encoder, a ``transformers.BertModel`` over Geneformer V1 tokens plus ``<cls>``.
-    text_bert
-        The BLIP-style text encoder (:class:`~scelmo.models.langcell.TextBert`).
-    cell_proj, text_proj
-        ``Linear(cell hidden, 256)`` and ``Linear(text hidden, 256)``.
-    ctm_head
-        ``Linear(text hidden, 2)``.
-    text_tokenizer
-        A BERT WordPiece tokenizer (PubMedBERT's, uncased), a folder or a ``vocab.txt`` file;
-        needed only for the text methods.
-    cls_token_id
-        Token id of the cell ``<cls>`` (25426 for Geneformer V1's vocabulary).
-    text_max_length
-        Texts are truncated to this many tokens.
-
     Examples
     --------
     >>> from scelmo.models import LangCell

@@ -31,7 +31,6 @@ Writing the scores into an AnnData is :func:`scelmo.tl.zeroshot_annotate`'s work
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -42,7 +41,7 @@ from scelmo._optional import import_optional
 from scelmo.cell_tokens import CellTokens
 
 from ._config import MAX_PAIRS, TEMPERATURE, ZEROSHOT_ALPHA
-from ._encode import cell_batches, cls_hidden_state, resolve_dtype, resolve_max_tokens
+from ._encode import autocast_context, cls_hidden_state, model_batches
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -231,15 +230,7 @@ def _score_cells(
     from tqdm.auto import tqdm
 
     device = model.device
-    batches = cell_batches(
-        tokens,
-        batch_size=batch_size,
-        cls_token_id=model.cls_token_id,
-        max_length=model.cell_max_length,
-        pad_token_id=model.cell_pad_token_id,
-        max_tokens=resolve_max_tokens(max_tokens, device),
-        vocab_size=int(model.cell_bert.config.vocab_size),
-    )
+    batches = model_batches(model, tokens, batch_size=batch_size, max_tokens=max_tokens)
     use_ctm = scores.match is not None
     with tqdm(total=tokens.n_cells, unit="cell", disable=not progress, desc="LangCell zero-shot") as bar:
         for index, ids, mask in batches:
@@ -329,12 +320,7 @@ def langcell_zeroshot(
     n_cells, n_classes = tokens.n_cells, len(texts)
     top_k = None if ctm_top_k is None or ctm_top_k >= n_classes else int(ctm_top_k)
     scores = _Scores(n_cells, n_classes, model.embed_dim, use_ctm, top_k)
-    autocast_dtype = resolve_dtype(dtype)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_context(device, dtype)
     was_training = model.training
     model.eval()
     try:
