@@ -291,3 +291,30 @@ def test_tokenize_and_langcell_encode_through_a_cluster(tmp_path, data):
         se.tl.langcell_encode(lazy, model, progress=False)
         computed = lazy.obsm["X_langcell"].compute()
     np.testing.assert_allclose(computed, eager.obsm["X_langcell"], atol=1e-5)
+
+
+def test_soma_experiment_to_langcell_embeddings(data, tmp_path):
+    tiledbsoma_io = pytest.importorskip("tiledbsoma.io")
+    model = _tiny_langcell(tmp_path)
+    X, _, _ = data
+    counts = X[:300].copy()
+    counts.data = np.expm1(counts.data).round()
+    ids = [f"ENSG{i:011d}" for i in range(N_GENES)]
+    source = AnnData(sp.csr_matrix(counts), var=pd.DataFrame(index=ids))
+    source.obs_names = [f"cell{i}" for i in range(300)]
+    uri = str(tmp_path / "experiment")
+    tiledbsoma_io.from_anndata(uri, source, measurement_name="RNA", X_layer_name="raw")
+    vocab = {
+        "token_ids": {gene: i + 2 for i, gene in enumerate(ids)},
+        "gene_medians": dict.fromkeys(ids, 1.0),
+    }
+
+    lazy = se.datasets.read_soma(uri, gene_column=None, chunk_size=128)
+    lazy.var_names = ids  # the experiment's var ids, as the source had them
+    se.pp.tokenize(lazy, dictionaries=vocab)
+    se.tl.langcell_encode(lazy, model, progress=False)
+    assert isinstance(lazy.obsm["X_langcell"], da.Array)
+    with pytest.warns(UserWarning, match="have no counts"):
+        se.pp.tokenize(source, dictionaries=vocab)
+    se.tl.langcell_encode(source, model, progress=False)
+    np.testing.assert_allclose(lazy.obsm["X_langcell"].compute(), source.obsm["X_langcell"], atol=1e-5)

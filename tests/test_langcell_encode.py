@@ -200,3 +200,19 @@ def test_batches_respect_the_position_budget(model, random_tokens):
     assert sorted(seen) == list(range(random_tokens.n_cells))
     with pytest.raises(ValueError, match="max_tokens"):
         encode_cell_tokens(model, random_tokens, max_tokens=0)
+
+
+def test_auto_dtype_is_bf16_where_native_and_close_to_float32(model, random_tokens):
+    from scelmo.models.langcell._encode import native_bf16, resolve_dtype
+
+    expected = torch.bfloat16 if native_bf16("cpu") else None
+    assert resolve_dtype("auto", "cpu") is expected
+    assert resolve_dtype("auto", "meta") is None  # no hardware: float32
+    full, _ = encode_cell_tokens(model, random_tokens, progress=False)
+    auto, _ = encode_cell_tokens(model, random_tokens, dtype="auto", progress=False)
+    cosine = np.sum(full * auto, axis=1) / (np.linalg.norm(full, axis=1) * np.linalg.norm(auto, axis=1))
+    assert cosine.min() > 0.99
+    adata = ad.AnnData(np.zeros((random_tokens.n_cells, 1), dtype=np.float32))
+    adata.obsm["langcell_tokens"] = random_tokens.to_sparse()
+    se.tl.langcell_encode(adata, model, dtype="auto", progress=False)
+    assert adata.uns["X_langcell"]["params"]["dtype"] == ("bfloat16" if expected is not None else "float32")

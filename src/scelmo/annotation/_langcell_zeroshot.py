@@ -80,7 +80,7 @@ def _resolve_model(
 def _info(model: LangCell, path: str | None, options: dict[str, Any]) -> dict[str, Any]:
     from scelmo.models.langcell._encode import resolve_dtype
 
-    resolved = resolve_dtype(options["dtype"])
+    resolved = resolve_dtype(options["dtype"], model.device)
     use_ctm, ctm_top_k, temperature = options["use_ctm"], options["ctm_top_k"], options["temperature"]
     return {
         "checkpoint_hash": model.checkpoint_hash,
