@@ -154,6 +154,8 @@ def read_soma(
                 f"var has no column {gene_column!r}; it has {list(var.columns)}. Pass gene_column=."
             )
         var.index = pd.Index(var[gene_column].astype(str).to_numpy(), name=None)
+    else:
+        var.index = var["soma_joinid"].astype(str).to_numpy()
     X = _soma_dask_matrix(
         uri,
         measurement,
