@@ -142,7 +142,6 @@ def cluster(n_workers: int, memory_limit: str):
 
 def run_elmo(cells: list[int], workers: list[int], memory_limit: str, reference_cells: int) -> None:
     import anndata as ad
-    from distributed import Client
 
     import scelmo as se
 
@@ -160,20 +159,37 @@ def run_elmo(cells: list[int], workers: list[int], memory_limit: str, reference_
         f"kernel {reference_cells / embed:,.0f} cells/s, both {reference_cells / (generate + embed):,.0f} cells/s"
     )
     reference_rate = reference_cells / (generate + embed)
+
+    def job(n_cells: int, out: Path) -> None:
+        adata = ad.AnnData(lazy_matrix(n_cells))
+        adata.var_names = genes
+        se.tl.elmo_embed(adata, table, progress=False)
+        adata.obsm["X_elmo"].to_zarr(str(out))
+
+    def warm_up(client) -> None:
+        client.run(
+            lambda: weighted_gene_average(weighted_gene_average_warmup, aligned[:, :8], progress=False)
+        )
+
+    cluster_runs(job, cells, workers, memory_limit, reference_rate, warm_up)
+
+
+def cluster_runs(
+    job, cells: list[int], workers: list[int], memory_limit: str, reference_rate: float, warm_up=None
+) -> None:
+    """Run ``job(n_cells, zarr_path)`` on clusters of each size; print wall time, rate and peak memory."""
+    from distributed import Client
+
     print("workers  cells       wall s   cells/s   vs in-process  peak worker GiB  peak client GiB")
     for n_workers in workers:
         with cluster(n_workers, memory_limit) as local, Client(local) as client:
-            client.run(
-                lambda: weighted_gene_average(weighted_gene_average_warmup, aligned[:, :8], progress=False)
-            )
+            if warm_up is not None:
+                warm_up(client)
             for n_cells in cells:
-                out = Path(tempfile.mkdtemp(prefix="scale_")) / "X_elmo.zarr"
-                adata = ad.AnnData(lazy_matrix(n_cells))
-                adata.var_names = genes
+                out = Path(tempfile.mkdtemp(prefix="scale_")) / "embeddings.zarr"
                 with MemorySampler(client) as memory:
                     start = time.perf_counter()
-                    se.tl.elmo_embed(adata, table, progress=False)
-                    adata.obsm["X_elmo"].to_zarr(str(out))
+                    job(n_cells, out)
                     wall = time.perf_counter() - start
                 rate = n_cells / wall
                 print(
@@ -226,7 +242,6 @@ def run_langcell(cells: list[int], workers: list[int], memory_limit: str) -> Non
     """``pp.tokenize`` + ``tl.langcell_encode`` on generated counts through the cluster, beside in-process."""
     import anndata as ad
     import torch
-    from distributed import Client
 
     import scelmo as se
     from scelmo.cell_tokens import match_genes, rank_value_encode
@@ -253,27 +268,15 @@ def run_langcell(cells: list[int], workers: list[int], memory_limit: str) -> Non
         f"in-process ({reference:,} cells, {torch.get_num_threads()} threads, generation excluded): tokenize "
         f"{reference / tokenize:,.0f} cells/s, encode {reference / encode:,.0f} cells/s, both {reference_rate:,.0f} cells/s"
     )
-    print("workers  cells       wall s   cells/s   vs in-process  peak worker GiB  peak client GiB")
-    for n_workers in workers:
-        with cluster(n_workers, memory_limit) as local, Client(local) as client:
-            for n_cells in cells:
-                out = Path(tempfile.mkdtemp(prefix="scale_")) / "X_langcell.zarr"
-                adata = ad.AnnData(lazy_matrix(n_cells, counts=True))
-                adata.var_names = genes
-                with MemorySampler(client) as memory:
-                    start = time.perf_counter()
-                    se.pp.tokenize(
-                        adata, dictionaries=dictionaries, max_length=MAX_LENGTH, hgnc_fallback=False
-                    )
-                    se.tl.langcell_encode(adata, model, progress=False)
-                    adata.obsm["X_langcell"].to_zarr(str(out))
-                    wall = time.perf_counter() - start
-                rate = n_cells / wall
-                print(
-                    f"{n_workers:>7}  {n_cells:>10,}  {wall:>7.1f}  {rate:>8,.0f}  {rate / reference_rate:>13.2f}x"
-                    f"  {max(memory.peaks.values()):>15.2f}  {memory.local_peak:>15.2f}"
-                )
-                shutil.rmtree(out.parent)
+
+    def job(n_cells: int, out: Path) -> None:
+        adata = ad.AnnData(lazy_matrix(n_cells, counts=True))
+        adata.var_names = genes
+        se.pp.tokenize(adata, dictionaries=dictionaries, max_length=MAX_LENGTH, hgnc_fallback=False)
+        se.tl.langcell_encode(adata, model, progress=False)
+        adata.obsm["X_langcell"].to_zarr(str(out))
+
+    cluster_runs(job, cells, workers, memory_limit, reference_rate)
 
 
 if __name__ == "__main__":
