@@ -88,22 +88,19 @@ def test_a_bad_block_fails_when_computed_with_the_cell_named(data):
 
 
 def test_the_table_enters_the_graph_once(data):
+    from scelmo._products import TableProduct
+
     X, genes, table = data
     lazy = _adata(da.from_array(X, chunks=(100, N_GENES)), genes)
     se.tl.elmo_embed(lazy, table, progress=False)
     graph = dict(lazy.obsm["X_elmo"].__dask_graph__())
     aligned = table.align(genes, min_coverage=0).matrix
-    holding_table = [
-        key for key, value in graph.items() if isinstance(value, np.ndarray) and value.shape == aligned.shape
-    ]
-    holding_table += [
-        key
-        for key, value in graph.items()
-        if hasattr(value, "value")
-        and isinstance(value.value, np.ndarray)
-        and value.value.shape == aligned.shape
-    ]
-    assert len(holding_table) == 1
+    values = [getattr(value, "value", value) for value in graph.values()]
+    # The table travels once, inside its product (with the kernel's tiles built once), never alone.
+    products = [value for value in values if isinstance(value, TableProduct)]
+    assert len(products) == 1
+    np.testing.assert_array_equal(products[0].table, aligned)
+    assert not [v for v in values if isinstance(v, np.ndarray) and v.shape == aligned.shape]
     assert len(lazy.X.chunks[0]) == 12
 
 

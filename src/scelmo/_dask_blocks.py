@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["chunk_bounds", "map_row_chunks", "one_column_chunk", "shared"]
+__all__ = ["chunk_bounds", "lazy_row_chunks", "map_row_chunks", "one_column_chunk", "shared"]
 
 
 def one_column_chunk(matrix: Any) -> Any:
@@ -98,3 +98,43 @@ def map_row_chunks(
         for block, (start, stop) in zip(blocks, chunk_bounds(matrix), strict=True)
     ]
     return list(dask.compute(*tasks)) if compute else tasks
+
+
+def lazy_row_chunks(
+    func: Callable[..., Any],
+    matrix: Any,
+    *args: Any,
+    width: int,
+    out_dtype: Any,
+    meta: Any,
+    **kwargs: Any,
+) -> Any:
+    """A lazy dask array stacking ``func(block, *args, start=first_row, **kwargs)`` over the row chunks.
+
+    The shape of the dask-native tools' outputs (embeddings, tokens): one task per row chunk of
+    ``matrix``, each returning a ``(chunk rows, width)`` array of ``out_dtype`` (``meta`` gives
+    its kind: an ndarray or a scipy sparse matrix); nothing is computed.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> from scelmo._dask_blocks import lazy_row_chunks
+    >>> x = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 1))
+    >>> def first_row(block, start):
+    ...     return np.full((block.shape[0], 1), start)
+    >>> lazy_row_chunks(first_row, x, width=1, out_dtype=int, meta=np.empty((0, 0), int)).compute().ravel().tolist()
+    [0, 0, 2]
+    """
+    import dask
+    import dask.array as da
+
+    matrix = one_column_chunk(matrix)
+    task = dask.delayed(func, pure=True)
+    pieces = [
+        da.from_delayed(
+            task(block, *args, start=start, **kwargs), shape=(stop - start, width), dtype=out_dtype, meta=meta
+        )
+        for block, (start, stop) in zip(matrix.to_delayed().ravel(), chunk_bounds(matrix), strict=True)
+    ]
+    return da.concatenate(pieces, axis=0) if pieces else da.zeros((0, width), dtype=out_dtype)

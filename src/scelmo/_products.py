@@ -15,7 +15,7 @@ single-threaded CSR kernel whenever the matrix is not very sparse.
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -89,6 +89,19 @@ class TableProduct:
                 )
                 for start in range(0, dim, TORCH_COLUMN_BLOCK)
             ]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to dask workers once per graph: the tiles travel with the table, the module does not.
+        state = self.__dict__.copy()
+        state.pop("_torch", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.backend == "torch":
+            import torch
+
+            self._torch = torch
 
     def into(self, block: np.ndarray | sp.csr_matrix, out: np.ndarray) -> None:
         """Write ``block @ table`` into ``out`` (a C-contiguous float32 view)."""

@@ -170,7 +170,7 @@ def _overflowing_rows(out: np.ndarray, totals: np.ndarray) -> np.ndarray:
 
 def embed_block(
     block: Any,
-    table: np.ndarray,
+    table: np.ndarray | TableProduct,
     *,
     start: int,
     mode: Mode,
@@ -188,7 +188,9 @@ def embed_block(
     block
         Cells x all genes: ndarray or scipy sparse.
     table
-        Genes x dims float32 table aligned to the block's columns.
+        Genes x dims float32 table aligned to the block's columns, or its
+        :class:`~scelmo._products.TableProduct` (built once for many blocks; ``backend`` is
+        then its own).
     start
         Index of the block's first cell in the whole matrix, for messages.
     mode, weights_mask, backend
@@ -206,14 +208,15 @@ def embed_block(
     >>> embed_block(np.array([[1.0, 3.0]]), np.eye(2, dtype=np.float32), start=0, mode="wa", weights_mask=None).tolist()
     [[0.25, 0.75]]
     """
+    product = table if isinstance(table, TableProduct) else TableProduct(table, backend)
     block = to_float32_block(block)
     check = _BlockCheck(mode)
     check(block, offset=start)
-    out = np.empty((block.shape[0], table.shape[1]), dtype=np.float32)
+    out = np.empty((block.shape[0], product.table.shape[1]), dtype=np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         totals = _row_weight_sums(block, weights_mask)
-        TableProduct(table, backend).into(block, out)
-        _scale_rows(out, totals, mode, table.shape[0])
+        product.into(block, out)
+        _scale_rows(out, totals, mode, product.table.shape[0])
         overflow = _overflowing_rows(out, totals)
     if overflow.size:
         raise ValueError(_overflow_message(overflow + start, block.shape[0], check.largest, None))
@@ -225,29 +228,22 @@ def _lazy_average(
 ) -> Any:
     """A dask array of the embeddings: one :func:`embed_block` task per row chunk of ``matrix``.
 
-    The table enters the graph once, as one key that every task depends on: a distributed
-    scheduler sends it to each worker once, not with every task.
+    The table's product (the table and its kernel's tiles, built once here) enters the graph as
+    one key that every task depends on: a distributed scheduler sends it to each worker once,
+    and no task rebuilds the tiles.
     """
-    import dask
-    import dask.array as da
+    from scelmo._dask_blocks import lazy_row_chunks, shared
 
-    if matrix.numblocks[1] > 1:
-        matrix = matrix.rechunk({1: -1})
-    shared_table = dask.delayed(table, pure=True)
-    shared_mask = None if weights_mask is None else dask.delayed(weights_mask, pure=True)
-    starts = np.concatenate([[0], np.cumsum(matrix.chunks[0])[:-1]]).astype(int)
-    pieces = [
-        da.from_delayed(
-            dask.delayed(embed_block, pure=True)(
-                block, shared_table, start=int(start), mode=mode, weights_mask=shared_mask, backend=backend
-            ),
-            shape=(rows, table.shape[1]),
-            dtype=np.float32,
-            meta=np.empty((0, 0), dtype=np.float32),
-        )
-        for block, start, rows in zip(matrix.to_delayed().ravel(), starts, matrix.chunks[0], strict=True)
-    ]
-    return da.concatenate(pieces, axis=0) if pieces else da.zeros((0, table.shape[1]), dtype=np.float32)
+    return lazy_row_chunks(
+        embed_block,
+        matrix,
+        shared(TableProduct(table, backend), pure=False),
+        width=table.shape[1],
+        out_dtype=np.float32,
+        meta=np.empty((0, 0), dtype=np.float32),
+        mode=mode,
+        weights_mask=None if weights_mask is None else shared(weights_mask),
+    )
 
 
 def _overflow_message(rows: np.ndarray, n_cells: int, largest: float, cell_names: Any) -> str:

@@ -934,24 +934,17 @@ def lazy_rank_value_encode(
     array([[3, 2],
            [2, 0]], dtype=int16)
     """
-    import dask
-    import dask.array as da
+    from scelmo._dask_blocks import lazy_row_chunks, shared
 
     check_match(match, X.shape[1], where)
-    if X.numblocks[1] > 1:
-        X = X.rechunk({1: -1})
-    shared = dask.delayed(match, pure=True)
     dtype = np.int16 if match.tokens.max(initial=0) <= np.iinfo(np.int16).max else np.int32
-    starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
-    pieces = [
-        da.from_delayed(
-            dask.delayed(encode_token_block, pure=True)(
-                block, shared, start=int(start), max_length=max_length, where=where
-            ),
-            shape=(rows, max_length),
-            dtype=dtype,
-            meta=sp.csr_matrix((0, 0), dtype=dtype),
-        )
-        for block, start, rows in zip(X.to_delayed().ravel(), starts, X.chunks[0], strict=True)
-    ]
-    return da.concatenate(pieces, axis=0)
+    return lazy_row_chunks(
+        encode_token_block,
+        X,
+        shared(match),
+        width=max_length,
+        out_dtype=dtype,
+        meta=sp.csr_matrix((0, 0), dtype=dtype),
+        max_length=max_length,
+        where=where,
+    )

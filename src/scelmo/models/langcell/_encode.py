@@ -480,32 +480,30 @@ def lazy_encode_cell_tokens(
     >>> emb, _ = lazy_encode_cell_tokens(model, adata.obsm["langcell_tokens"])  # doctest: +SKIP
     >>> emb.to_zarr("X_langcell.zarr")  # doctest: +SKIP
     """
-    import dask
-    import dask.array as da
+    from scelmo._dask_blocks import lazy_row_chunks, shared
 
-    if token_matrix.numblocks[1] > 1:
-        token_matrix = token_matrix.rechunk({1: -1})
-    shared_model = dask.delayed(model, pure=False)
-    tasks = [
-        dask.delayed(encode_token_block, pure=True, nout=2)(
-            block,
-            shared_model,
-            batch_size=batch_size,
-            max_tokens=max_tokens,
-            dtype=dtype,
-            store_cls=store_cls,
-        )
-        for block in token_matrix.to_delayed().ravel()
-    ]
+    width = model.embed_dim + (model.cell_hidden_size if store_cls else 0)
+    # One task per chunk returns embeddings and <cls> states side by side; the two outputs are
+    # column slices of it (two separate arrays from one task would run the task twice).
+    both = lazy_row_chunks(
+        _encode_block_side_by_side,
+        token_matrix,
+        shared(model, pure=False),
+        width=width,
+        out_dtype=np.float32,
+        meta=np.empty((0, 0), dtype=np.float32),
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        dtype=dtype,
+        store_cls=store_cls,
+    )
+    embeddings = both[:, : model.embed_dim]
+    return embeddings, (both[:, model.embed_dim :] if store_cls else None)
 
-    def stacked(part: int, width: int) -> Any:
-        pieces = [
-            da.from_delayed(
-                task[part], shape=(rows, width), dtype=np.float32, meta=np.empty((0, 0), np.float32)
-            )
-            for task, rows in zip(tasks, token_matrix.chunks[0], strict=True)
-        ]
-        return da.concatenate(pieces, axis=0)
 
-    embeddings = stacked(0, model.embed_dim)
-    return embeddings, (stacked(1, model.cell_hidden_size) if store_cls else None)
+def _encode_block_side_by_side(
+    block: Any, model: LangCellNetwork, *, start: int, **options: Any
+) -> np.ndarray:
+    """:func:`encode_token_block` with its two outputs as one array (``start`` is not needed)."""
+    embeddings, cls_states = encode_token_block(block, model, **options)
+    return embeddings if cls_states is None else np.hstack([embeddings, cls_states])
