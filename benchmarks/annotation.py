@@ -143,17 +143,18 @@ def zeroshot_table(adata, table, names_only, *, grid: bool) -> pd.DataFrame:
     tasks = _tasks(adata)
     variants = [
         (
-            "default (genes, contrast, refine=3, n_genes=20, all texts, gene_mentions, "
-            "mention_weight=4, unspell, scale; rematch and abstain off)",
+            "default (genes, contrast, refine=3, n_genes=10, all texts, gene_mentions with products and "
+            "subtypes, named_share=0.75, smooth=3, unspell, scale, abstain; rematch off)",
             {},
         ),
         ("gene_mentions=False", {"gene_mentions": False}),
-        ("mention_weight=2", {"mention_weight": 2.0}),
-        ("mention_weight=8", {"mention_weight": 8.0}),
+        ("subtype_mentions=False", {"subtype_mentions": False}),
+        ("named_share=0 (mention_weight=4 ranks named genes)", {"named_share": 0.0}),
+        ("smooth=0", {"smooth": 0}),
         ("rematch=True", {"rematch": True}),
         ("unspell=False", {"unspell": False}),
-        ("abstain=True", {"abstain": True}),
-        ("n_genes=10", {"n_genes": 10}),
+        ("abstain=False", {"abstain": False}),
+        ("n_genes=20", {"n_genes": 20}),
         ("parent-term texts (celltype_descriptions(parents=True))", {"parents": True}),
         ("refine=0 (text signatures only)", {"refine": 0}),
         ("refine=1", {"refine": 1}),

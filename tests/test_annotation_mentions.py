@@ -102,7 +102,8 @@ def test_protein_names_only_when_marked():
         ("granzyme-B", 1, ("GZMB",), "name"),
     ]
     assert _found("granzyme B-positive")[0][2] == ("GZMB",)
-    assert _found("cells with perforin and granzyme B") == []  # unmarked words are never genes
+    # unmarked, only a product's whole approved name counts ("perforin" is short for "perforin 1")
+    assert _found("cells with perforin and granzyme B") == [("granzyme b", 1, ("GZMB",), "product")]
     # words, letters and Roman numerals are not symbols, even marked
     assert _found("MHC class II-positive, lineage-negative, B-cell") == [("II", 1, (), "unresolved")]
 
@@ -195,6 +196,10 @@ def test_named_genes_join_the_signature(pbmc, table):
         refine=0,
         n_genes=n_genes,
         mention_weight=weight,
+        named_share=0.0,  # named genes ranked by mention_weight (the share: tests/test_zeroshot_evidence.py)
+        subtype_mentions=False,
+        abstain=False,
+        smooth=0,
         unspell=False,  # the reference below is the plain text similarity
         cache=False,
     )

@@ -72,6 +72,7 @@ def test_gene_score_equals_independent_computation(pbmc, table):
         n_genes=5,
         gene_mentions=False,
         abstain=False,  # the formula of the scores; abstention is tested on its own
+        smooth=0,  # smoothing: tests/test_zeroshot_evidence.py and tests/test_explain.py
         unspell=False,  # the stand-in table's text is the symbol: nothing would be left
         cache=False,
     )
@@ -97,6 +98,7 @@ def test_gene_score_equals_independent_computation(pbmc, table):
         n_genes=5,
         gene_mentions=False,
         abstain=False,
+        smooth=0,
         unspell=False,
         temperature=0.1,
         cache=False,
@@ -139,8 +141,9 @@ def test_texts_naming_markers_find_the_cell_types(pbmc, table):
         )
         assert adata.uns["zeroshot"]["absent"] == []
         report = se.tl.annotation_metrics(adata[adata.obs["coarse"] != "nan"], "coarse", "zeroshot")
-        assert report.coverage > 0.8, refine
-        assert report.accuracy_labelled > 0.75, refine
+        # a cell is labelled when its class's genes beat random genes of their level (p <= 0.05)
+        assert report.coverage > 0.6, refine
+        assert report.accuracy_labelled > 0.8, refine
 
 
 def test_cell_score_is_cosine_of_centred_embeddings(pbmc, table):
@@ -389,15 +392,21 @@ def test_a_class_whose_text_matches_nothing_takes_no_cells(pbmc, table):
     assert (adata.obs["zeroshot"] == "xyzzy cell").sum() == 0
     assert np.all(adata.obsm["zeroshot_probs"][:, list(texts).index("xyzzy cell")] == 0)
     presence = uns["presence"]
-    assert presence["xyzzy cell"]["variance"] <= presence["xyzzy cell"]["null_quantile"]
-    assert all(presence[c]["variance"] > presence[c]["null_quantile"] for c in MARKERS)
+    # its best text gene, chosen cells left out, is far from the genes marking the cells it won
+    assert presence["xyzzy cell"]["rank"] > presence["xyzzy cell"]["top"]
+    assert all(presence[c]["present"] for c in MARKERS)  # each names its markers
     report = se.tl.annotation_metrics(adata[adata.obs["coarse"] != "nan"], "coarse", "zeroshot")
-    assert report.coverage > 0.8
-    assert report.accuracy_labelled > 0.75
+    assert report.coverage > 0.6
+    assert report.accuracy_labelled > 0.8
     assert uns["params"]["abstain"] is True
     assert uns["params"]["abstain_level"] == 0.05
-    se.tl.zeroshot_annotate(adata, texts, gene_embeddings=table, encoder=BagOfWords(), n_genes=3, cache=False)
-    assert adata.uns["zeroshot"]["params"]["abstain"] is False  # the default, chosen by the protocol
+    # the cells it won go to their best present class: nearly the labels given without it
+    without = pbmc.copy()
+    se.tl.zeroshot_annotate(
+        without, MARKERS, gene_embeddings=table, encoder=BagOfWords(), n_genes=3, unspell=False, cache=False
+    )
+    assert (without.obs["zeroshot"].astype(str) == adata.obs["zeroshot"].astype(str)).mean() > 0.9
+    assert without.uns["zeroshot"]["params"]["abstain"] is True  # the default
 
 
 def test_unspell_removes_what_the_symbol_alone_explains(pbmc, table):

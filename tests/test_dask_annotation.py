@@ -40,12 +40,18 @@ def table(pbmc):
     )
 
 
-def _expression(pbmc, lazy: bool, gene_chunk: int = 400) -> AnnData:
-    """The log-normalised raw matrix in ``X`` (CSR), or as a dask array of CSR blocks."""
+def _expression(pbmc, lazy: bool, gene_chunk: int = 400, graph: bool = True) -> AnnData:
+    """The log-normalised raw matrix in ``X`` (CSR), or as a dask array of CSR blocks.
+
+    With ``graph``, ``obsp['connectivities']`` is pbmc's neighbour graph (what zero-shot
+    smoothing reads; a dask matrix without one is not smoothed).
+    """
     matrix = sp.csr_matrix(pbmc.raw.X).astype(np.float32)
     adata = AnnData(da.from_array(matrix, chunks=(CHUNK, gene_chunk)) if lazy else matrix)
     adata.var_names = list(pbmc.raw.var_names)
     adata.obs_names = pbmc.obs_names
+    if graph:
+        adata.obsp["connectivities"] = pbmc.obsp["connectivities"]
     return adata
 
 
@@ -70,10 +76,11 @@ def _same(eager: AnnData, lazy: AnnData, key: str, atol: float = 1e-6) -> None:
 
 
 ELMO_OPTIONS = [
-    {"refine": 0},
-    {"refine": 3},
-    {"refine": 2, "rematch": True},
+    {"refine": 0, "abstain": False, "smooth": 0},
+    {"refine": 3, "abstain": False},
+    {"refine": 2, "rematch": True, "abstain": False},
     {"refine": 2, "abstain": True},
+    {"refine": 2, "abstain": True, "smooth": 0},
 ]
 
 
@@ -95,7 +102,7 @@ def test_elmo_gene_scores_on_dask_equal_in_memory(pbmc, table, options):
     for name in ("genes", "refined_genes", "kept_text", "rematched", "absent"):
         assert lazy.uns["zeroshot"].get(name) == eager.uns["zeroshot"].get(name)
     for cls, presence in eager.uns["zeroshot"].get("presence", {}).items():
-        assert lazy.uns["zeroshot"]["presence"][cls] == pytest.approx(presence, rel=1e-9)
+        assert lazy.uns["zeroshot"]["presence"][cls] == presence
     assert isinstance(lazy.X, da.Array)
     # no task held the cells x genes matrix: the tasks that read all genes read one row chunk, and
     # no result is large both ways (gene sums are genes x classes, scores cells x classes)
@@ -103,6 +110,22 @@ def test_elmo_gene_scores_on_dask_equal_in_memory(pbmc, table, options):
     assert wide
     assert max(rows for rows, _ in wide) <= CHUNK
     assert all(min(shape) <= CHUNK for shape in largest.shapes)
+
+
+def test_a_dask_matrix_without_a_graph_is_not_smoothed(pbmc, table):
+    eager, lazy = _expression(pbmc, False, graph=False), _expression(pbmc, True, graph=False)
+    common = {
+        "gene_embeddings": table,
+        "encoder": BagOfWords(),
+        "n_genes": 5,
+        "unspell": False,
+        "cache": False,
+    }
+    with pytest.warns(UserWarning, match="not smoothed"):
+        se.tl.zeroshot_annotate(lazy, MARKERS, **common)
+    assert "smoothed_on" not in lazy.uns["zeroshot"]
+    se.tl.zeroshot_annotate(eager, MARKERS, **common, smooth=0)
+    _same(eager, lazy, "zeroshot")
 
 
 def test_elmo_cell_scores_on_lazy_embeddings_equal_in_memory(pbmc, table):
@@ -321,7 +344,9 @@ def test_a_non_finite_value_in_a_dask_matrix_is_refused(pbmc, table):
     lazy = AnnData(da.from_array(matrix, chunks=(CHUNK, 765)))
     lazy.var_names = list(pbmc.raw.var_names)
     with pytest.raises(ValueError, match="NaN or infinite values; fix or drop them first"):
-        se.tl.zeroshot_annotate(lazy, MARKERS, gene_embeddings=table, encoder=BagOfWords(), cache=False)
+        se.tl.zeroshot_annotate(
+            lazy, MARKERS, gene_embeddings=table, encoder=BagOfWords(), smooth=0, cache=False
+        )
 
 
 def test_cross_validated_knn_on_dask_embeddings_equals_in_memory(pbmc):

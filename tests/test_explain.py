@@ -70,14 +70,19 @@ def test_elmo_terms_sum_to_the_score_and_give_the_recorded_probabilities(annotat
     np.testing.assert_allclose(probs, annotated.obsm["zeroshot_probs"][:40], atol=1e-5)
     # default: one class per cell, its label, ten genes ranked by contribution
     default = _explain(annotated, table, cells=cells[:3])
-    assert (default["class"] == default["label"]).all()
+    best = np.array(list(MARKERS))[annotated.obsm["zeroshot_probs"][:3].argmax(1)]
+    # a cell's label, or for a cell that abstained ("unknown") its best class
+    expected = default["label"].where(
+        default["label"] != "unknown", default["cell"].map(dict(zip(cells[:3], best, strict=True)))
+    )
+    assert (default["class"] == expected).all()
     assert default.groupby("cell")["rank"].max().eq(10).all()
     assert default.groupby("cell")["contribution"].apply(lambda s: s.is_monotonic_decreasing).all()
 
 
 def test_elmo_terms_equal_an_independent_dense_computation(pbmc, table):
     adata = pbmc.copy()
-    _annotate(adata, table, refine=0, n_genes=5, gene_mentions=False, abstain=False)
+    _annotate(adata, table, refine=0, n_genes=5, gene_mentions=False, abstain=False, smooth=0)
     frame = _explain(adata, table, cells=adata.obs_names[:10], classes="all", n_top=None)
     # the signature written out: the 5 genes whose symbol's vector is closest to the class text
     encoder = BagOfWords()
@@ -102,10 +107,48 @@ def test_elmo_terms_equal_an_independent_dense_computation(pbmc, table):
             np.testing.assert_allclose(mine[expected.index], expected, rtol=1e-6, atol=1e-9)
 
 
+def test_smoothed_terms_equal_an_independent_dense_computation(pbmc, table):
+    """With ``smooth``, a cell's term for a gene reads that gene averaged over the cells its smoothed
+    score comes from: ``((I + W) / 2) ** rounds`` with ``W`` the row-normalised ``obsp`` graph."""
+    adata = pbmc.copy()
+    rounds = 2
+    _annotate(adata, table, refine=0, n_genes=5, gene_mentions=False, abstain=False, smooth=rounds)
+    assert adata.uns["zeroshot"]["smoothed_on"] == "obsp['connectivities']"
+    cells = adata.obs_names[:6]
+    frame = _explain(adata, table, cells=cells, classes="all", n_top=None)
+    graph = adata.obsp["connectivities"].toarray().astype(np.float64)
+    np.fill_diagonal(graph, 0.0)
+    graph /= graph.sum(1, keepdims=True)
+    step = (np.eye(len(graph)) + graph) / 2
+    operator = np.linalg.matrix_power(step, rounds)
+    encoder = BagOfWords()
+    genes = list(adata.raw.var_names)
+    vectors = encoder.encode(list(MARKERS.values())).astype(np.float64)
+    rows = np.asarray(table[genes], dtype=np.float64)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    sim = rows @ (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).T
+    sim -= sim.mean(1, keepdims=True)
+    x = adata.raw.X.toarray().astype(np.float64)
+    sd = x.std(0)
+    z = operator @ ((x - x.mean(0)) / np.where(sd > 1e-8, sd, 1))
+    for k, cls in enumerate(MARKERS):
+        chosen = np.argsort(-sim[:, k], kind="stable")[:5]
+        score_sd = (z[:, chosen].sum(1) / 5).std()
+        for i, cell in enumerate(cells):
+            mine = frame[(frame["cell"] == cell) & (frame["class"] == cls)].set_index("feature")[
+                "contribution"
+            ]
+            expected = pd.Series(
+                (z[i, chosen] - z[:, chosen].mean(0)) / 5 / score_sd, index=np.asarray(genes)[chosen]
+            )
+            np.testing.assert_allclose(mine[expected.index], expected, rtol=1e-6, atol=1e-9)
+
+
 def test_elmo_top_genes_matter_more_than_random_expressed_genes(pbmc, table):
-    """Faithfulness: zeroing a cell's top-10 genes and annotating again lowers its score more than 10 random genes."""
+    """Faithfulness: zeroing a cell's top-10 genes and annotating again lowers its score more than 10 random genes
+    (without smoothing: with it, a cell's score also reads its neighbours, which are left as they were)."""
     base = pbmc.copy()
-    _annotate(base, table, abstain=False)
+    _annotate(base, table, abstain=False, smooth=0)
     rng = np.random.default_rng(0)
     x = base.raw.X.toarray()
     drops_top, drops_random = [], []
@@ -121,7 +164,7 @@ def test_elmo_top_genes_matter_more_than_random_expressed_genes(pbmc, table):
             changed[row, removed] = 0
             other = ad.AnnData(base.X, obs=base.obs, var=base.var)
             other.raw = ad.AnnData(changed, var=base.raw.var)
-            _annotate(other, table, abstain=False)
+            _annotate(other, table, abstain=False, smooth=0)
             after = _explain(other, table, cells=[cell], classes=cls, n_top=1)["score"].iloc[0]
             drops.append(score - after)
     assert min(drops_top) > max(drops_random)

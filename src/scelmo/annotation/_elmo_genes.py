@@ -4,21 +4,25 @@ A cell's score for a class is the weighted sum of the standardised expression (p
 z-score) of the class's signature genes (:mod:`scelmo.annotation._elmo_signatures`); then
 ``refine`` rounds of anchored self-training (:mod:`scelmo.annotation._elmo_refine`), optionally
 ``rematch`` (refined signatures given to the classes one to one by their texts) and ``abstain``
-(label-free abstention against random signatures, :mod:`scelmo.annotation._elmo_null`).
+(label-free abstention against random signatures, :mod:`scelmo.annotation._elmo_null`), after
+the scores are smoothed over the cells' neighbour graph (``smooth``, :mod:`scelmo.annotation._smoothing`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from scelmo._logging import logger
 
-from ._elmo_null import signature_null
+from ._elmo_null import signature_null, text_genes_found
 from ._elmo_refine import anchored_refine, standardise_columns
 from ._elmo_signatures import TextSignatures, ranked_genes, text_signatures
+from ._smoothing import CellGraph, smooth_scores
 from ._standardised import Standardised, standardise
 
 if TYPE_CHECKING:
@@ -27,11 +31,7 @@ if TYPE_CHECKING:
 
     from ._zeroshot_options import ElmoZeroShotOptions
 
-__all__ = ["CELL_LEVEL", "gene_scores", "match_programs"]
-
-#: A cell abstains when its best class's score is not above the median of that class's random
-#: signatures in the cell: it expresses the class's genes no more than random genes of their level.
-CELL_LEVEL = 0.5
+__all__ = ["gene_scores", "match_programs", "scored_signatures"]
 
 
 def _program_differences(standardised: Standardised, scores: np.ndarray) -> np.ndarray:
@@ -99,34 +99,119 @@ def _rematch(
     return match_programs(agreement)
 
 
-def _abstain(
+@dataclass
+class _Scored:
+    """One pass of the gene-space scorer over a set of classes."""
+
+    scores: np.ndarray
+    weights: np.ndarray
+    signatures: TextSignatures
+    kept_text: list[str]
+    rematched: dict[str, str] | None
+
+
+def _score_classes(
     standardised: Standardised,
-    scores: np.ndarray,
-    text_weights: np.ndarray,
-    weights: np.ndarray,
+    table_rows: tuple[np.ndarray, np.ndarray, Sequence[str] | np.ndarray],
+    vectors: np.ndarray,
     classes: Sequence[str],
+    texts: Mapping[str, Sequence[str]],
+    encoder: TextEncoder,
+    options: ElmoZeroShotOptions,
+    smooth: Callable[[np.ndarray], np.ndarray] | None,
+) -> _Scored:
+    """Text signatures, anchored self-training, ``rematch`` and smoothing for ``classes``."""
+    rows, matched, var_names = table_rows
+    signatures = text_signatures(
+        rows, matched, var_names, vectors, classes, texts, encoder, standardised.varies, options
+    )
+    weights = signatures.weights
+    scores = standardised.times(weights)
+    kept: list[str] = []
+    rematched = None
+    if options.refine:
+        scores, weights, refined = _refine(
+            standardised, signatures.weights, options.n_genes, options.refine, signatures.allowed
+        )
+        kept = [c for c, k in zip(classes, refined["kept_text"], strict=True) if k]
+        if options.rematch and len(classes) > 1:
+            order = _rematch(standardised, scores, weights, signatures, options.mention_weight)
+            scores, weights = scores[:, order], weights[:, order]
+            rematched = {c: classes[int(p)] for c, p in zip(classes, order, strict=True)}
+    if smooth is not None:
+        scores = smooth(scores)
+    return _Scored(scores, weights, signatures, kept, rematched)
+
+
+def _abstention(
+    standardised: Standardised,
+    scored: _Scored,
+    present: np.ndarray,
     level: float,
-) -> dict[str, Any]:
-    """Absent classes and unknown cells against random signatures of the same expression levels."""
-    # the presence test reads the text's genes (what the class was asked to be); the cell test
-    # the final signature (what the class's cells are scored on)
-    present, observed, cut = signature_null(standardised, text_weights).present(level)
-    present &= (text_weights > 0).any(axis=0)
-    final_null = signature_null(standardised, weights, seed=1)
-    positive_scores = standardised.times(np.clip(weights, 0.0, None))
-    ranked = np.where(present[None, :], standardise_columns(scores), -np.inf)
+    smooth: Callable[[np.ndarray], np.ndarray] | None,
+) -> np.ndarray:
+    """Cells whose best present class's final signature does not support them (``_elmo_null``)."""
+    if not present.any():
+        return np.ones(len(scored.scores), dtype=bool)
+    observed = standardised.times(np.clip(scored.weights, 0.0, None))
+    if smooth is not None:
+        observed = smooth(observed)
+    support = signature_null(standardised, scored.weights, seed=1).cell_pvalues(observed, smooth)
+    ranked = np.where(present[None, :], standardise_columns(scored.scores), -np.inf)
     best = np.argmax(ranked, axis=1)
-    rows = np.arange(len(scores))
-    cell_ok = positive_scores[rows, best] > final_null.cell_cut(CELL_LEVEL)[rows, best]
-    return {
-        "absent": [c for c, p in zip(classes, present, strict=True) if not p],
-        "unknown_cells": ~cell_ok if present.any() else np.ones(len(scores), dtype=bool),
-        "present_classes": present,
-        "presence": {
-            c: {"variance": float(o), "null_quantile": float(q)}
-            for c, o, q in zip(classes, observed, cut, strict=True)
-        },
-    }
+    return support[np.arange(len(best)), best] > level
+
+
+def scored_signatures(
+    matrix: Any,
+    var_names: Sequence[str] | np.ndarray,
+    table: GeneEmbeddings,
+    vectors: np.ndarray,
+    classes: Sequence[str],
+    texts: Mapping[str, Sequence[str]],
+    encoder: TextEncoder,
+    options: ElmoZeroShotOptions,
+    graph: CellGraph | None = None,
+) -> tuple[Standardised, _Scored, dict[str, Any]]:
+    """Steps 1-8 of the gene-space score: the standardised expression, the final pass and its diagnostics.
+
+    :func:`gene_scores` reports them; explanations (``scelmo.annotation._explain``) read the
+    final signatures from here, so both follow one computation.
+    """
+    aligned = table.align(var_names, min_coverage=0.0)
+    rows = aligned.matrix.astype(np.float64)
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    standardised = standardise(matrix)  # on a dask matrix, each pass is a dask graph of row-chunk tasks
+    smooth = None
+    if graph is not None and options.smooth:
+        smooth = functools.partial(smooth_scores, graph=graph, rounds=options.smooth)
+    table_rows = (rows, aligned.matched, var_names)
+
+    scored = _score_classes(standardised, table_rows, vectors, classes, texts, encoder, options, smooth)
+    info: dict[str, Any] = {}
+    if scored.signatures.mentions is not None:
+        info["mentions"] = scored.signatures.mentions
+    if smooth is not None:
+        info["smoothed_on"] = graph.source if graph is not None else None
+    if options.abstain:
+        directions = scored.signatures.directions
+        named = (directions > 0) if directions is not None else np.zeros_like(scored.weights, dtype=bool)
+        found = text_genes_found(
+            standardised, scored.signatures.weights, named, options.abstain_level, smooth
+        )
+        present = found.present
+        info["absent"] = [c for c, p in zip(classes, present, strict=True) if not p]
+        info["presence"] = found.record(classes, np.asarray(var_names))
+        info["present_classes"] = present
+        info["unknown_cells"] = _abstention(standardised, scored, present, options.abstain_level, smooth)
+    info["coverage"] = aligned.report(max_listed=20)
+    logger.debug(
+        "zero-shot elmo: %d classes, %d matched genes, %d refinement rounds",
+        len(classes),
+        aligned.n_matched,
+        options.refine,
+    )
+    return standardised, scored, info
 
 
 def gene_scores(
@@ -138,6 +223,7 @@ def gene_scores(
     texts: Mapping[str, Sequence[str]],
     encoder: TextEncoder,
     options: ElmoZeroShotOptions,
+    graph: CellGraph | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Gene-space class scores ``(n_cells, n_classes)`` (see the module description).
 
@@ -157,6 +243,9 @@ def gene_scores(
         The table's encoder.
     options
         The elmo options.
+    graph
+        The neighbour graph to smooth the scores over (``options.smooth`` rounds, before the
+        abstention's tests), or ``None``.
 
     Returns
     -------
@@ -171,27 +260,15 @@ def gene_scores(
     >>> from scelmo.annotation._elmo_genes import gene_scores
     >>> scores, info = gene_scores(x, var_names, table, vectors, classes, texts, encoder, options)  # doctest: +SKIP
     """
-    aligned = table.align(var_names, min_coverage=0.0)
-    rows = aligned.matrix.astype(np.float64)
-    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    standardised = standardise(matrix)  # on a dask matrix, each pass is a dask graph of row-chunk tasks
-    signatures = text_signatures(
-        rows, aligned.matched, var_names, vectors, classes, texts, encoder, standardised.varies, options
+    _, scored, info = scored_signatures(
+        matrix, var_names, table, vectors, classes, texts, encoder, options, graph
     )
-    info: dict[str, Any] = {} if signatures.mentions is None else {"mentions": signatures.mentions}
-    text_weights = weights = signatures.weights
-    scores = standardised.times(weights)
     if options.refine:
-        scores, weights, refined = _refine(
-            standardised, text_weights, options.n_genes, options.refine, signatures.allowed
-        )
-        info["kept_text"] = [c for c, kept in zip(classes, refined["kept_text"], strict=True) if kept]
-        if options.rematch and len(classes) > 1:
-            order = _rematch(standardised, scores, weights, signatures, options.mention_weight)
-            scores, weights = scores[:, order], weights[:, order]
-            info["rematched"] = {c: classes[int(p)] for c, p in zip(classes, order, strict=True)}
-    if options.abstain:
-        info.update(_abstain(standardised, scores, text_weights, weights, classes, options.abstain_level))
+        info["kept_text"] = scored.kept_text
+    if scored.rematched is not None:
+        info["rematched"] = scored.rematched
+    scores, weights, signatures = scored.scores, scored.weights, scored.signatures
+    text_weights = signatures.weights
     names = np.asarray(var_names)
     info["genes"] = {
         c: ranked_genes(names, text_weights[:, k], signatures.affinity[:, k]) for k, c in enumerate(classes)
@@ -201,11 +278,4 @@ def gene_scores(
             c: ranked_genes(names, np.where(weights[:, k] > 0, weights[:, k], 0.0), weights[:, k])
             for k, c in enumerate(classes)
         }
-    info["coverage"] = aligned.report(max_listed=20)
-    logger.debug(
-        "zero-shot elmo: %d classes, %d matched genes, %d refinement rounds",
-        len(classes),
-        aligned.n_matched,
-        options.refine,
-    )
     return scores, info

@@ -19,6 +19,8 @@ from scelmo._matrix import is_dask
 from scelmo._records import ElmoRecord
 from scelmo.gene_embeddings import GeneEmbeddings
 
+from ._smoothing import CellGraph, cell_graph
+
 if TYPE_CHECKING:
     from ._zeroshot_options import ElmoZeroShotOptions
 
@@ -42,6 +44,8 @@ class ElmoInputs:
     source
         What was read, as ``uns[key]['params']['matrix']`` records it: ``"X"``, ``"raw"``,
         ``"layers['name']"`` or ``"obsm['X_elmo']"``.
+    graph
+        The neighbour graph the scores are smoothed over (``smooth``, ``score="genes"``), or ``None``.
     """
 
     provenance: dict[str, Any]
@@ -50,6 +54,7 @@ class ElmoInputs:
     var_names: np.ndarray | None
     cells: np.ndarray | None
     source: str
+    graph: CellGraph | None = None
 
 
 def _record(adata: AnnData, use_rep: str) -> ElmoRecord | None:
@@ -147,6 +152,11 @@ def elmo_inputs(
         elif record.matrix_source in ("raw", "X"):
             use_raw = record.use_raw
     expression = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    graph = (
+        cell_graph(adata, expression.matrix, expression.source, neighbors_key=options.neighbors_key)
+        if options.smooth
+        else None
+    )
     return ElmoInputs(
         provenance,
         gene_embeddings,
@@ -154,4 +164,5 @@ def elmo_inputs(
         np.asarray(expression.var_names),
         None,
         expression.source,
+        graph,
     )

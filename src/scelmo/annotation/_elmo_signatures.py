@@ -153,7 +153,9 @@ def text_signatures(
     if options.gene_mentions:
         from ._gene_mentions import class_mentions
 
-        directions, mentions = class_mentions(classes, texts, list(var_names))
+        directions, mentions = class_mentions(
+            classes, texts, list(var_names), subtypes=options.subtype_mentions
+        )
     named_positive = (directions > 0).any(axis=1) if directions is not None else np.zeros_like(allowed)
     if options.unspell:
         take = top_genes(text_affinity, UNSPELL_CANDIDATES * options.n_genes, allowed=allowed)
@@ -179,8 +181,31 @@ def text_signatures(
     allowed = allowed & varies
     weights = top_genes(affinity, options.n_genes, allowed=allowed)
     if directions is not None:
+        weights = _with_named_share(weights, (directions > 0) & allowed[:, None], options.named_share)
         weights[(directions < 0) & varies[:, None]] = -1.0 / options.n_genes
     return TextSignatures(weights, affinity, text_affinity, allowed, directions, mentions)
+
+
+def _with_named_share(weights: np.ndarray, named: np.ndarray, share: float) -> np.ndarray:
+    """Signature weights where each class's named genes hold ``share`` of the weight, equally.
+
+    A class naming no measured gene keeps its weights; otherwise its other chosen genes share
+    ``1 - share``. A product or marker written in a definition ("secretes glucagon") is the
+    most direct statement a text makes, so it is not diluted by the ``n_genes`` genes chosen
+    by similarity alone.
+    """
+    if share <= 0:
+        return weights
+    out = weights.copy()
+    for k in np.flatnonzero(named.any(axis=0)):
+        rest = (weights[:, k] > 0) & ~named[:, k]
+        out[:, k] = 0.0
+        out[named[:, k], k] = share / named[:, k].sum()
+        if rest.any():
+            out[rest, k] = (1.0 - share) / rest.sum()
+        else:
+            out[named[:, k], k] = 1.0 / named[:, k].sum()
+    return out
 
 
 def ranked_genes(names: np.ndarray, weights: np.ndarray, order_by: np.ndarray) -> list[str]:

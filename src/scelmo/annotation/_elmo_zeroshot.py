@@ -15,12 +15,14 @@ table), cells (``elmo_embed`` averages of gene rows) and classes share one space
        chosen among them: a gene text begins with its symbol, which a general-domain encoder
        reads by its letters ("B cell" -> BAX, BLVRB, B9D1);
     3. with ``gene_mentions``, the genes the class's name and texts name (``"CD56+ NK"`` ->
-       NCAM1, ``"CD3-negative"`` -> CD3D/E/G, see ``scelmo.annotation._gene_mentions``) add
-       ``mention_weight * (d[g, k] - mean_k' d[g, k'])`` to ``A`` (``d`` = +1 named positive,
-       -1 negative; the mean over classes is left out with ``contrast=False``);
+       NCAM1, ``"CD3-negative"`` -> CD3D/E/G, ``"secretes glucagon"`` -> GCG; with
+       ``subtype_mentions`` also the markers its Cell Ontology subtypes name; see
+       ``scelmo.annotation._gene_mentions``) add ``mention_weight * (d[g, k] - mean_k' d[g, k'])``
+       to ``A`` (``d`` = +1 named positive, -1 negative; the mean over classes is left out with
+       ``contrast=False``);
     4. class signature: the ``n_genes`` genes with the highest ``A`` among the genes that vary
-       over the cells (weight ``1/n_genes`` each), and each gene named negative with weight
-       ``-1/n_genes``;
+       over the cells, and each gene named negative with weight ``-1/n_genes``; the genes named
+       positive hold ``named_share`` of the positive weight (equally), the others the rest;
     5. cell score: weighted sum of standardised expression (per-gene z-score) of the signature
        genes; with ``scale``, each class score is then standardised over cells;
     6. ``refine`` rounds of anchored self-training (``scelmo.annotation._elmo_refine``): the
@@ -35,10 +37,13 @@ table), cells (``elmo_embed`` averages of gene rows) and classes share one space
        signature) plus, with ``gene_mentions``, ``mention_weight`` times the mean of
        ``d[g, k] * D_p[g]`` over the genes class ``k`` names (``D_p``: the standardised
        difference in mean expression between program ``p``'s cells and the others);
-    8. with ``abstain`` (off by default), label-free abstention against random signatures of the same
-       expression levels (``scelmo.annotation._elmo_null``): a class whose text genes are not
-       co-expressed more than random genes is absent (no cells), and a cell that does not
-       express its best class's genes more than random genes is ``"unknown"``.
+    8. ``smooth`` rounds of ``S <- (S + W S) / 2`` over the cells' neighbour graph ``W``
+       (``scelmo.annotation._smoothing``);
+    9. with ``abstain`` (default), label-free abstention (``scelmo.annotation._elmo_null``): a
+       class whose texts name no varying gene and whose text genes are not among the genes
+       most over-expressed in the cells it wins is absent (no cells; they go to their best
+       present class), and a cell whose best class's signature does not beat random
+       signatures of the same expression levels is ``"unknown"``.
 ``"cell"``: cosine of the (centred, with ``centre``) ``elmo_embed`` cell embeddings to the
     class text vectors, as LangCell compares its cell and text embeddings.
 
@@ -46,7 +51,7 @@ Probabilities are ``softmax(score / temperature)``; a class found absent gets pr
 
 The steps live in their own modules: the class texts' vectors and the encoder in
 :mod:`~scelmo.annotation._elmo_text`, text signatures (1-4) in
-:mod:`~scelmo.annotation._elmo_signatures`, gene-space scoring (5-8) in
+:mod:`~scelmo.annotation._elmo_signatures`, gene-space scoring (5-9) in
 :mod:`~scelmo.annotation._elmo_genes`, cell-space scoring in :mod:`~scelmo.annotation._elmo_cells`,
 and what is read from the AnnData in :mod:`~scelmo.annotation._elmo_record`; this module is the
 scorer that puts them together.
@@ -172,7 +177,15 @@ def elmo_scores(
         assert inputs.var_names is not None
         assert inputs.table is not None
         scores, found = gene_scores(
-            inputs.matrix, inputs.var_names, inputs.table, vectors, classes, texts, text_encoder, options
+            inputs.matrix,
+            inputs.var_names,
+            inputs.table,
+            vectors,
+            classes,
+            texts,
+            text_encoder,
+            options,
+            inputs.graph,
         )
         info.update(found)
     if options.scale:

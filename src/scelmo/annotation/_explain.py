@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,7 +62,11 @@ _ELMO_OPTIONS = (
     "refine",
     "gene_mentions",
     "mention_weight",
+    "subtype_mentions",
+    "named_share",
     "rematch",
+    "smooth",
+    "neighbors_key",
     "centre",
     "scale",
     "abstain",
@@ -70,6 +74,10 @@ _ELMO_OPTIONS = (
     "unspell",
     "temperature",
 )
+
+
+#: Options added after records were first written, with the value that matches what ran before them.
+_ADDED_LATER = {"smooth": 0, "named_share": 0.0, "subtype_mentions": False}
 
 
 def select_cells(adata: AnnData, cells: Any) -> np.ndarray:
@@ -178,7 +186,9 @@ def _elmo_options(record: AnnotationRecord) -> Any:
     from ._zeroshot_options import ElmoZeroShotOptions
 
     params = record.params
-    given = {name: params[name] for name in _ELMO_OPTIONS if name in params}
+    # None: the option did not apply; missing: the record predates the option, which was off then
+    given = {name: params[name] for name in _ELMO_OPTIONS if params.get(name) is not None}
+    given.update({name: off for name, off in _ADDED_LATER.items() if name not in params})
     matrix = str(params.get("matrix", ""))
     layer = re.fullmatch(r"layers\[(['\"])(.+)\1\]", matrix)
     if layer:
@@ -205,18 +215,16 @@ def _checked_table(record: AnnotationRecord, key: str, gene_embeddings: Any) -> 
 
 def elmo_weights(
     adata: AnnData, record: AnnotationRecord, table: GeneEmbeddings, encoder: TextEncoder | str | None
-) -> tuple[Any, np.ndarray, np.ndarray, Any]:
+) -> tuple[Any, np.ndarray, np.ndarray, Any, Any]:
     """The final signature weights ``(genes, classes)`` of a recorded elmo annotation, recomputed.
 
-    The steps of :func:`scelmo.annotation._elmo_genes.gene_scores`: text signatures, anchored
-    refinement, rematching. Returns ``(standardised, var_names, weights, options)``.
+    The computation of :func:`scelmo.annotation._elmo_genes.scored_signatures` itself. Returns
+    ``(standardised, var_names, weights, options, graph)``; ``graph`` is the neighbour graph the
+    scores were smoothed over, or ``None``.
     """
-    from ._elmo_genes import _rematch
+    from ._elmo_genes import scored_signatures
     from ._elmo_record import elmo_inputs
-    from ._elmo_refine import anchored_refine
-    from ._elmo_signatures import text_signatures
     from ._elmo_text import class_vectors, resolve_encoder
-    from ._standardised import standardise
 
     options = _elmo_options(record)
     inputs = elmo_inputs(adata, table, options)
@@ -224,29 +232,51 @@ def elmo_weights(
     text_encoder = resolve_encoder(inputs.provenance, encoder)
     vectors = class_vectors(text_encoder, texts, classes, cache=options.cache, cache_dir=options.cache_dir)
     assert inputs.var_names is not None  # elmo_inputs reads the genes for the gene score
-    aligned = table.align(inputs.var_names, min_coverage=0.0)
-    rows = aligned.matrix.astype(np.float64)
-    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    standardised = standardise(inputs.matrix)  # a dask matrix: each pass a graph of row-chunk tasks
-    signatures = text_signatures(
-        rows,
-        aligned.matched,
+    assert inputs.table is not None
+    standardised, scored, _ = scored_signatures(
+        inputs.matrix,
         inputs.var_names,
+        inputs.table,
         vectors,
         classes,
         texts,
         text_encoder,
-        standardised.varies,
         options,
+        inputs.graph,
     )
-    weights = signatures.weights
-    if options.refine:
-        scores, weights, _ = anchored_refine(
-            standardised, signatures.weights, options.n_genes, options.refine, allowed=signatures.allowed
-        )
-        if options.rematch and len(classes) > 1:
-            weights = weights[:, _rematch(standardised, scores, weights, signatures, options.mention_weight)]
-    return standardised, inputs.var_names, weights, options
+    graph = inputs.graph if options.smooth else None
+    return standardised, inputs.var_names, scored.weights, options, graph
+
+
+def _smoothed_terms(
+    standardised: Any, weights: np.ndarray, used: np.ndarray, graph: Any, rounds: int, scale: bool
+) -> tuple[np.ndarray, np.ndarray, Callable[[int], np.ndarray]]:
+    """Scores, the per-gene share of their mean over cells, and each cell's (smoothed) standardised genes.
+
+    Without smoothing a cell's term for gene ``g`` reads its own standardised expression; with
+    it, the same expression averaged over the cells its smoothed score is read from, so the
+    terms still sum to the score.
+    """
+    from ._smoothing import smooth_scores, smoothing_weights
+
+    scores = standardised.times(weights)
+    residual = np.zeros(weights.shape[0])
+    if not rounds:
+        if scale:
+            residual = standardised.group_means(np.zeros(standardised.n_cells, dtype=np.int64), 1)[0]
+        return scores, residual, lambda row: standardised.columns(used, rows=np.array([row]))[0]
+    scores = smooth_scores(scores, graph, rounds)
+    columns = standardised.columns(used)
+    n_cells = standardised.n_cells
+    if scale:
+        residual[used] = smoothing_weights(graph, np.full(n_cells, 1.0 / n_cells), rounds) @ columns
+
+    def cell(row: int) -> np.ndarray:
+        start = np.zeros(n_cells)
+        start[row] = 1.0
+        return smoothing_weights(graph, start, rounds) @ columns
+
+    return scores, residual, cell
 
 
 def _explain_elmo(
@@ -263,26 +293,25 @@ def _explain_elmo(
     table = _checked_table(record, key, gene_embeddings)
     if record.params.get("score", "genes") == "cell":
         return _explain_elmo_cells(adata, key, record, rows, targets, table, encoder)
-    standardised, var_names, weights, options = elmo_weights(adata, record, table, encoder)
-    scores = standardised.times(weights)
+    standardised, var_names, weights, options, graph = elmo_weights(adata, record, table, encoder)
+    used = np.flatnonzero((weights != 0).any(axis=1))
+    # With `scale` the runner subtracts each class's mean score over the cells (without
+    # smoothing: 0 in exact arithmetic, a rounding residual of the per-gene means in practice).
+    # Each gene's share of it is taken from its term, so the terms sum to the score.
+    scores, residual, cell_genes = _smoothed_terms(
+        standardised, weights, used, graph, options.smooth if graph is not None else 0, options.scale
+    )
     sd = scores.std(axis=0) if options.scale else np.ones(weights.shape[1])
     sd = np.where(sd > 1e-12, sd, 1.0)
-    # With `scale` the runner subtracts each class's mean score over the cells: 0 in exact
-    # arithmetic, a rounding residual of the per-gene means in practice. Each gene's share of it
-    # (its mean standardised expression) is taken from its term, so the terms sum to the score.
-    residual = np.zeros(weights.shape[0])
-    if options.scale:
-        residual = standardised.group_means(np.zeros(standardised.n_cells, dtype=np.int64), 1)[0]
     final = (scores - residual @ weights) / sd
     absent = set(adata.uns[key].get("absent", []))
     present = np.array([c not in absent for c in record.classes])
     logits = np.where(present[None, :], final, -np.inf) if present.any() else final
     _check_probs(adata, key, rows, softmax(logits[rows], options.resolved_temperature), "gene signatures")
     labels = adata.obs[key].astype(str).to_numpy()
-    used = np.flatnonzero((weights != 0).any(axis=1))
     records = []
     for row, classes in zip(rows, targets, strict=True):
-        z = standardised.columns(used, rows=np.array([row]))[0] - residual[used]
+        z = cell_genes(row) - residual[used]
         for k in classes:
             mine = weights[used, k] != 0
             terms = z[mine] * weights[used[mine], k] / sd[k]

@@ -27,6 +27,26 @@ Resolution (first that applies)
     4. for marked tokens only, an HGNC approved name, whole or without a final ``" 1"``
        (``perforin`` -> PRF1 "perforin 1", ``granzyme B`` -> GZMB), also with the one or two
        words before the token (``granzyme B-positive``).
+Products
+    A gene's product named in plain words counts too: an HGNC approved name written out whole
+    (``"secretes glucagon"`` -> GCG, ``"contains somatostatin"`` -> SST, ``"pancreatic
+    polypeptide-secreting"`` -> PPY, ``"vimentin and nestin"`` -> VIM, NES), or a lower-case
+    HGNC alias that reads like a protein name (ends in ``-in``, ``-ase`` or ``-ine``:
+    ``"Ghrelin secreting cells"`` -> GHRL, whose approved name is "ghrelin and obestatin
+    prepropeptide"), so that English words among the aliases (``spatial``, ``castor``) are
+    never read as genes. Matching is on whole words, case- and hyphen-insensitive; names of
+    fewer than five letters and names shared by more than :data:`MAX_PRODUCT_GENES` genes are
+    left out. Cell Ontology definitions name cell types' products this way ("A cell that
+    secretes insulin"); the direction follows the sentence's cues, as for unmarked tokens.
+
+Subtypes
+    A class's Cell Ontology subtypes (its descendants) name the markers that split it:
+    "CD14-positive monocyte" and "CD14-low, CD16-positive monocyte" under "monocyte",
+    "CD4-positive ..." and "CD8-positive ..." under "T cell". :func:`subtype_markers` reads
+    every subtype's label, definition and synonyms; a gene named positive by at least
+    :data:`SUBTYPE_SHARE` of the subtypes (counting those that name it negative against it) is
+    a marker of the class (monocyte: CD14, FCGR3A/B, ITGAM, CSF1R; T cell: CD4, CD8A/B;
+    natural killer cell: NCAM1, KLRB1...). Pancreatic types have no subtypes and get none.
 
 :func:`mention_matrix` turns the mentions of each class into a genes x classes matrix of
 directions (+1, -1, 0) over the variables of a dataset.
@@ -39,10 +59,32 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["GeneLexicon", "GeneMention", "class_mentions", "find_mentions", "mention_matrix"]
+if TYPE_CHECKING:
+    from ._ontology import CellOntology
+
+__all__ = [
+    "MAX_PRODUCT_GENES",
+    "SUBTYPE_SHARE",
+    "GeneLexicon",
+    "GeneMention",
+    "class_mentions",
+    "find_mentions",
+    "mention_matrix",
+    "subtype_markers",
+]
+
+#: Share of a class's Cell Ontology subtypes that must name a gene positive (net) for it to mark the class.
+SUBTYPE_SHARE = 0.1
+
+#: A product name shared by more genes than this names a family, not a marker, and is left out.
+MAX_PRODUCT_GENES = 3
+#: Most words in a product name read from text.
+_MAX_PRODUCT_WORDS = 6
+_PROTEIN_LIKE_ALIAS = re.compile(r"[a-z][a-z\- ]{3,}(?:in|ase|ine)")
 
 _POSITIVE_WORDS = {"positive": 1, "pos": 1, "high": 1, "hi": 1, "bright": 1, "+": 1, "++": 1}
 _NEGATIVE_WORDS = {"negative": -1, "neg": -1, "-": -1, "--": -1}
@@ -86,7 +128,8 @@ class GeneMention:
         HGNC symbols it resolved to (empty when unresolved or ambiguous).
     how
         ``"symbol"``, ``"alias"`` (alias or previous symbol, with the symbol's family),
-        ``"family"``, ``"isoform"``, ``"name"``, ``"ambiguous"`` or ``"unresolved"``.
+        ``"family"``, ``"isoform"``, ``"name"``, ``"product"`` (a product named in plain words),
+        ``"ambiguous"`` or ``"unresolved"``.
     """
 
     written: str
@@ -120,6 +163,9 @@ class GeneLexicon:
         Alias or previous symbol -> approved symbols.
     names
         Approved name -> approved symbols (matched in lower case).
+    products
+        Product name -> approved symbols: names read when written out in plain words (see
+        the module description). Default: the approved ``names``.
 
     Examples
     --------
@@ -138,6 +184,7 @@ class GeneLexicon:
         aliases: Mapping[str, Iterable[str]] | None = None,
         names: Mapping[str, Iterable[str]] | None = None,
         *,
+        products: Mapping[str, Iterable[str]] | None = None,
         source: str = "custom",
     ) -> None:
         self.symbols = frozenset(str(s) for s in symbols if str(s))
@@ -152,6 +199,12 @@ class GeneLexicon:
                     short.setdefault(key[:-2], set()).update(genes)
         self.names = {k: tuple(sorted(v)) for k, v in full.items()}
         self.short_names = {k: tuple(sorted(v)) for k, v in short.items()}
+        by_product: dict[str, set[str]] = {}
+        for name, genes in ((names or {}) if products is None else products).items():
+            key = _name_key(name)
+            if sum(c.isalpha() for c in key) >= 5:
+                by_product.setdefault(key, set()).update(genes)
+        self.products = {k: tuple(sorted(v)) for k, v in by_product.items() if len(v) <= MAX_PRODUCT_GENES}
         self.source = source
         self._families: dict[str, list[str]] = {}
         for symbol in self.symbols:
@@ -253,12 +306,27 @@ def _hgnc_lexicon() -> GeneLexicon:
     for symbol, name in zip(table["symbol"], table["name"], strict=True):
         if name:
             names.setdefault(name, set()).add(symbol)
-    return GeneLexicon(symbols, aliases, names, source="hgnc")
+    products = {name: set(genes) for name, genes in names.items()}
+    for symbol, alias_text in zip(table["symbol"], table["aliases"], strict=True):
+        for alias in alias_text.split(","):
+            alias = alias.strip()
+            if _PROTEIN_LIKE_ALIAS.fullmatch(alias):
+                products.setdefault(alias, set()).add(symbol)
+    return GeneLexicon(symbols, aliases, names, products=products, source="hgnc")
 
 
 def _cue(words: Sequence[str], i: int, cues: Sequence[tuple[str, ...]]) -> bool:
     lowered = [w.lower().strip(_STRIP) for w in words[i : i + 3]]
     return any(tuple(lowered[: len(cue)]) == cue for cue in cues)
+
+
+def _scope(words: Sequence[str], i: int, scope: int) -> int:
+    """The direction in force at word ``i``: a cue sets it until the next cue ("not express" stays negative)."""
+    if _cue(words, i, _NEGATIVE_CUES):
+        return -1
+    if _cue(words, i, _POSITIVE_CUES) and not (i > 0 and words[i - 1].lower().strip(_STRIP) in ("not", "no")):
+        return 1
+    return scope
 
 
 def find_mentions(text: str, lexicon: GeneLexicon) -> list[GeneMention]:
@@ -292,10 +360,7 @@ def find_mentions(text: str, lexicon: GeneLexicon) -> list[GeneMention]:
         scope = 1
         skip = -1
         for i, raw in enumerate(words):
-            if _cue(words, i, _NEGATIVE_CUES):
-                scope = -1
-            elif _cue(words, i, _POSITIVE_CUES):
-                scope = 1
+            scope = _scope(words, i, scope)
             if i <= skip:
                 continue
             word = raw.strip(_STRIP)
@@ -328,6 +393,29 @@ def find_mentions(text: str, lexicon: GeneLexicon) -> list[GeneMention]:
             if not genes and not (any(c.isdigit() for c in core) or core.isupper()):
                 continue  # a marked ordinary word ("lineage-negative") that names no gene
             out.append(GeneMention(written, core.strip(_STRIP), int(direction), genes, how))
+        named = {gene for mention in out for gene in mention.genes}
+        out.extend(m for m in _product_mentions(sentence, lexicon) if not named.issuperset(m.genes))
+    return out
+
+
+def _product_mentions(sentence: str, lexicon: GeneLexicon) -> list[GeneMention]:
+    """Products named in plain words in one sentence (see the module description), longest first."""
+    if not lexicon.products:
+        return []
+    words = re.findall(r"[a-z0-9]+", sentence.lower().replace("-", " "))
+    out: list[GeneMention] = []
+    scope = 1
+    i = 0
+    while i < len(words):
+        scope = _scope(words, i, scope)
+        for n in range(min(_MAX_PRODUCT_WORDS, len(words) - i), 0, -1):
+            phrase = " ".join(words[i : i + n])
+            genes = lexicon.products.get(phrase)
+            if genes:
+                out.append(GeneMention(phrase, phrase, scope, genes, "product"))
+                i += n - 1
+                break
+        i += 1
     return out
 
 
@@ -442,13 +530,86 @@ def default_lexicon(var_names: Sequence[str]) -> GeneLexicon:
         return GeneLexicon([str(v) for v in var_names], source="var_names")
 
 
+def subtype_markers(
+    classes: Sequence[str],
+    lexicon: GeneLexicon,
+    ontology: CellOntology | None = None,
+    *,
+    min_share: float = SUBTYPE_SHARE,
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Genes that a class's Cell Ontology subtypes name (see the module description).
+
+    Parameters
+    ----------
+    classes
+        Class names, matched to Cell Ontology terms (:meth:`CellOntology.match`); a class that
+        matches none, or has no subtypes, gets no markers.
+    lexicon
+        Resolves the names in the subtypes' texts.
+    ontology
+        The Cell Ontology (default: the one shipped with ``cellxgene-ontology-guide``).
+    min_share
+        Net share of the subtypes that must name a gene positive.
+
+    Returns
+    -------
+    Class -> gene -> ``(net number of subtypes naming it positive, number of subtypes)``.
+
+    Examples
+    --------
+    >>> from scelmo.annotation._gene_mentions import GeneLexicon, subtype_markers
+    >>> markers = subtype_markers(["monocyte"], GeneLexicon.from_hgnc())  # doctest: +SKIP
+    >>> markers["monocyte"]["CD14"]  # doctest: +SKIP
+    (4, 21)
+    """
+    from ._ontology import CellOntology
+
+    ontology = CellOntology() if ontology is None else ontology
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for cls in classes:
+        term = ontology.match(str(cls)).term_id
+        subtypes = ontology.descendants(term) if term else []
+        net: dict[str, int] = {}
+        for subtype in subtypes:
+            positive: set[str] = set()
+            negative: set[str] = set()
+            texts = [ontology.label(subtype), ontology.definition(subtype), *ontology.synonyms(subtype)]
+            for mention in (m for text in texts if text for m in find_mentions(text, lexicon)):
+                if mention.direction > 0:
+                    positive.update(mention.genes)
+                elif mention.direction < 0:
+                    negative.update(mention.genes)
+            for gene in positive - negative:
+                net[gene] = net.get(gene, 0) + 1
+            for gene in negative - positive:
+                net[gene] = net.get(gene, 0) - 1
+        out[str(cls)] = {
+            gene: (count, len(subtypes))
+            for gene, count in sorted(net.items(), key=lambda item: (-item[1], item[0]))
+            if subtypes and count > 0 and count >= min_share * len(subtypes)
+        }
+    return out
+
+
 def class_mentions(
     classes: Sequence[str],
     texts: Mapping[str, Sequence[str]],
     var_names: Sequence[str],
     lexicon: GeneLexicon | None = None,
+    *,
+    subtypes: bool = False,
 ) -> tuple[np.ndarray, dict[str, list[str]]]:
     """:func:`mention_matrix` over a dataset's variables with HGNC's lexicon, and a readable record.
+
+    Parameters
+    ----------
+    classes, texts, var_names
+        As for :func:`mention_matrix`.
+    lexicon
+        Default: HGNC's (:func:`default_lexicon`).
+    subtypes
+        Also mark, positive, the genes the class's Cell Ontology subtypes name
+        (:func:`subtype_markers`), unless the class's own texts name them.
 
     Returns
     -------
@@ -457,7 +618,7 @@ def class_mentions(
     record
         Class -> ``"WRITTEN -> GENES"`` for every mention (``"(ambiguous)"`` or
         ``"(unresolved)"`` when it named no gene; ``"(not measured)"`` when none of its genes
-        is a variable).
+        is a variable), then ``"subtypes: GENE (n of N)"`` for each subtype marker.
 
     Examples
     --------
@@ -472,6 +633,10 @@ def class_mentions(
     symbols = var_symbols(var_names, lexicon)
     matrix, found = mention_matrix(classes, texts, var_names, lexicon, var_symbols=symbols)
     measured = set(symbols)
+    by_class = subtype_markers(classes, lexicon) if subtypes else {}
+    rows: dict[str, list[int]] = {}
+    for i, symbol in enumerate(symbols):
+        rows.setdefault(symbol, []).append(i)
     record: dict[str, list[str]] = {}
     for cls, mentions in found.items():
         lines = []
@@ -484,5 +649,17 @@ def class_mentions(
                 lines.append(
                     f"{mention['written']} -> {','.join(g for g in mention['genes'] if g in measured)}"
                 )
+        k = list(map(str, classes)).index(cls)
+        own = _named(found[cls])
+        for gene, (count, total) in by_class.get(cls, {}).items():
+            if gene in own:
+                continue  # what the class's own texts say wins over its subtypes
+            where = rows.get(gene, [])
+            matrix[where, k] = 1.0
+            lines.append(f"subtypes: {gene} ({count} of {total}){'' if where else ' (not measured)'}")
         record[cls] = lines
     return matrix, record
+
+
+def _named(mentions: Sequence[dict]) -> set[str]:
+    return {gene for mention in mentions for gene in mention["genes"]}

@@ -204,6 +204,7 @@ class CellOntology:
         self.version: str = str(info.get("version", "unknown"))
         self.schema_version: str = str(parser.cxg_schema.version)
         self._index: _LabelIndex | None = None
+        self._descendants: dict[str, list[str]] | None = None
 
     # ------------------------------------------------------------------ terms
     def __contains__(self, term_id: object) -> bool:
@@ -260,6 +261,27 @@ class CellOntology:
         2
         """
         return dict(self._term(term_id).get("ancestors") or {})
+
+    def descendants(self, term_id: str) -> list[str]:
+        """The current (not obsolete) terms that have ``term_id`` among their ancestors, sorted.
+
+        Examples
+        --------
+        >>> from scelmo.annotation import CellOntology
+        >>> cl = CellOntology()
+        >>> "CL:0001054" in cl.descendants("CL:0000576")  # CD14-positive monocyte is a monocyte
+        True
+        """
+        self._term(term_id)
+        if self._descendants is None:
+            found: dict[str, list[str]] = {}
+            for term, entry in self._terms.items():
+                if entry.get("deprecated", False):
+                    continue
+                for ancestor in entry.get("ancestors") or {}:
+                    found.setdefault(ancestor, []).append(term)
+            self._descendants = {k: sorted(v) for k, v in found.items()}
+        return list(self._descendants.get(term_id, []))
 
     def is_deprecated(self, term_id: str) -> bool:
         """Whether the term is obsolete.

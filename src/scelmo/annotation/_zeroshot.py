@@ -41,6 +41,7 @@ _ELMO_EXTRA = (
     "absent",
     "presence",
     "coverage",
+    "smoothed_on",
 )
 
 

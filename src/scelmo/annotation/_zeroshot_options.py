@@ -72,7 +72,7 @@ class ElmoZeroShotOptions:
             "class text do not count",
         ),
     )
-    n_genes: int = field(default=20, metadata=_flag("--n-genes", "signature genes per class", metavar="N"))
+    n_genes: int = field(default=10, metadata=_flag("--n-genes", "signature genes per class", metavar="N"))
     refine: int = field(default=3, metadata=_flag("--refine", "self-training rounds (0: none)", metavar="N"))
     gene_mentions: bool = field(
         default=True,
@@ -86,12 +86,47 @@ class ElmoZeroShotOptions:
             "--mention-weight", "weight of a named gene, in standard deviations of text affinity", metavar="W"
         ),
     )
+    subtype_mentions: bool = field(
+        default=True,
+        metadata=_flag(
+            "--subtype-mentions",
+            "with --gene-mentions, also use the genes that a class's Cell Ontology subtypes name "
+            "(monocyte -> CD14, FCGR3A; T cell -> CD4, CD8A)",
+        ),
+    )
+    named_share: float = field(
+        default=0.75,
+        metadata=_flag(
+            "--named-share",
+            "share of a class signature's weight held by the genes its texts name positive (equally); "
+            "0: named genes are ranked with the others by --mention-weight",
+            metavar="S",
+        ),
+    )
     rematch: bool = field(
         default=False,
         metadata=_flag(
             "--rematch",
             "after self-training, give the refined signatures to the classes one to one, by agreement "
             "with their texts (--no-rematch: each class keeps its own)",
+        ),
+    )
+    smooth: int = field(
+        default=3,
+        metadata=_flag(
+            "--smooth",
+            "--score genes: rounds of averaging each cell's class scores with its neighbours' (0: none); the graph is "
+            "obsp['connectivities'] when present, else 15 nearest neighbours on 50 PCs of the matrix",
+            metavar="N",
+        ),
+    )
+    neighbors_key: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--neighbors-key",
+            "uns key of the sc.pp.neighbors result whose graph --smooth uses",
+            metavar="KEY",
+            type=str,
         ),
     )
     centre: bool = field(
@@ -101,12 +136,12 @@ class ElmoZeroShotOptions:
         default=True, metadata=_flag("--scale", "standardise each class score over the cells")
     )
     abstain: bool = field(
-        default=False,
+        default=True,
         metadata=_flag(
             "--abstain",
             "--score genes: compare each class signature with random genes of the same expression "
-            "level: classes whose genes are not co-expressed take no cells, cells that express their best "
-            "class's genes no more than random ones are labelled unknown",
+            "level: a cell that does not express its best class's genes more than random ones is "
+            "unknown, and a class whose cells are supported no more often than by chance takes no cells",
         ),
     )
     abstain_level: float = field(
@@ -146,8 +181,12 @@ class ElmoZeroShotOptions:
             raise ValueError(f"`n_genes` must be at least 1, got {self.n_genes}.")
         if self.refine < 0:
             raise ValueError(f"`refine` must be >= 0, got {self.refine}.")
+        if self.smooth < 0:
+            raise ValueError(f"`smooth` must be >= 0, got {self.smooth}.")
         if not self.mention_weight >= 0:
             raise ValueError(f"`mention_weight` must be >= 0, got {self.mention_weight}.")
+        if not 0 <= self.named_share <= 1:
+            raise ValueError(f"`named_share` must be in [0, 1], got {self.named_share}.")
         if not 0 < self.abstain_level < 1:
             raise ValueError(f"`abstain_level` must be in (0, 1), got {self.abstain_level}.")
         if self.temperature is not None and not self.temperature > 0:
@@ -178,7 +217,11 @@ class ElmoZeroShotOptions:
             "refine": self.refine if genes else None,
             "gene_mentions": self.gene_mentions if genes else None,
             "mention_weight": self.mention_weight if genes and self.gene_mentions else None,
+            "subtype_mentions": self.subtype_mentions if genes and self.gene_mentions else None,
+            "named_share": self.named_share if genes and self.gene_mentions else None,
             "rematch": self.rematch if genes and self.refine else None,
+            "smooth": self.smooth if genes else None,
+            "neighbors_key": self.neighbors_key if genes and self.smooth else None,
             "centre": self.centre if not genes else None,
             "scale": self.scale,
             "abstain": self.abstain if genes else None,
