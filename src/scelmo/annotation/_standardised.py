@@ -90,11 +90,19 @@ class Standardised:
         return scaled, self.mean @ scaled
 
     def times(self, weights: np.ndarray) -> np.ndarray:
-        """``Z @ weights`` (cells x columns) without forming ``Z``."""
+        """``Z @ weights`` (cells x columns) without forming ``Z``.
+
+        Signatures weigh a few genes: only the genes with a weight are read (a column subset
+        of a sparse block costs one pass over its non-zeros; the product then costs that of
+        the subset, not of the whole transcriptome times every column).
+        """
         scaled, offset = self._scaled(weights)
+        used = np.flatnonzero(np.any(scaled != 0, axis=1))
+        subset = sp.issparse(self.matrix) and used.size < scaled.shape[0] // 4
         out = np.empty((self.n_cells, weights.shape[1]))
         for start, stop, block in iter_row_blocks(self.matrix, _CHUNK):
-            out[start:stop] = np.asarray(block @ scaled) - offset
+            product = block[:, used] @ scaled[used] if subset else block @ scaled
+            out[start:stop] = np.asarray(product) - offset
         return out
 
     def _standardise_columns(self, part: Any, genes: np.ndarray) -> np.ndarray:

@@ -76,8 +76,8 @@ def zeroshot_annotate(
     (``python benchmarks/zeroshot_protocol.py`` prints every option on every data set, the
     leave-one-data-set-out choice of the defaults and the worst case; the tutorial
     *Annotation* has the table): with the defaults, macro-F1 of the labelled cells 0.44, 0.55
-    and 0.82 (PBMC 68k, Baron pancreas, celltypist sample; 0.29, 0.28 and 0.45 before these
-    defaults), coverage 0.92, 0.82 and 0.93, accuracy on coarse groups 0.72, 0.99 and 0.91; a
+    and 0.83 (PBMC 68k, Baron pancreas, celltypist sample; 0.29, 0.28 and 0.45 before these
+    defaults), coverage 0.92, 0.82 and 0.93, accuracy on coarse groups 0.72, 0.99 and 0.92; a
     nonsense class takes no cell. A class is found when its text leads to measured markers: a
     product or marker its definition names, markers its subtypes name, or genes whose text
     describes its function; a class whose text leads nowhere is answered "absent" rather than
