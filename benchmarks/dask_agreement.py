@@ -20,7 +20,7 @@ import dask.array as da
 import numpy as np
 import scanpy as sc
 import scipy.sparse as sp
-from _pbmc_annotation import MARKERS, BagOfWords
+from _pbmc_annotation import MARKERS, BagOfWords, symbol_table
 from anndata import AnnData
 
 import scelmo as se
@@ -28,9 +28,7 @@ import scelmo as se
 warnings.simplefilter("ignore")
 pbmc = sc.datasets.pbmc68k_reduced()
 genes = list(pbmc.raw.var_names)
-table = se.pp.build_gene_embeddings(
-    genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
-)
+table = symbol_table(genes)
 X = sp.csr_matrix(pbmc.raw.X).astype(np.float32)
 
 

@@ -50,3 +50,13 @@ class BagOfWords(TextEncoder):
         vectors = np.stack([sum(self._word(w) for w in t.replace(".", " ").split()) for t in texts])
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         yield np.arange(len(texts)), vectors.astype(np.float32)
+
+
+def symbol_table(genes):
+    """A gene table whose 'text' is each gene's symbol, embedded by :class:`BagOfWords`."""
+    import scelmo as se
+
+    genes = list(genes)
+    return se.pp.build_gene_embeddings(
+        genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
+    )

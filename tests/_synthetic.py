@@ -115,3 +115,15 @@ def split_by_source(adata: AnnData, fraction: float = 0.3, *, seed: int = 0) -> 
         held_out += list(rng.choice(group["source"].to_numpy(), size=n, replace=False))
     query = adata.obs["source"].isin(held_out).to_numpy()
     return ~query, query
+
+
+def random_token_matrix(n_cells: int, seed: int = 0) -> sparse.csr_matrix:
+    """Random rank-value token rows (0-299 distinct Geneformer ids each), as a CSR token matrix."""
+    from scelmo.cell_tokens import CellTokens
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 300, size=n_cells)
+    tokens = [rng.choice(np.arange(2, 25426), size=n, replace=False) for n in lengths]
+    return CellTokens(
+        np.concatenate([[0], np.cumsum(lengths)]), np.concatenate(tokens).astype(np.int16)
+    ).to_sparse()

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import scanpy as sc
-from _pbmc_annotation import MARKERS, BagOfWords
+from _pbmc_annotation import MARKERS, BagOfWords, symbol_table
 
 import scelmo as se
 from scelmo.annotation import _elmo_genes
@@ -152,10 +152,7 @@ def pbmc():
 
 @pytest.fixture(scope="module")
 def table(pbmc):
-    genes = list(pbmc.raw.var_names)
-    return se.pp.build_gene_embeddings(
-        genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
-    )
+    return symbol_table(pbmc.raw.var_names)
 
 
 def _text_affinity(adata, table, texts):

@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 import scanpy as sc
-from _pbmc_annotation import COARSE, MARKERS, BagOfWords
+from _pbmc_annotation import COARSE, MARKERS, BagOfWords, symbol_table
 
 import scelmo as se
 
@@ -23,10 +23,7 @@ def pbmc():
 @pytest.fixture(scope="module")
 def table(pbmc):
     """A gene table whose 'text' is the gene symbol, embedded by the stand-in encoder."""
-    genes = list(pbmc.raw.var_names)
-    return se.pp.build_gene_embeddings(
-        genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
-    )
+    return symbol_table(pbmc.raw.var_names)
 
 
 def _reference_scores(adata, table, texts, n_genes, contrast=True):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from _synthetic import random_token_matrix
 from anndata import AnnData
 
 import scelmo as se
@@ -230,20 +231,9 @@ def _tiny_langcell(tmp_path):
     return LangCell.from_pretrained(write_checkpoint(tmp_path / "ckpt", seed=1).path)
 
 
-def _random_token_matrix(n_cells: int, seed: int = 0) -> sp.csr_matrix:
-    from scelmo.cell_tokens import CellTokens
-
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(0, 300, size=n_cells)
-    tokens = [rng.choice(np.arange(2, 25426), size=n, replace=False) for n in lengths]
-    return CellTokens(
-        np.concatenate([[0], np.cumsum(lengths)]), np.concatenate(tokens).astype(np.int16)
-    ).to_sparse()
-
-
 def test_langcell_encode_on_dask_tokens_is_lazy_and_equals_in_memory(tmp_path):
     model = _tiny_langcell(tmp_path)
-    tokens = _random_token_matrix(90)
+    tokens = random_token_matrix(90)
     eager = AnnData(np.zeros((90, 1), dtype=np.float32))
     eager.obsm["langcell_tokens"] = tokens
     se.tl.langcell_encode(eager, model, progress=False, store_cls=True)

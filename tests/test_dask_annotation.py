@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import scanpy as sc
 import scipy.sparse as sp
-from _pbmc_annotation import MARKERS, BagOfWords
+from _pbmc_annotation import MARKERS, BagOfWords, symbol_table
+from _synthetic import random_token_matrix
 from anndata import AnnData
 
 import scelmo as se
@@ -34,10 +35,7 @@ def pbmc():
 @pytest.fixture(scope="module")
 def table(pbmc):
     """A gene table whose 'text' is the gene symbol, embedded by the stand-in encoder."""
-    genes = list(pbmc.raw.var_names)
-    return se.pp.build_gene_embeddings(
-        genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
-    )
+    return symbol_table(pbmc.raw.var_names)
 
 
 def _expression(pbmc, lazy: bool, gene_chunk: int = 400, graph: bool = True) -> AnnData:
@@ -84,16 +82,15 @@ ELMO_OPTIONS = [
 ]
 
 
+def _elmo_common(table) -> dict:
+    """The elmo options every dask agreement test passes (the stand-in table and encoder)."""
+    return {"gene_embeddings": table, "encoder": BagOfWords(), "n_genes": 5, "unspell": False, "cache": False}
+
+
 @pytest.mark.parametrize("options", ELMO_OPTIONS)
 def test_elmo_gene_scores_on_dask_equal_in_memory(pbmc, table, options):
     eager, lazy = _expression(pbmc, False), _expression(pbmc, True)
-    common = {
-        "gene_embeddings": table,
-        "encoder": BagOfWords(),
-        "n_genes": 5,
-        "unspell": False,
-        "cache": False,
-    }
+    common = _elmo_common(table)
     se.tl.zeroshot_annotate(eager, MARKERS, **common, **options)
     largest = _Largest()
     with largest:
@@ -114,13 +111,7 @@ def test_elmo_gene_scores_on_dask_equal_in_memory(pbmc, table, options):
 
 def test_a_dask_matrix_without_a_graph_is_not_smoothed(pbmc, table):
     eager, lazy = _expression(pbmc, False, graph=False), _expression(pbmc, True, graph=False)
-    common = {
-        "gene_embeddings": table,
-        "encoder": BagOfWords(),
-        "n_genes": 5,
-        "unspell": False,
-        "cache": False,
-    }
+    common = _elmo_common(table)
     with pytest.warns(UserWarning, match="not smoothed"):
         se.tl.zeroshot_annotate(lazy, MARKERS, **common)
     assert "smoothed_on" not in lazy.uns["zeroshot"]
@@ -253,17 +244,6 @@ def _tiny_langcell(tmp_path):
     return LangCell.from_pretrained(write_checkpoint(tmp_path / "ckpt", seed=3, with_vocab=True).path)
 
 
-def _token_matrix(n_cells: int, seed: int = 0) -> sp.csr_matrix:
-    from scelmo.cell_tokens import CellTokens
-
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(0, 300, size=n_cells)
-    tokens = [rng.choice(np.arange(2, 25426), size=n, replace=False) for n in lengths]
-    return CellTokens(
-        np.concatenate([[0], np.cumsum(lengths)]), np.concatenate(tokens).astype(np.int16)
-    ).to_sparse()
-
-
 LANGCELL_TEXTS = {
     "T cell": "cell type: t lymphocyte. a cell of the immune system that express cd4 or cd8",
     "B cell": "cell type: b lymphocyte.",
@@ -274,7 +254,7 @@ LANGCELL_TEXTS = {
 @pytest.mark.parametrize("options", [{"alpha": 0.3}, {"use_ctm": False}])
 def test_langcell_zeroshot_on_dask_tokens_equals_in_memory(tmp_path, options):
     model = _tiny_langcell(tmp_path)
-    tokens = _token_matrix(60)
+    tokens = random_token_matrix(60)
     eager = AnnData(np.zeros((60, 1), dtype=np.float32))
     eager.obsm["langcell_tokens"] = tokens
     lazy = AnnData(np.zeros((60, 1), dtype=np.float32))
@@ -293,7 +273,7 @@ def test_langcell_model_is_one_key_of_the_graph(tmp_path):
     from scelmo.annotation._langcell_zeroshot import token_block_probs
 
     model = _tiny_langcell(tmp_path)
-    tokens = da.from_array(_token_matrix(60), chunks=(20, 2048))
+    tokens = da.from_array(random_token_matrix(60), chunks=(20, 2048))
     tasks = map_row_chunks(
         token_block_probs, tokens, shared(model, pure=False), ["a", "b"], {}, compute=False
     )
@@ -308,8 +288,8 @@ def test_langcell_model_is_one_key_of_the_graph(tmp_path):
 def test_annotation_through_a_local_cluster(pbmc, table, tmp_path):
     distributed = pytest.importorskip("distributed")
     model = _tiny_langcell(tmp_path)
-    tokens = _token_matrix(40, seed=1)
-    elmo = {"gene_embeddings": table, "encoder": BagOfWords(), "n_genes": 5, "unspell": False, "cache": False}
+    tokens = random_token_matrix(40, seed=1)
+    elmo = _elmo_common(table)
     eager = _expression(pbmc, False)
     se.tl.zeroshot_annotate(eager, MARKERS, refine=2, **elmo)
     reference = pbmc[:300]

@@ -14,7 +14,7 @@ import pytest
 import scanpy as sc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _pbmc_annotation import MARKERS, BagOfWords
+from _pbmc_annotation import MARKERS, BagOfWords, symbol_table
 
 import scelmo as se
 from scelmo.annotation._explain import select_cells
@@ -27,10 +27,7 @@ def pbmc():
 
 @pytest.fixture(scope="module")
 def table(pbmc):
-    genes = list(pbmc.raw.var_names)
-    return se.pp.build_gene_embeddings(
-        genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
-    )
+    return symbol_table(pbmc.raw.var_names)
 
 
 def _annotate(adata, table, **options):
@@ -80,11 +77,9 @@ def test_elmo_terms_sum_to_the_score_and_give_the_recorded_probabilities(annotat
     assert default.groupby("cell")["contribution"].apply(lambda s: s.is_monotonic_decreasing).all()
 
 
-def test_elmo_terms_equal_an_independent_dense_computation(pbmc, table):
-    adata = pbmc.copy()
-    _annotate(adata, table, refine=0, n_genes=5, gene_mentions=False, abstain=False, smooth=0)
-    frame = _explain(adata, table, cells=adata.obs_names[:10], classes="all", n_top=None)
-    # the signature written out: the 5 genes whose symbol's vector is closest to the class text
+def _written_out(adata, table):
+    """The genes, each class's 5-gene signature (the genes whose symbol's vector is closest to the
+    class text, contrasted), and the standardised expression, computed densely."""
     encoder = BagOfWords()
     genes = list(adata.raw.var_names)
     vectors = encoder.encode(list(MARKERS.values())).astype(np.float64)
@@ -92,11 +87,19 @@ def test_elmo_terms_equal_an_independent_dense_computation(pbmc, table):
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     sim = rows @ (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).T
     sim -= sim.mean(1, keepdims=True)
+    signatures = [np.argsort(-sim[:, k], kind="stable")[:5] for k in range(len(MARKERS))]
     x = adata.raw.X.toarray().astype(np.float64)
     sd = x.std(0)
-    z = (x - x.mean(0)) / np.where(sd > 1e-8, sd, 1)
+    return genes, signatures, (x - x.mean(0)) / np.where(sd > 1e-8, sd, 1)
+
+
+def test_elmo_terms_equal_an_independent_dense_computation(pbmc, table):
+    adata = pbmc.copy()
+    _annotate(adata, table, refine=0, n_genes=5, gene_mentions=False, abstain=False, smooth=0)
+    frame = _explain(adata, table, cells=adata.obs_names[:10], classes="all", n_top=None)
+    genes, signatures, z = _written_out(adata, table)
     for k, cls in enumerate(MARKERS):
-        chosen = np.argsort(-sim[:, k], kind="stable")[:5]
+        chosen = signatures[k]
         score_sd = (z[:, chosen].sum(1) / 5).std()
         for i, cell in enumerate(adata.obs_names[:10]):
             mine = frame[(frame["cell"] == cell) & (frame["class"] == cls)].set_index("feature")[
@@ -121,18 +124,10 @@ def test_smoothed_terms_equal_an_independent_dense_computation(pbmc, table):
     graph /= graph.sum(1, keepdims=True)
     step = (np.eye(len(graph)) + graph) / 2
     operator = np.linalg.matrix_power(step, rounds)
-    encoder = BagOfWords()
-    genes = list(adata.raw.var_names)
-    vectors = encoder.encode(list(MARKERS.values())).astype(np.float64)
-    rows = np.asarray(table[genes], dtype=np.float64)
-    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    sim = rows @ (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).T
-    sim -= sim.mean(1, keepdims=True)
-    x = adata.raw.X.toarray().astype(np.float64)
-    sd = x.std(0)
-    z = operator @ ((x - x.mean(0)) / np.where(sd > 1e-8, sd, 1))
+    genes, signatures, z = _written_out(adata, table)
+    z = operator @ z
     for k, cls in enumerate(MARKERS):
-        chosen = np.argsort(-sim[:, k], kind="stable")[:5]
+        chosen = signatures[k]
         score_sd = (z[:, chosen].sum(1) / 5).std()
         for i, cell in enumerate(cells):
             mine = frame[(frame["cell"] == cell) & (frame["class"] == cls)].set_index("feature")[

@@ -19,7 +19,7 @@ from importlib.metadata import version
 import numpy as np
 import pytest
 import scanpy as sc
-from _pbmc_annotation import COARSE, MARKERS, BagOfWords
+from _pbmc_annotation import COARSE, MARKERS, BagOfWords, symbol_table
 from _synthetic import resampled_pbmc68k, split_by_source
 from anndata import AnnData
 from packaging.version import Version
@@ -50,10 +50,7 @@ def pca_clustering(cells):
 @pytest.fixture(scope="module")
 def gene_table(cells):
     """Each gene's 'text' is its symbol, embedded by the stand-in encoder (as in the 700-cell tests)."""
-    genes = list(cells.var_names)
-    return se.pp.build_gene_embeddings(
-        genes, source={g: g for g in genes}, encoder=BagOfWords(), cache=False, progress=False
-    )
+    return symbol_table(cells.var_names)
 
 
 @pytest.mark.slow

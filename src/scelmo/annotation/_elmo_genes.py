@@ -22,13 +22,13 @@ from scelmo._logging import logger
 from ._elmo_null import signature_null, text_genes_found
 from ._elmo_refine import anchored_refine, standardise_columns
 from ._elmo_signatures import TextSignatures, ranked_genes, text_signatures
-from ._smoothing import CellGraph, smooth_scores
+from ._smoothing import smooth_scores
 from ._standardised import Standardised, standardise
 
 if TYPE_CHECKING:
-    from scelmo.gene_embeddings import GeneEmbeddings
     from scelmo.text import TextEncoder
 
+    from ._elmo_record import ElmoInputs
     from ._zeroshot_options import ElmoZeroShotOptions
 
 __all__ = ["gene_scores", "match_programs", "scored_signatures"]
@@ -163,36 +163,34 @@ def _abstention(
 
 
 def scored_signatures(
-    matrix: Any,
-    var_names: Sequence[str] | np.ndarray,
-    table: GeneEmbeddings,
+    inputs: ElmoInputs,
     vectors: np.ndarray,
     classes: Sequence[str],
     texts: Mapping[str, Sequence[str]],
     encoder: TextEncoder,
     options: ElmoZeroShotOptions,
-    graph: CellGraph | None = None,
 ) -> tuple[Standardised, _Scored, dict[str, Any]]:
-    """Steps 1-8 of the gene-space score: the standardised expression, the final pass and its diagnostics.
+    """Steps 1-9 of the gene-space score: the standardised expression, the final pass and its diagnostics.
 
     :func:`gene_scores` reports them; explanations (``scelmo.annotation._explain``) read the
     final signatures from here, so both follow one computation.
     """
+    matrix, var_names, table, graph = inputs.matrix, inputs.var_names, inputs.table, inputs.graph
+    if var_names is None or table is None:
+        raise ValueError("The gene-space score needs the expression matrix and the gene table.")
     aligned = table.align(var_names, min_coverage=0.0)
     rows = aligned.matrix.astype(np.float64)
     rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
     standardised = standardise(matrix)  # on a dask matrix, each pass is a dask graph of row-chunk tasks
+    info: dict[str, Any] = {}
     smooth = None
     if graph is not None and options.smooth:
         smooth = functools.partial(smooth_scores, graph=graph, rounds=options.smooth)
+        info["smoothed_on"] = graph.source
     table_rows = (rows, aligned.matched, var_names)
-
     scored = _score_classes(standardised, table_rows, vectors, classes, texts, encoder, options, smooth)
-    info: dict[str, Any] = {}
     if scored.signatures.mentions is not None:
         info["mentions"] = scored.signatures.mentions
-    if smooth is not None:
-        info["smoothed_on"] = graph.source if graph is not None else None
     if options.abstain:
         directions = scored.signatures.directions
         named = (directions > 0) if directions is not None else np.zeros_like(scored.weights, dtype=bool)
@@ -215,26 +213,21 @@ def scored_signatures(
 
 
 def gene_scores(
-    matrix: Any,
-    var_names: Sequence[str] | np.ndarray,
-    table: GeneEmbeddings,
+    inputs: ElmoInputs,
     vectors: np.ndarray,
     classes: Sequence[str],
     texts: Mapping[str, Sequence[str]],
     encoder: TextEncoder,
     options: ElmoZeroShotOptions,
-    graph: CellGraph | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Gene-space class scores ``(n_cells, n_classes)`` (see the module description).
 
     Parameters
     ----------
-    matrix
-        Cells x genes expression (log-normalised; dense or sparse).
-    var_names
-        Its genes.
-    table
-        The gene table.
+    inputs
+        What was read from the AnnData (:func:`scelmo.annotation._elmo_record.elmo_inputs`): the
+        log-normalised expression matrix and its genes, the gene table, and the neighbour graph
+        the scores are smoothed over (``options.smooth`` rounds, before the abstention's tests).
     vectors
         ``(classes, dim)`` unit class vectors in the table's space.
     classes, texts
@@ -243,9 +236,6 @@ def gene_scores(
         The table's encoder.
     options
         The elmo options.
-    graph
-        The neighbour graph to smooth the scores over (``options.smooth`` rounds, before the
-        abstention's tests), or ``None``.
 
     Returns
     -------
@@ -258,11 +248,11 @@ def gene_scores(
     Examples
     --------
     >>> from scelmo.annotation._elmo_genes import gene_scores
-    >>> scores, info = gene_scores(x, var_names, table, vectors, classes, texts, encoder, options)  # doctest: +SKIP
+    >>> scores, info = gene_scores(inputs, vectors, classes, texts, encoder, options)  # doctest: +SKIP
     """
-    _, scored, info = scored_signatures(
-        matrix, var_names, table, vectors, classes, texts, encoder, options, graph
-    )
+    _, scored, info = scored_signatures(inputs, vectors, classes, texts, encoder, options)
+    var_names = inputs.var_names
+    assert var_names is not None  # scored_signatures refuses inputs without genes
     if options.refine:
         info["kept_text"] = scored.kept_text
     if scored.rematched is not None:

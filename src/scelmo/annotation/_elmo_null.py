@@ -20,10 +20,11 @@ Class presence
     itself vouches for it. Any other class is tested on the genes its text similarity chose
     (its text signature, before self-training, which gives any class, even a nonsense one, data
     genes that the cells it won do co-express). For each text gene ``g``: the cells the class
-    wins on the text signatures without ``g`` (so that a gene cannot vouch for cells it chose
-    itself), and ``g``'s mean standardised expression in them minus that in the other cells,
-    ranked among the same difference of every varying gene for the cells the class wins with
-    all its genes. If the ``m`` text genes had nothing to do with the cells (``"xyzzy cell"``),
+    wins most confidently on the text signatures without ``g`` (the top 30% by margin, as in
+    self-training; without ``g``, so that a gene cannot vouch for cells it chose itself), and
+    ``g``'s mean standardised expression in them minus that in the other cells, ranked among
+    the same difference of every varying gene for the cells the class wins most confidently
+    with all its genes. If the ``m`` text genes had nothing to do with the cells (``"xyzzy cell"``),
     the best of their ranks would fall in the top share ``q`` of genes with probability
     ``1 - (1 - q) ** m``; ``q`` is set so that this is ``level`` (and at least the top
     :data:`MIN_TOP` genes). Absent classes take no cells: the cells they won go to their best
@@ -42,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from ._elmo_refine import confident_cells, standardise_columns
+
 __all__ = ["N_BINS", "N_RANDOM", "PresenceTest", "SignatureNull", "signature_null", "text_genes_found"]
 
 #: Bins of mean expression that random genes are matched in.
@@ -51,25 +54,6 @@ N_RANDOM = 100
 #: A text gene among this many best-ranked genes always passes the presence test (a small gene
 #: panel, such as 765 highly variable genes, would otherwise ask for the top 3).
 MIN_TOP = 10
-#: Most cells (a fixed random subset) read for the presence test.
-MAX_CELLS = 20_000
-
-
-def _coherence(columns: np.ndarray) -> float:
-    """The third largest, over genes, of a gene's best correlation with another gene of the set."""
-    if columns.shape[1] < 2:
-        return 0.0
-    centred = columns - columns.mean(axis=0)
-    sd = np.sqrt((centred**2).mean(axis=0))
-    ok = sd > 1e-12
-    correlation = (
-        (centred.T @ centred) / len(columns) / np.outer(np.where(ok, sd, 1.0), np.where(ok, sd, 1.0))
-    )
-    correlation[~ok] = 0.0
-    correlation[:, ~ok] = 0.0
-    np.fill_diagonal(correlation, -np.inf)
-    best = np.sort(correlation.max(axis=1))[::-1]
-    return float(best[0])
 
 
 class SignatureNull:
@@ -119,54 +103,15 @@ class SignatureNull:
                 members[b] = pool
         columns = np.zeros((n_genes, n_classes * n_random))
         positive = np.clip(weights, 0.0, None)
-        self.random_sets: list[list[np.ndarray]] = []
         for k in range(n_classes):
             genes = np.flatnonzero(positive[:, k] > 0)
-            sets = []
             for r in range(n_random):
-                column = k * n_random + r
                 for g in genes:
-                    pick = rng.choice(members[ranks[g]])
-                    columns[pick, column] += positive[g, k]
-                sets.append(columns[:, column] > 0)
-            self.random_sets.append(sets)
+                    columns[rng.choice(members[ranks[g]]), k * n_random + r] += positive[g, k]
         self.n_random = n_random
         self.n_classes = n_classes
-        self.positive = positive
         self.random_weights = columns
         self.standardised = standardised
-
-    def random_scores(self) -> np.ndarray:
-        """``(cells, classes, n_random)`` scores of the random signatures."""
-        scores = self.standardised.times(self.random_weights)
-        return scores.reshape(scores.shape[0], self.n_classes, self.n_random)
-
-    def present(
-        self, level: float, *, max_cells: int = MAX_CELLS
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Which classes are present: coherence of the signature genes above the null's quantile.
-
-        Returns ``present`` (bool per class), the observed coherences and the null quantiles.
-        """
-        rng = np.random.default_rng(2)
-        n_cells = self.standardised.n_cells
-        rows = np.sort(rng.choice(n_cells, max_cells, replace=False)) if n_cells > max_cells else None
-        observed = np.zeros(self.n_classes)
-        cut = np.zeros(self.n_classes)
-        for k in range(self.n_classes):
-            sets = [np.flatnonzero(self.positive[:, k] > 0)]
-            sets += [np.flatnonzero(self.random_sets[k][r]) for r in range(self.n_random)]
-            genes = np.unique(np.concatenate(sets))
-            columns = self.standardised.columns(genes, rows)
-            position = {g: i for i, g in enumerate(genes)}
-            values = [_coherence(columns[:, [position[g] for g in s]]) for s in sets]
-            observed[k] = values[0]
-            cut[k] = np.quantile(values[1:], 1 - level)
-        return observed > cut, observed, cut
-
-    def cell_cut(self, level: float) -> np.ndarray:
-        """``(cells, classes)``: the ``1 - level`` quantile of each class's random scores in each cell."""
-        return np.quantile(self.random_scores(), 1 - level, axis=2)
 
     def cell_pvalues(
         self, observed: np.ndarray, smooth: Callable[[np.ndarray], np.ndarray] | None = None
@@ -210,9 +155,11 @@ def signature_null(standardised: Any, weights: np.ndarray, **kwargs: Any) -> Sig
     >>> x = rng.poisson(3.0, size=(200, 400)).astype(float)
     >>> x[:, :5] = np.r_[rng.poisson(6.0, (100, 5)), np.zeros((100, 5))]  # mark half of the cells
     >>> weights = np.zeros((400, 2)); weights[:5, 0] = 0.2; weights[200:205, 1] = 0.2
-    >>> present, _, _ = signature_null(Standardised(x), weights).present(0.05)
-    >>> present.tolist()
-    [True, False]
+    >>> z = Standardised(x)
+    >>> p = signature_null(z, weights).cell_pvalues(z.times(weights))
+    >>> # the marked cells beat random genes of their level more often than a random signature does
+    >>> round(float((p[:100, 0] <= 0.05).mean()), 2), round(float((p[:, 1] <= 0.05).mean()), 2)
+    (0.59, 0.07)
     """
     return SignatureNull(standardised, weights, **kwargs)
 
@@ -300,7 +247,7 @@ def text_genes_found(
     scores = standardised.times(positive)
     if smooth is not None:
         scores = smooth(scores)
-    best = _confident_winners(scores)
+    best = confident_cells(standardise_columns(scores))[1]
     n_cells = len(best)
     means = standardised.group_means(best, n_classes)
     counts = np.bincount(best[best >= 0], minlength=n_classes).astype(np.float64)
@@ -323,7 +270,7 @@ def text_genes_found(
             # the cells the class wins without this gene: a gene cannot vouch for cells it chose
             without = scores.copy()
             without[:, k] -= positive[gene, k] * smoothed[:, i]
-            won = _confident_winners(without) == k
+            won = confident_cells(standardise_columns(without))[1] == k
             difference = columns[won, i].mean() - columns[~won, i].mean() if 0 < won.sum() < n_cells else 0.0
             ranks[i] = 1 + np.searchsorted(background, -difference, side="left")
         share = 1.0 - (1.0 - level) ** (1.0 / genes.size)
@@ -332,32 +279,3 @@ def text_genes_found(
         best_gene[k], best_rank[k] = genes[at], int(ranks[at])
         present[k] = ranks[at] <= top[k]
     return PresenceTest(present, counts.astype(np.int64), best_gene, best_rank, top)
-
-
-def _confident_winners(scores: np.ndarray) -> np.ndarray:
-    """Each cell's best class when it is among the class's most confident cells (by margin), else -1.
-
-    The most confident cells are the top :data:`CONFIDENT_FRACTION` of the cells a class wins,
-    as in self-training: a class that wins too many cells on a weak text still has its own
-    cells among its most confident ones.
-    """
-    from ._elmo_refine import CONFIDENT_FRACTION
-
-    ranked = _columns_standardised(scores)
-    if ranked.shape[1] < 2:
-        return np.zeros(len(ranked), dtype=np.int64)
-    order = np.argsort(-ranked, axis=1)
-    rows = np.arange(len(ranked))
-    best = order[:, 0]
-    margin = ranked[rows, best] - ranked[rows, order[:, 1]]
-    out = np.full(len(ranked), -1, dtype=np.int64)
-    for k in np.unique(best):
-        members = np.flatnonzero(best == k)
-        cut = np.quantile(margin[members], 1 - CONFIDENT_FRACTION)
-        out[members[margin[members] >= cut]] = k
-    return out
-
-
-def _columns_standardised(scores: np.ndarray) -> np.ndarray:
-    sd = scores.std(axis=0)
-    return (scores - scores.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONFIDENT_FRACTION", "anchored_refine", "standardise_columns", "top_genes"]
+__all__ = ["CONFIDENT_FRACTION", "anchored_refine", "confident_cells", "standardise_columns", "top_genes"]
 
 #: Fraction of a class's cells (by margin) that give its data genes in each refinement round.
 CONFIDENT_FRACTION = 0.3
@@ -73,8 +73,20 @@ def top_genes(values: np.ndarray, n: int, allowed: np.ndarray | None = None) -> 
     return weights
 
 
-def _confident(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best class per cell, and the class of each confident cell (``-1``: not confident)."""
+def confident_cells(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best class per cell, and the class of each confident cell (``-1``: not confident).
+
+    A class's confident cells are the top :data:`CONFIDENT_FRACTION` of the cells it wins, by
+    the margin of its score over the runner-up's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scelmo.annotation._elmo_refine import confident_cells
+    >>> best, confident = confident_cells(np.array([[3.0, 0.0], [1.0, 0.9], [0.0, 2.0]]))
+    >>> best.tolist(), confident.tolist()
+    ([0, 0, 1], [0, -1, 1])
+    """
     n_cells, n_classes = scores.shape
     order = np.argsort(-scores, axis=1)
     rows = np.arange(n_cells)
@@ -134,7 +146,7 @@ def anchored_refine(
     anchor_scores = standardised.times(anchors)
     correlation = standardised.gene_correlations(anchor_scores)
     for _ in range(rounds):
-        best, confident = _confident(standardise_columns(scores))
+        best, confident = confident_cells(standardise_columns(scores))
         conf_means = standardised.group_means(confident, n_classes)
         assigned = standardised.group_means(best, n_classes)
         counts = np.bincount(best, minlength=n_classes).astype(np.float64)

@@ -199,12 +199,11 @@ def _with_named_share(weights: np.ndarray, named: np.ndarray, share: float) -> n
     out = weights.copy()
     for k in np.flatnonzero(named.any(axis=0)):
         rest = (weights[:, k] > 0) & ~named[:, k]
+        held = share if rest.any() else 1.0
         out[:, k] = 0.0
-        out[named[:, k], k] = share / named[:, k].sum()
+        out[named[:, k], k] = held / named[:, k].sum()
         if rest.any():
-            out[rest, k] = (1.0 - share) / rest.sum()
-        else:
-            out[named[:, k], k] = 1.0 / named[:, k].sum()
+            out[rest, k] = (1.0 - held) / rest.sum()
     return out
 
 

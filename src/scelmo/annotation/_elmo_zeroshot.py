@@ -173,20 +173,7 @@ def elmo_scores(
         assert inputs.cells is not None  # elmo_inputs embeds the cells for score='cell'
         scores = cell_scores(inputs.cells, vectors, centre=options.centre, where=inputs.source)
     else:
-        # and reads the genes otherwise
-        assert inputs.var_names is not None
-        assert inputs.table is not None
-        scores, found = gene_scores(
-            inputs.matrix,
-            inputs.var_names,
-            inputs.table,
-            vectors,
-            classes,
-            texts,
-            text_encoder,
-            options,
-            inputs.graph,
-        )
+        scores, found = gene_scores(inputs, vectors, classes, texts, text_encoder, options)
         info.update(found)
     if options.scale:
         scores = standardise_columns(scores)

@@ -31,6 +31,7 @@ from the recorded ones, and checks that the recomputed probabilities are the one
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -232,18 +233,9 @@ def elmo_weights(
     text_encoder = resolve_encoder(inputs.provenance, encoder)
     vectors = class_vectors(text_encoder, texts, classes, cache=options.cache, cache_dir=options.cache_dir)
     assert inputs.var_names is not None  # elmo_inputs reads the genes for the gene score
-    assert inputs.table is not None
-    standardised, scored, _ = scored_signatures(
-        inputs.matrix,
-        inputs.var_names,
-        inputs.table,
-        vectors,
-        classes,
-        texts,
-        text_encoder,
-        options,
-        inputs.graph,
-    )
+    # abstention changes no weight: its tests (random signatures, presence) are not run again
+    scoring = dataclasses.replace(options, abstain=False)
+    standardised, scored, _ = scored_signatures(inputs, vectors, classes, texts, text_encoder, scoring)
     graph = inputs.graph if options.smooth else None
     return standardised, inputs.var_names, scored.weights, options, graph
 

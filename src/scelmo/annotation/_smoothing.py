@@ -15,8 +15,9 @@ The graph, in order of preference:
    integrated graph, such as one built on a batch-corrected representation, is honoured);
 3. otherwise a :data:`N_NEIGHBORS`-nearest-neighbour graph (cosine, hnswlib on one thread, so
    the same on every run) over the first :data:`N_COMPONENTS` principal components of the
-   :data:`N_GENES` most variable genes of the expression matrix the scores were read from. A dask matrix has no such fallback: run
-   :func:`scanpy.pp.neighbors` first, or the scores are left unsmoothed (with a warning).
+   :data:`N_GENES` most variable genes of the expression matrix the scores were read from.
+   A dask matrix has no such fallback: run :func:`scanpy.pp.neighbors` first, or the scores
+   are left unsmoothed (with a warning).
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ def smoothing_weights(graph: CellGraph, start: np.ndarray, rounds: int) -> np.nd
     [0.5, 0.5]
     """
     weights = np.asarray(start, dtype=np.float64)
-    transposed = graph.weights.T.tocsr()
     for _ in range(rounds):
-        weights = 0.5 * weights + 0.5 * (transposed @ weights)
+        # row vector times W, as W's transpose (a CSC view, no copy) times a column
+        weights = 0.5 * weights + 0.5 * (graph.weights.T @ weights)
     return weights
