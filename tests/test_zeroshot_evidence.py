@@ -186,3 +186,18 @@ def test_new_options_are_checked():
         ElmoZeroShotOptions(named_share=1.5)
     with pytest.raises(ValueError, match="`smooth` must be >= 0"):
         ElmoZeroShotOptions(smooth=-1)
+
+
+def test_presence_of_a_single_class_is_tested_on_its_confident_cells():
+    """One class wins every cell; its most confident cells (by score) still show whether its text
+    genes mark a population: markers pass, unrelated genes do not."""
+    rng = np.random.default_rng(1)
+    x = rng.poisson(1.0, size=(600, 400)).astype(float)
+    x[:200, :3] += 4
+    none = np.zeros((400, 1), dtype=bool)
+    marked = np.zeros((400, 1))
+    marked[[0, 1, 2], 0] = 1 / 3
+    unrelated = np.zeros((400, 1))
+    unrelated[[20, 21, 22], 0] = 1 / 3
+    assert text_genes_found(Standardised(x), marked, none, 0.05).present.tolist() == [True]
+    assert text_genes_found(Standardised(x), unrelated, none, 0.05).present.tolist() == [False]
